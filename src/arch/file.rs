@@ -1,0 +1,152 @@
+//! The RON shape of arch and energy files. Numbers stay expressions ([`Fig`]) until resolved.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A hardware figure: `Fig("256", "PE", "FuseMax artifact arch-2d.yaml meshY")` — value expression, unit, source.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+pub struct Fig(pub String, pub String, pub String);
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename = "Arch")]
+pub struct ArchFile {
+    pub name: String,
+    pub description: String,
+    pub source: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, i64>,
+    pub clock: Fig,
+    pub word: Fig,
+    pub technology: String,
+    /// Name of the energy/area table (`arch/energy/NAME.ron`).
+    pub energy: String,
+    pub units: BTreeMap<String, UnitFile>,
+    pub storage: BTreeMap<String, StorageFile>,
+    pub binding: BindingFile,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum UnitKind {
+    /// rows × cols PEs with neighbour links (TPU-style); spatial reductions drain along a dimension.
+    SpatialArray,
+    /// A row of PEs fed from the edge of a spatial array or the buffer.
+    LinearArray,
+    /// A pipelined fixed-function unit (exp unit, divider, top-k engine): `shape` is its lane count.
+    FunctionUnit,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename = "Unit")]
+pub struct UnitFile {
+    pub kind: UnitKind,
+    pub shape: Vec<Fig>,
+    pub latency: Fig,
+    pub ops: BTreeMap<String, OpFile>,
+    #[serde(default)]
+    pub local: Option<LocalFile>,
+    #[serde(default)]
+    pub pe_area: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpFile {
+    pub cycles: f64,
+    pub actions: BTreeMap<String, f64>,
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalFile {
+    pub storage: String,
+    pub reads_per_op: f64,
+    pub writes_per_op: f64,
+    pub source: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum StorageKind {
+    RegisterFile,
+    Sram,
+    TensorMemory,
+    Dram,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename = "Storage")]
+pub struct StorageFile {
+    pub kind: StorageKind,
+    #[serde(default)]
+    pub capacity: Option<Fig>,
+    /// In `B/cycle` or `B/s`.
+    pub bandwidth: Fig,
+    #[serde(default)]
+    pub latency: Option<Fig>,
+    pub access: Fig,
+    pub read: String,
+    pub write: String,
+    #[serde(default)]
+    pub area: Option<String>,
+}
+
+/// Which cascade the design runs and how it is mapped and bound: all data, so changing it changes results
+/// without touching Rust.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename = "Binding")]
+pub struct BindingFile {
+    pub cascade: String,
+    pub source: String,
+    /// Mapping-level partitions of cascade ranks, outer → inner (`"P": ["P2", "P1", "P0"]`).
+    #[serde(default)]
+    pub partitions: BTreeMap<String, Vec<String>>,
+    /// Sizes of the partition parts, evaluated in order (later rules may use earlier sizes).
+    #[serde(default)]
+    pub sizes: Vec<(String, SizeRule)>,
+    pub stages: Vec<StageFile>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+pub enum SizeRule {
+    /// A fixed expression (`"256"`, `"P / (P1 * P0)"`).
+    Fixed(String),
+    /// The largest divisor of `divisor_of` whose stage working set fits `fits` (a storage name); FuseMax's P1
+    /// rule and FLAT's row-tile rule are both this.
+    Largest { divisor_of: String, fits: String, stage: String },
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename = "Stage")]
+pub struct StageFile {
+    pub name: String,
+    /// Main Einsums this stage computes, by name.
+    pub einsums: Vec<String>,
+    /// Tile loops, outer → inner, as index names (`b`, `h`, `p2`, `m1`, `p1`). Ranks iterated by an Einsum but not
+    /// listed are intra-tile.
+    pub loops: Vec<String>,
+    /// Einsum → unit.
+    pub place: BTreeMap<String, String>,
+    /// Unit → for each spatial dimension, the intra-tile ranks mapped across it.
+    pub spatial: BTreeMap<String, Vec<Vec<String>>>,
+    /// Tensors whose home is DRAM: loaded into (or stored from) `buffer` once per iteration of their `keep` loop.
+    #[serde(default)]
+    pub dram: Vec<String>,
+    /// Tensor → the loop whose iterations it stays resident in `buffer` for. Tensors in neither `keep` nor `dram`
+    /// live in the units' local storage.
+    #[serde(default)]
+    pub keep: BTreeMap<String, String>,
+    /// The on-chip buffer tensors are kept in.
+    pub buffer: String,
+    /// The DRAM level.
+    pub memory: String,
+    pub pipeline: Pipeline,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum Pipeline {
+    /// Up to `depth` (an expression) consecutive tiles in flight; units pick the oldest ready task
+    /// (fine-grained interleaving).
+    Interleave(String),
+    /// Each tile is fully produced and consumed before the next starts.
+    Sequential,
+}

@@ -1,0 +1,219 @@
+//! Arch files: RON → [`ArchFile`] → [`Arch`], with every problem reported against the file.
+
+use super::*;
+use crate::diag::{from_ron_error, locate, Diagnostic, Diagnostics, SourceFile, Span};
+use crate::expr::SizeExpr;
+
+/// A problem resolving an arch: what, and the name in the file it is about (to locate it).
+#[derive(Clone, Debug)]
+pub struct ArchError {
+    pub near: String,
+    pub message: String,
+    pub expected: String,
+}
+
+fn err(near: &str, message: impl Into<String>, expected: impl Into<String>) -> ArchError {
+    ArchError { near: near.to_string(), message: message.into(), expected: expected.into() }
+}
+
+/// Parse an energy table.
+pub fn load_energy(file: &SourceFile) -> Result<EnergyTable, Diagnostics> {
+    ron::from_str::<EnergyTable>(&file.text)
+        .map_err(|e| Diagnostics { file: file.clone(), items: vec![from_ron_error(file, &e)] })
+}
+
+/// Parse and resolve an arch file. `energy` finds an energy table by name; `overrides` are `--set` values for
+/// the arch's parameters (unknown keys are the caller's business: they may be workload parameters).
+pub fn load(
+    file: &SourceFile,
+    energy: &dyn Fn(&str) -> Option<SourceFile>,
+    overrides: &BTreeMap<String, i64>,
+) -> Result<Arch, Diagnostics> {
+    let parsed: ArchFile = ron::from_str(&file.text)
+        .map_err(|e| Diagnostics { file: file.clone(), items: vec![from_ron_error(file, &e)] })?;
+    let Some(etext) = energy(&parsed.energy) else {
+        let d = Diagnostic::new(
+            locate(&file.text, &parsed.energy, 0),
+            format!("unknown energy table `{}`", parsed.energy),
+            "expected the name of a file in arch/energy/",
+        );
+        return Err(Diagnostics { file: file.clone(), items: vec![d] });
+    };
+    let table = load_energy(&etext)?;
+    resolve(&parsed, table, overrides).map_err(|errs| Diagnostics {
+        file: file.clone(),
+        items: errs
+            .into_iter()
+            .map(|e| {
+                let span = if e.near.is_empty() { Span::new(0, 0) } else { locate(&file.text, &e.near, 0) };
+                Diagnostic::new(span, e.message, e.expected)
+            })
+            .collect(),
+    })
+}
+
+const UNITS: &[&str] = &["PE", "cycle", "Hz", "bit", "B", "B/cycle", "B/s"];
+
+/// Resolve every figure; collects all problems.
+pub fn resolve(
+    f: &ArchFile,
+    energy: EnergyTable,
+    overrides: &BTreeMap<String, i64>,
+) -> Result<Arch, Vec<ArchError>> {
+    let mut errs = Vec::new();
+    let mut params = f.params.clone();
+    for (k, v) in overrides {
+        if params.contains_key(k) {
+            params.insert(k.clone(), *v);
+        }
+    }
+    let lookup = |n: &str| params.get(n).copied();
+    let fig = |fg: &Fig, want: &[&str], errs: &mut Vec<ArchError>| -> Option<f64> {
+        if !UNITS.contains(&fg.1.as_str()) {
+            errs.push(err(&fg.1, format!("unknown unit `{}`", fg.1), format!("one of {}", UNITS.join(", "))));
+            return None;
+        }
+        if !want.contains(&fg.1.as_str()) {
+            errs.push(err(&fg.0, format!("`{}` has unit `{}`", fg.0, fg.1), format!("a figure in {}", want.join(" or "))));
+            return None;
+        }
+        if fg.2.trim().is_empty() {
+            errs.push(err(&fg.0, format!("figure `{}` has no source", fg.0), "a source: paper, datasheet or measurement"));
+        }
+        match SizeExpr::parse(&fg.0).and_then(|e| e.eval(&lookup)) {
+            Ok(v) if v > 0 => Some(v as f64),
+            Ok(v) => {
+                errs.push(err(&fg.0, format!("`{}` evaluates to {v}", fg.0), "a positive value"));
+                None
+            }
+            Err(e) => {
+                errs.push(err(&fg.0, format!("in `{}`: {}", fg.0, e.message), e.expected));
+                None
+            }
+        }
+    };
+    let clock_hz = fig(&f.clock, &["Hz"], &mut errs).unwrap_or(1.0);
+    let word_bits = fig(&f.word, &["bit"], &mut errs).unwrap_or(16.0);
+    if word_bits as u64 % 8 != 0 {
+        errs.push(err(&f.word.0, "word width is not a whole number of bytes", "a multiple of 8 bits"));
+    }
+    let need_action = |a: &str, errs: &mut Vec<ArchError>| {
+        if !energy.actions.contains_key(a) {
+            errs.push(err(
+                a,
+                format!("action `{a}` is not in energy table `{}`", energy.name),
+                "an action listed in the energy table (no silent defaults)",
+            ));
+        }
+    };
+    let mut storage = Vec::new();
+    for (name, s) in &f.storage {
+        let bandwidth = match s.bandwidth.1.as_str() {
+            "B/s" => fig(&s.bandwidth, &["B/s"], &mut errs).map(|b| b / clock_hz),
+            _ => fig(&s.bandwidth, &["B/cycle"], &mut errs),
+        }
+        .unwrap_or(1.0);
+        let capacity_bytes = s.capacity.as_ref().and_then(|c| fig(c, &["B"], &mut errs)).map(|v| v as u64);
+        let latency_cycles = s.latency.as_ref().and_then(|c| fig(c, &["cycle"], &mut errs)).map_or(0, |v| v as u64);
+        let access_bytes = fig(&s.access, &["B"], &mut errs).unwrap_or(1.0) as u64;
+        need_action(&s.read, &mut errs);
+        need_action(&s.write, &mut errs);
+        if let Some(a) = &s.area {
+            if !energy.area.contains_key(a) {
+                errs.push(err(a, format!("area entry `{a}` is not in table `{}`", energy.name), "an area entry"));
+            }
+        }
+        storage.push(Storage {
+            name: name.clone(),
+            kind: s.kind,
+            capacity_bytes,
+            bandwidth,
+            latency_cycles,
+            access_bytes,
+            read_action: s.read.clone(),
+            write_action: s.write.clone(),
+            area: s.area.clone(),
+        });
+    }
+    let mut units = Vec::new();
+    for (name, u) in &f.units {
+        let dims = match u.kind {
+            UnitKind::SpatialArray => 2,
+            UnitKind::LinearArray | UnitKind::FunctionUnit => 1,
+        };
+        if u.shape.len() != dims {
+            errs.push(err(name, format!("unit `{name}` has {} shape dimensions", u.shape.len()), format!("{dims} for a {:?}", u.kind)));
+        }
+        let shape: Vec<u64> = u.shape.iter().map(|s| fig(s, &["PE"], &mut errs).unwrap_or(1.0) as u64).collect();
+        let latency_cycles = fig(&u.latency, &["cycle"], &mut errs).map_or(0, |v| v as u64);
+        let mut ops = BTreeMap::new();
+        for (op, c) in &u.ops {
+            if !(c.cycles.is_finite() && c.cycles > 0.0) {
+                errs.push(err(op, format!("op `{op}` on `{name}` costs {} cycles", c.cycles), "a positive cycle count"));
+            }
+            for (a, n) in &c.actions {
+                need_action(a, &mut errs);
+                if !(n.is_finite() && *n >= 0.0) {
+                    errs.push(err(a, format!("action count {n} for `{a}`"), "a non-negative count"));
+                }
+            }
+            ops.insert(op.clone(), OpCost { cycles: c.cycles, actions: c.actions.clone(), source: c.source.clone() });
+        }
+        let local = u.local.as_ref().map(|l| {
+            match f.storage.get(&l.storage) {
+                Some(s) => {
+                    need_action(&s.read, &mut errs);
+                }
+                None => errs.push(err(&l.storage, format!("unknown storage `{}`", l.storage), "a storage level of this arch")),
+            }
+            LocalAccess {
+                storage: l.storage.clone(),
+                reads_per_op: l.reads_per_op,
+                writes_per_op: l.writes_per_op,
+                source: l.source.clone(),
+            }
+        });
+        for a in &u.pe_area {
+            if !energy.area.contains_key(a) {
+                errs.push(err(a, format!("area entry `{a}` is not in table `{}`", energy.name), "an area entry"));
+            }
+        }
+        units.push(Unit {
+            name: name.clone(),
+            kind: u.kind,
+            shape,
+            latency_cycles,
+            ops,
+            local,
+            pe_area: u.pe_area.clone(),
+        });
+    }
+    for st in &f.binding.stages {
+        for (e, u) in &st.place {
+            if !f.units.contains_key(u) {
+                errs.push(err(u, format!("Einsum `{e}` is placed on unknown unit `{u}`"), "a unit of this arch"));
+            }
+        }
+        for s in [&st.buffer, &st.memory] {
+            if !f.storage.contains_key(s) {
+                errs.push(err(s, format!("unknown storage `{s}`"), "a storage level of this arch"));
+            }
+        }
+    }
+    if !errs.is_empty() {
+        return Err(errs);
+    }
+    Ok(Arch {
+        name: f.name.clone(),
+        description: f.description.clone(),
+        source: f.source.clone(),
+        params,
+        clock_hz,
+        word_bytes: word_bits as u64 / 8,
+        technology: f.technology.clone(),
+        units,
+        storage,
+        energy,
+        binding: f.binding.clone(),
+    })
+}

@@ -1,0 +1,17 @@
+//! einsim: a cycle-approximate simulator for attention accelerators.
+//!
+//! Phases, each a module with a typed boundary (see ARCHITECTURE.md):
+//! parse ([`cascade`], [`arch`]) → analysis ([`passes`]) → binding/mapping ([`mapping`]) →
+//! simulation ([`sim`]) → report ([`report`]) and plots ([`plot`]). The library does no I/O except in
+//! [`library`] (which only reads embedded text) and the `reproduce` writer the CLI calls.
+
+pub mod arch;
+pub mod cascade;
+pub mod dataflow;
+pub mod diag;
+pub mod expr;
+pub mod library;
+pub mod mapping;
+pub mod ops;
+pub mod passes;
+pub mod sim;
