@@ -19,11 +19,18 @@ fn main() {
             .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
             .unwrap_or_default();
         names.sort();
-        for p in names.into_iter().filter(|p| p.extension().is_some_and(|e| e == "ron")) {
+        for p in names
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "ron"))
+        {
             println!("cargo:rerun-if-changed={}", p.display());
             let name = p.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
             let rel = format!("{dir}/{name}.ron");
-            let _ = writeln!(out, "    ({kind:?}, {name:?}, {rel:?}, include_str!({:?})),", p.display().to_string());
+            let _ = writeln!(
+                out,
+                "    ({kind:?}, {name:?}, {rel:?}, include_str!({:?})),",
+                p.display().to_string()
+            );
         }
     }
     out.push_str("];\n");

@@ -55,22 +55,35 @@ impl Dataflow {
                 }
             }
         }
-        let forward = graph.filter_map(|_, n| Some(*n), |_, e| (e.1 != EdgeKind::Carried).then_some(*e));
+        let forward = graph.filter_map(
+            |_, n| Some(*n),
+            |_, e| (e.1 != EdgeKind::Carried).then_some(*e),
+        );
         // The loader guarantees acyclicity of forward edges; fall back to file order if that ever breaks.
         let order = toposort(&forward, None)
             .map(|v| v.into_iter().map(|n| forward[n]).collect())
             .unwrap_or_else(|_| (0..c.einsums.len()).collect());
-        Dataflow { graph, nodes, order }
+        Dataflow {
+            graph,
+            nodes,
+            order,
+        }
     }
 
     /// The reads of Einsum `e`, with the producers of each (an input tensor has none).
-    pub fn producers(&self, e: EinsumId) -> impl Iterator<Item = (EinsumId, TensorId, EdgeKind)> + '_ {
+    pub fn producers(
+        &self,
+        e: EinsumId,
+    ) -> impl Iterator<Item = (EinsumId, TensorId, EdgeKind)> + '_ {
         self.graph
             .edges_directed(self.nodes[e], petgraph::Direction::Incoming)
             .map(move |er| (self.graph[er.source()], er.weight().0, er.weight().1))
     }
 
-    pub fn consumers(&self, e: EinsumId) -> impl Iterator<Item = (EinsumId, TensorId, EdgeKind)> + '_ {
+    pub fn consumers(
+        &self,
+        e: EinsumId,
+    ) -> impl Iterator<Item = (EinsumId, TensorId, EdgeKind)> + '_ {
         self.graph
             .edges_directed(self.nodes[e], petgraph::Direction::Outgoing)
             .map(move |er| (self.graph[er.target()], er.weight().0, er.weight().1))
@@ -79,7 +92,9 @@ impl Dataflow {
 
 /// Classify a read by the indices it uses on the tensor's iterative rank.
 pub fn read_kind(c: &Cascade, r: &crate::cascade::TensorRef) -> EdgeKind {
-    let Some(it) = c.tensors[r.tensor].iterative_rank else { return EdgeKind::Forward };
+    let Some(it) = c.tensors[r.tensor].iterative_rank else {
+        return EdgeKind::Forward;
+    };
     for idx in &r.indices {
         match idx {
             Index::Var { rank, .. } if *rank == it => return EdgeKind::Carried,

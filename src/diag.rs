@@ -18,18 +18,27 @@ pub struct Span {
 
 impl Span {
     pub fn new(start: usize, end: usize) -> Self {
-        Span { start: start as u32, end: end as u32 }
+        Span {
+            start: start as u32,
+            end: end as u32,
+        }
     }
     pub fn range(self) -> Range<usize> {
         self.start as usize..self.end as usize
     }
     /// The smallest span covering both.
     pub fn join(self, other: Span) -> Span {
-        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
+        Span {
+            start: self.start.min(other.start),
+            end: self.end.max(other.end),
+        }
     }
     /// Shift by `offset` bytes (used when a text block is embedded inside a larger file).
     pub fn offset(self, offset: usize) -> Span {
-        Span { start: self.start + offset as u32, end: self.end + offset as u32 }
+        Span {
+            start: self.start + offset as u32,
+            end: self.end + offset as u32,
+        }
     }
 }
 
@@ -42,7 +51,10 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(name: impl Into<String>, text: impl Into<String>) -> Self {
-        SourceFile { name: name.into(), text: text.into() }
+        SourceFile {
+            name: name.into(),
+            text: text.into(),
+        }
     }
 
     /// 1-based (line, column) of a byte offset, for plain messages.
@@ -108,7 +120,10 @@ impl Diagnostics {
                 let mut labels = vec![Label::primary((), clamp(d.span.range(), &self.file.text))
                     .with_message(d.label.clone())];
                 for (s, l) in &d.secondary {
-                    labels.push(Label::secondary((), clamp(s.range(), &self.file.text)).with_message(l.clone()));
+                    labels.push(
+                        Label::secondary((), clamp(s.range(), &self.file.text))
+                            .with_message(l.clone()),
+                    );
                 }
                 let cs = CsDiagnostic::error()
                     .with_message(d.message.clone())
@@ -147,8 +162,16 @@ fn clamp(r: Range<usize>, text: &str) -> Range<usize> {
 pub fn from_ron_error(file: &SourceFile, e: &ron::error::SpannedError) -> Diagnostic {
     let start = offset_of(&file.text, e.span.start.line, e.span.start.col);
     let end = offset_of(&file.text, e.span.end.line, e.span.end.col).max(start);
-    let end = if end == start { next_char(&file.text, start) } else { end };
-    Diagnostic::new(Span::new(start, end), format!("invalid RON: {}", e.code), "here")
+    let end = if end == start {
+        next_char(&file.text, start)
+    } else {
+        end
+    };
+    Diagnostic::new(
+        Span::new(start, end),
+        format!("invalid RON: {}", e.code),
+        "here",
+    )
 }
 
 /// Byte offset of a 1-based (line, column in chars) position, clamped to the text.
@@ -156,7 +179,10 @@ pub fn offset_of(text: &str, line: usize, col: usize) -> usize {
     let mut off = 0;
     for (i, l) in text.split_inclusive('\n').enumerate() {
         if i + 1 == line {
-            return off + l.char_indices().nth(col.saturating_sub(1)).map_or(l.len(), |(b, _)| b);
+            return off
+                + l.char_indices()
+                    .nth(col.saturating_sub(1))
+                    .map_or(l.len(), |(b, _)| b);
         }
         off += l.len();
     }
@@ -164,7 +190,10 @@ pub fn offset_of(text: &str, line: usize, col: usize) -> usize {
 }
 
 fn next_char(text: &str, at: usize) -> usize {
-    text[at.min(text.len())..].chars().next().map_or(at, |c| at + c.len_utf8())
+    text[at.min(text.len())..]
+        .chars()
+        .next()
+        .map_or(at, |c| at + c.len_utf8())
 }
 
 /// The span of the first `"needle"` (a quoted string) in the text at or after byte `from`, or of the

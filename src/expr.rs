@@ -46,11 +46,17 @@ pub struct ExprError {
 
 impl SizeExpr {
     pub fn parse(text: &str) -> Result<SizeExpr, ExprError> {
-        let mut p = P { s: text.as_bytes(), i: 0 };
+        let mut p = P {
+            s: text.as_bytes(),
+            i: 0,
+        };
         let e = p.sum()?;
         p.ws();
         if p.i < p.s.len() {
-            return Err(p.err("unexpected text after the expression", "an operator (+ - * / ^) or the end"));
+            return Err(p.err(
+                "unexpected text after the expression",
+                "an operator (+ - * / ^) or the end",
+            ));
         }
         Ok(e)
     }
@@ -67,20 +73,33 @@ impl SizeExpr {
             SizeExpr::Bin(a, op, b) => {
                 let (x, y) = (a.eval(lookup)?, b.eval(lookup)?);
                 let span = self.span();
-                let over = || ExprError { span, message: "arithmetic overflow".into(), expected: "a smaller value".into() };
+                let over = || ExprError {
+                    span,
+                    message: "arithmetic overflow".into(),
+                    expected: "a smaller value".into(),
+                };
                 match op {
                     SizeOp::Add => x.checked_add(y).ok_or_else(over),
                     SizeOp::Sub => x.checked_sub(y).ok_or_else(over),
                     SizeOp::Mul => x.checked_mul(y).ok_or_else(over),
-                    SizeOp::Pow => u32::try_from(y).ok().and_then(|y| x.checked_pow(y)).ok_or_else(over),
+                    SizeOp::Pow => u32::try_from(y)
+                        .ok()
+                        .and_then(|y| x.checked_pow(y))
+                        .ok_or_else(over),
                     SizeOp::Div => {
                         if y == 0 {
-                            Err(ExprError { span, message: "division by zero".into(), expected: "a non-zero divisor".into() })
+                            Err(ExprError {
+                                span,
+                                message: "division by zero".into(),
+                                expected: "a non-zero divisor".into(),
+                            })
                         } else if x % y != 0 {
                             Err(ExprError {
                                 span,
                                 message: format!("{x} is not divisible by {y}"),
-                                expected: "an exact division (use ceil(a, b) or floor(a, b) to round)".into(),
+                                expected:
+                                    "an exact division (use ceil(a, b) or floor(a, b) to round)"
+                                        .into(),
                             })
                         } else {
                             Ok(x / y)
@@ -89,15 +108,22 @@ impl SizeExpr {
                 }
             }
             SizeExpr::Call(f, args) => {
-                let v: Vec<i64> = args.iter().map(|a| a.eval(lookup)).collect::<Result<_, _>>()?;
+                let v: Vec<i64> = args
+                    .iter()
+                    .map(|a| a.eval(lookup))
+                    .collect::<Result<_, _>>()?;
                 let span = self.span();
                 match f {
                     SizeFn::Min => Ok(v[0].min(v[1])),
                     SizeFn::Max => Ok(v[0].max(v[1])),
-                    SizeFn::Ceil | SizeFn::Floor if v[1] == 0 => {
-                        Err(ExprError { span, message: "division by zero".into(), expected: "a non-zero divisor".into() })
+                    SizeFn::Ceil | SizeFn::Floor if v[1] == 0 => Err(ExprError {
+                        span,
+                        message: "division by zero".into(),
+                        expected: "a non-zero divisor".into(),
+                    }),
+                    SizeFn::Ceil => {
+                        Ok(v[0].div_euclid(v[1]) + i64::from(v[0].rem_euclid(v[1]) != 0))
                     }
-                    SizeFn::Ceil => Ok(v[0].div_euclid(v[1]) + i64::from(v[0].rem_euclid(v[1]) != 0)),
                     SizeFn::Floor => Ok(v[0].div_euclid(v[1])),
                 }
             }
@@ -124,7 +150,11 @@ impl SizeExpr {
 
     /// Best-effort span (names carry spans; numbers do not).
     pub fn span(&self) -> Span {
-        self.names().iter().map(|(_, s)| *s).reduce(Span::join).unwrap_or_default()
+        self.names()
+            .iter()
+            .map(|(_, s)| *s)
+            .reduce(Span::join)
+            .unwrap_or_default()
     }
 
     /// Shift every span by `offset` (when the expression text sits inside a larger file).
@@ -188,7 +218,11 @@ impl P<'_> {
     }
     fn err(&self, message: &str, expected: &str) -> ExprError {
         let end = (self.i + 1).min(self.s.len()).max(self.i);
-        ExprError { span: Span::new(self.i, end), message: message.into(), expected: expected.into() }
+        ExprError {
+            span: Span::new(self.i, end),
+            message: message.into(),
+            expected: expected.into(),
+        }
     }
     fn eat(&mut self, c: u8) -> bool {
         self.ws();
@@ -246,22 +280,33 @@ impl P<'_> {
                 Ok(e)
             }
             Some(c) if c.is_ascii_digit() => {
-                while self.i < self.s.len() && (self.s[self.i].is_ascii_digit() || self.s[self.i] == b'_') {
+                while self.i < self.s.len()
+                    && (self.s[self.i].is_ascii_digit() || self.s[self.i] == b'_')
+                {
                     self.i += 1;
                 }
-                let txt: String =
-                    std::str::from_utf8(&self.s[start..self.i]).unwrap_or("").chars().filter(|c| *c != '_').collect();
-                txt.parse::<i64>().map(SizeExpr::Num).map_err(|_| ExprError {
-                    span: Span::new(start, self.i),
-                    message: "number too large".into(),
-                    expected: "an integer below 2^63".into(),
-                })
+                let txt: String = std::str::from_utf8(&self.s[start..self.i])
+                    .unwrap_or("")
+                    .chars()
+                    .filter(|c| *c != '_')
+                    .collect();
+                txt.parse::<i64>()
+                    .map(SizeExpr::Num)
+                    .map_err(|_| ExprError {
+                        span: Span::new(start, self.i),
+                        message: "number too large".into(),
+                        expected: "an integer below 2^63".into(),
+                    })
             }
             Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
-                while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
+                while self.i < self.s.len()
+                    && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_')
+                {
                     self.i += 1;
                 }
-                let name = std::str::from_utf8(&self.s[start..self.i]).unwrap_or("").to_string();
+                let name = std::str::from_utf8(&self.s[start..self.i])
+                    .unwrap_or("")
+                    .to_string();
                 let func = match name.as_str() {
                     "min" => Some(SizeFn::Min),
                     "max" => Some(SizeFn::Max),
@@ -284,7 +329,10 @@ impl P<'_> {
                 }
                 Ok(SizeExpr::Name(name, Span::new(start, self.i)))
             }
-            _ => Err(self.err("expected a number, a name or `(`", "a size expression such as `seq` or `M / M0`")),
+            _ => Err(self.err(
+                "expected a number, a name or `(`",
+                "a size expression such as `seq` or `M / M0`",
+            )),
         }
     }
 }
@@ -315,7 +363,10 @@ mod tests {
     fn prints_round_trip() {
         for s in ["seq / M0", "(seq + 1) * 2", "min(seq, 4)", "2 ^ 20"] {
             let e = SizeExpr::parse(s).unwrap();
-            assert_eq!(SizeExpr::parse(&e.to_string()).unwrap().to_string(), e.to_string());
+            assert_eq!(
+                SizeExpr::parse(&e.to_string()).unwrap().to_string(),
+                e.to_string()
+            );
         }
     }
 }

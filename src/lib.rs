@@ -14,4 +14,6 @@ pub mod library;
 pub mod mapping;
 pub mod ops;
 pub mod passes;
+pub mod report;
+pub mod run;
 pub mod sim;

@@ -27,10 +27,17 @@ impl Kind {
 
 /// A shipped file by kind and name.
 pub fn get(kind: Kind, name: &str) -> Option<SourceFile> {
-    FILES.iter().find(|f| f.0 == kind.tag() && f.1 == name).map(|f| SourceFile::new(f.2, f.3))
+    FILES
+        .iter()
+        .find(|f| f.0 == kind.tag() && f.1 == name)
+        .map(|f| SourceFile::new(f.2, f.3))
 }
 
 /// Names of the shipped files of a kind, sorted.
 pub fn names(kind: Kind) -> Vec<&'static str> {
-    FILES.iter().filter(|f| f.0 == kind.tag()).map(|f| f.1).collect()
+    FILES
+        .iter()
+        .filter(|f| f.0 == kind.tag())
+        .map(|f| f.1)
+        .collect()
 }

@@ -78,8 +78,9 @@ pub struct Template {
     pub pe_fraction: f64,
     /// Iteration points per instance.
     pub elements: u64,
-    /// Energy-table actions per instance (compute and local-store accesses).
-    pub actions: BTreeMap<String, f64>,
+    /// Energy-table actions per instance, keyed by (component, action): compute on the unit, accesses to its
+    /// local store, the buffer and DRAM.
+    pub actions: BTreeMap<(String, String), f64>,
     /// Bytes read from / written to each storage level per instance.
     pub reads: BTreeMap<String, u64>,
     pub writes: BTreeMap<String, u64>,
@@ -87,7 +88,12 @@ pub struct Template {
 
 impl Template {
     pub fn instances(&self, loops: &[Loop]) -> u64 {
-        loops.iter().zip(&self.loops).filter(|(_, on)| **on).map(|(l, _)| l.trip).product()
+        loops
+            .iter()
+            .zip(&self.loops)
+            .filter(|(_, on)| **on)
+            .map(|(l, _)| l.trip)
+            .product()
     }
 }
 
@@ -114,10 +120,18 @@ pub struct Program {
 }
 
 /// Build the program. `params` are the evaluated workload parameters; `rank_sizes[r]` the cascade's rank sizes.
-pub fn map(c: &Cascade, rank_sizes: &[i64], params: &BTreeMap<String, i64>, arch: &Arch) -> Result<Program, MapError> {
+pub fn map(
+    c: &Cascade,
+    rank_sizes: &[i64],
+    params: &BTreeMap<String, i64>,
+    arch: &Arch,
+) -> Result<Program, MapError> {
     let b = &arch.binding;
     if b.cascade != c.name {
-        return bad(format!("arch `{}` binds cascade `{}`, not `{}`", arch.name, b.cascade, c.name));
+        return bad(format!(
+            "arch `{}` binds cascade `{}`, not `{}`",
+            arch.name, b.cascade, c.name
+        ));
     }
     // Size table: parameters, cascade ranks, arch parameters, then binding partition parts in rule order.
     let mut sizes: BTreeMap<String, i64> = params.clone();
@@ -133,7 +147,9 @@ pub fn map(c: &Cascade, rank_sizes: &[i64], params: &BTreeMap<String, i64>, arch
         }
         for p in parts {
             if sizes.contains_key(p) {
-                return bad(format!("partition part `{p}` clashes with an existing name"));
+                return bad(format!(
+                    "partition part `{p}` clashes with an existing name"
+                ));
             }
         }
     }
@@ -143,19 +159,25 @@ pub fn map(c: &Cascade, rank_sizes: &[i64], params: &BTreeMap<String, i64>, arch
     for (name, rule) in &b.sizes {
         let v = match rule {
             SizeRule::Fixed(e) => eval(e, &sizes)?,
-            SizeRule::Largest { divisor_of, fits, stage } => {
+            SizeRule::Largest {
+                divisor_of,
+                fits,
+                stage,
+            } => {
                 let n = eval(divisor_of, &sizes)?;
-                let st = b
-                    .stages
-                    .iter()
-                    .find(|s| &s.name == stage)
-                    .ok_or_else(|| MapError(format!("size rule for `{name}` names unknown stage `{stage}`")))?;
+                let st = b.stages.iter().find(|s| &s.name == stage).ok_or_else(|| {
+                    MapError(format!(
+                        "size rule for `{name}` names unknown stage `{stage}`"
+                    ))
+                })?;
                 let cap = arch
                     .storage
                     .iter()
                     .find(|s| &s.name == fits)
                     .and_then(|s| s.capacity_bytes)
-                    .ok_or_else(|| MapError(format!("size rule for `{name}`: `{fits}` has no capacity")))?;
+                    .ok_or_else(|| {
+                        MapError(format!("size rule for `{name}`: `{fits}` has no capacity"))
+                    })?;
                 let mut best = None;
                 for d in (1..=n).rev().filter(|d| n % d == 0) {
                     sizes.insert(name.clone(), d);
@@ -171,28 +193,48 @@ pub fn map(c: &Cascade, rank_sizes: &[i64], params: &BTreeMap<String, i64>, arch
             }
         };
         if v <= 0 {
-            return bad(format!("partition size `{name}` = {v}; expected a positive size"));
+            return bad(format!(
+                "partition size `{name}` = {v}; expected a positive size"
+            ));
         }
         sizes.insert(name.clone(), v);
     }
     for (rank, parts) in &b.partitions {
-        let prod: i64 = parts.iter().map(|p| sizes.get(p).copied().unwrap_or(0)).product();
+        let prod: i64 = parts
+            .iter()
+            .map(|p| sizes.get(p).copied().unwrap_or(0))
+            .product();
         if Some(&prod) != sizes.get(rank) {
-            return bad(format!("partition of `{rank}` into {parts:?} multiplies to {prod}, not {}", sizes[rank]));
+            return bad(format!(
+                "partition of `{rank}` into {parts:?} multiplies to {prod}, not {}",
+                sizes[rank]
+            ));
         }
     }
     let mut servers: Vec<Server> = arch
         .units
         .iter()
-        .map(|u| Server { name: u.name.clone(), latency: u.latency_cycles * TICKS_PER_CYCLE, is_memory: false })
+        .map(|u| Server {
+            name: u.name.clone(),
+            latency: u.latency_cycles * TICKS_PER_CYCLE,
+            is_memory: false,
+        })
         .collect();
     let mut stages = Vec::new();
     for st in &b.stages {
         let s = Stage::new(c, arch, st, &sizes)?;
         stages.push(s.program(&mut servers)?);
     }
-    let sizes = sizes.into_iter().filter(|(_, v)| *v > 0).map(|(k, v)| (k, v as u64)).collect();
-    Ok(Program { servers, stages, sizes })
+    let sizes = sizes
+        .into_iter()
+        .filter(|(_, v)| *v > 0)
+        .map(|(k, v)| (k, v as u64))
+        .collect();
+    Ok(Program {
+        servers,
+        stages,
+        sizes,
+    })
 }
 
 fn eval(e: &str, sizes: &BTreeMap<String, i64>) -> Result<i64, MapError> {
@@ -213,29 +255,61 @@ struct Stage<'a> {
 }
 
 impl<'a> Stage<'a> {
-    fn new(c: &'a Cascade, arch: &'a Arch, file: &'a StageFile, sizes: &'a BTreeMap<String, i64>) -> Result<Self, MapError> {
+    fn new(
+        c: &'a Cascade,
+        arch: &'a Arch,
+        file: &'a StageFile,
+        sizes: &'a BTreeMap<String, i64>,
+    ) -> Result<Self, MapError> {
         let mut loops = Vec::new();
         for l in &file.loops {
             let up = l.to_uppercase();
             let Some(&trip) = sizes.get(&up) else {
-                return bad(format!("stage `{}`: loop `{l}` names no rank or partition part `{up}`", file.name));
+                return bad(format!(
+                    "stage `{}`: loop `{l}` names no rank or partition part `{up}`",
+                    file.name
+                ));
             };
-            loops.push(Loop { index: l.clone(), trip: trip.max(1) as u64 });
+            loops.push(Loop {
+                index: l.clone(),
+                trip: trip.max(1) as u64,
+            });
         }
         let mut einsums = Vec::new();
         for name in &file.einsums {
-            match c.einsums.iter().position(|e| &e.name == name && e.section == Section::Main) {
+            match c
+                .einsums
+                .iter()
+                .position(|e| &e.name == name && e.section == Section::Main)
+            {
                 Some(e) => einsums.push(e),
-                None => return bad(format!("stage `{}`: `{name}` is not a main Einsum of `{}`", file.name, c.name)),
+                None => {
+                    return bad(format!(
+                        "stage `{}`: `{name}` is not a main Einsum of `{}`",
+                        file.name, c.name
+                    ))
+                }
             }
         }
-        Ok(Stage { c, arch, file, loops, sizes, einsums })
+        Ok(Stage {
+            c,
+            arch,
+            file,
+            loops,
+            sizes,
+            einsums,
+        })
     }
 
     /// Stage-level parts of a cascade rank: its binding partition parts, or itself.
     fn parts_of(&self, rank: usize) -> Vec<String> {
         let name = &self.c.ranks[rank].name;
-        self.arch.binding.partitions.get(name).cloned().unwrap_or_else(|| vec![name.clone()])
+        self.arch
+            .binding
+            .partitions
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| vec![name.clone()])
     }
 
     fn size(&self, part: &str) -> u64 {
@@ -244,7 +318,12 @@ impl<'a> Stage<'a> {
 
     /// Parts a tensor has (broadcast ranks included).
     fn tensor_parts(&self, t: TensorId) -> Vec<String> {
-        let mut v: Vec<String> = self.c.broadcast.iter().flat_map(|&r| self.parts_of(r)).collect();
+        let mut v: Vec<String> = self
+            .c
+            .broadcast
+            .iter()
+            .flat_map(|&r| self.parts_of(r))
+            .collect();
         for &r in &self.c.tensors[t].ranks {
             if !self.c.broadcast.contains(&r) {
                 v.extend(self.parts_of(r));
@@ -256,8 +335,18 @@ impl<'a> Stage<'a> {
     /// Parts an Einsum iterates.
     fn einsum_parts(&self, e: EinsumId) -> Vec<String> {
         let es = &self.c.einsums[e];
-        let mut v: Vec<String> = self.c.broadcast.iter().flat_map(|&r| self.parts_of(r)).collect();
-        for idx in es.output.indices.iter().chain(es.expr.refs().iter().flat_map(|r| r.indices.iter())) {
+        let mut v: Vec<String> = self
+            .c
+            .broadcast
+            .iter()
+            .flat_map(|&r| self.parts_of(r))
+            .collect();
+        for idx in es
+            .output
+            .indices
+            .iter()
+            .chain(es.expr.refs().iter().flat_map(|r| r.indices.iter()))
+        {
             for r in idx.iterated() {
                 for p in self.parts_of(r) {
                     if !v.contains(&p) {
@@ -270,24 +359,30 @@ impl<'a> Stage<'a> {
     }
 
     fn loop_of(&self, part: &str) -> Option<usize> {
-        self.loops.iter().position(|l| l.index.eq_ignore_ascii_case(part))
+        self.loops
+            .iter()
+            .position(|l| l.index.eq_ignore_ascii_case(part))
     }
 
     fn keep_level(&self, t: TensorId) -> Result<Option<usize>, MapError> {
         let name = &self.c.tensors[t].name;
         match self.file.keep.get(name) {
             None => Ok(None),
-            Some(l) => self
-                .loop_of(l)
-                .map(Some)
-                .ok_or_else(|| MapError(format!("stage `{}`: `{name}` is kept at `{l}`, which is not a loop", self.file.name))),
+            Some(l) => self.loop_of(l).map(Some).ok_or_else(|| {
+                MapError(format!(
+                    "stage `{}`: `{name}` is kept at `{l}`, which is not a loop",
+                    self.file.name
+                ))
+            }),
         }
     }
 
     /// Elements of tensor `t` resident in the buffer when kept at loop level `keep`: the extent over loops inside
     /// `keep` and over intra-tile parts. An iterative tensor is updated in place along its iterative rank.
     fn kept_extent(&self, t: TensorId, keep: usize) -> u64 {
-        let iter_part = self.c.tensors[t].iterative_rank.map(|r| self.c.ranks[r].name.clone());
+        let iter_part = self.c.tensors[t]
+            .iterative_rank
+            .map(|r| self.c.ranks[r].name.clone());
         self.tensor_parts(t)
             .iter()
             .map(|p| {
@@ -305,7 +400,7 @@ impl<'a> Stage<'a> {
     /// Bytes the stage keeps in its buffer at once: every kept tensor's resident extent.
     fn footprint(&self) -> u64 {
         let mut total = 0;
-        for (name, _) in &self.file.keep {
+        for name in self.file.keep.keys() {
             if let Some(t) = self.c.tensor_id(name) {
                 if let Ok(Some(k)) = self.keep_level(t) {
                     total += self.kept_extent(t, k) * self.arch.word_bytes;
@@ -324,16 +419,30 @@ impl<'a> Stage<'a> {
             .storage
             .iter()
             .find(|s| s.name == self.file.memory && s.kind == StorageKind::Dram)
-            .ok_or_else(|| MapError(format!("stage `{}`: `{}` is not a DRAM level", self.file.name, self.file.memory)))?;
+            .ok_or_else(|| {
+                MapError(format!(
+                    "stage `{}`: `{}` is not a DRAM level",
+                    self.file.name, self.file.memory
+                ))
+            })?;
         let buffer = arch
             .storage
             .iter()
             .find(|s| s.name == self.file.buffer)
-            .ok_or_else(|| MapError(format!("stage `{}`: unknown buffer `{}`", self.file.name, self.file.buffer)))?;
+            .ok_or_else(|| {
+                MapError(format!(
+                    "stage `{}`: unknown buffer `{}`",
+                    self.file.name, self.file.buffer
+                ))
+            })?;
         let mem_server = match servers.iter().position(|s| s.name == mem.name) {
             Some(i) => i,
             None => {
-                servers.push(Server { name: mem.name.clone(), latency: mem.latency_cycles * TICKS_PER_CYCLE, is_memory: true });
+                servers.push(Server {
+                    name: mem.name.clone(),
+                    latency: mem.latency_cycles * TICKS_PER_CYCLE,
+                    is_memory: true,
+                });
                 servers.len() - 1
             }
         };
@@ -346,14 +455,22 @@ impl<'a> Stage<'a> {
         let mut compute_of: BTreeMap<EinsumId, usize> = BTreeMap::new();
         // Compute templates, in dependency order so producers precede consumers.
         let flow = crate::dataflow::Dataflow::new(c);
-        let order: Vec<EinsumId> = flow.order.iter().copied().filter(|e| self.einsums.contains(e)).collect();
+        let order: Vec<EinsumId> = flow
+            .order
+            .iter()
+            .copied()
+            .filter(|e| self.einsums.contains(e))
+            .collect();
         for &e in &order {
             if is_free(c, e) {
                 continue;
             }
             let es = &c.einsums[e];
             let Some(unit_name) = self.file.place.get(&es.name) else {
-                return bad(format!("stage `{}`: Einsum `{}` is not placed on a unit", self.file.name, es.name));
+                return bad(format!(
+                    "stage `{}`: Einsum `{}` is not placed on a unit",
+                    self.file.name, es.name
+                ));
             };
             let (ui, unit) = arch
                 .units
@@ -362,12 +479,26 @@ impl<'a> Stage<'a> {
                 .find(|(_, u)| &u.name == unit_name)
                 .ok_or_else(|| MapError(format!("unknown unit `{unit_name}`")))?;
             let parts = self.einsum_parts(e);
-            let loops: Vec<bool> = self.loops.iter().map(|l| parts.iter().any(|p| l.index.eq_ignore_ascii_case(p))).collect();
+            let loops: Vec<bool> = self
+                .loops
+                .iter()
+                .map(|l| parts.iter().any(|p| l.index.eq_ignore_ascii_case(p)))
+                .collect();
             let intra: Vec<&String> = parts.iter().filter(|p| self.loop_of(p).is_none()).collect();
             // Spatial mapping: each unit dimension holds the listed intra-tile parts, outer first.
-            let dims = self.file.spatial.get(unit_name).cloned().unwrap_or_default();
+            let dims = self
+                .file
+                .spatial
+                .get(unit_name)
+                .cloned()
+                .unwrap_or_default();
             if dims.len() > unit.shape.len() {
-                return bad(format!("stage `{}`: spatial mapping for `{unit_name}` has {} dimensions, the unit {}", self.file.name, dims.len(), unit.shape.len()));
+                return bad(format!(
+                    "stage `{}`: spatial mapping for `{unit_name}` has {} dimensions, the unit {}",
+                    self.file.name,
+                    dims.len(),
+                    unit.shape.len()
+                ));
             }
             let mut temporal: u64 = 1;
             let mut used: f64 = 1.0;
@@ -396,35 +527,50 @@ impl<'a> Stage<'a> {
             let elements: u64 = intra.iter().map(|p| self.size(p)).product();
             // Op costs on this unit, with fused patterns falling back to their parts.
             let mut cycles_per_point = 0.0;
-            let mut actions: BTreeMap<String, f64> = BTreeMap::new();
+            let mut actions: BTreeMap<(String, String), f64> = BTreeMap::new();
             let mut nops = 0.0;
             for need in einsum_ops(c, e) {
-                let kinds: Vec<&str> = if unit.ops.contains_key(need.kind) || need.fallback.is_empty() {
-                    vec![need.kind]
-                } else {
-                    need.fallback.clone()
-                };
+                let kinds: Vec<&str> =
+                    if unit.ops.contains_key(need.kind) || need.fallback.is_empty() {
+                        vec![need.kind]
+                    } else {
+                        need.fallback.clone()
+                    };
                 for k in kinds {
                     let Some(cost) = unit.ops.get(k) else {
-                        return bad(format!("unit `{unit_name}` cannot perform `{k}` needed by Einsum `{}`", es.name));
+                        return bad(format!(
+                            "unit `{unit_name}` cannot perform `{k}` needed by Einsum `{}`",
+                            es.name
+                        ));
                     };
                     cycles_per_point += cost.cycles;
                     nops += 1.0;
                     for (a, n) in &cost.actions {
-                        *actions.entry(a.clone()).or_default() += n * elements as f64;
+                        *actions.entry((unit_name.clone(), a.clone())).or_default() +=
+                            n * elements as f64;
                     }
                 }
             }
             if let Some(l) = &unit.local {
                 let st = arch.storage.iter().find(|s| s.name == l.storage);
                 if let Some(st) = st {
-                    *actions.entry(st.read_action.clone()).or_default() += l.reads_per_op * nops * elements as f64;
-                    *actions.entry(st.write_action.clone()).or_default() += l.writes_per_op * nops * elements as f64;
+                    let n = nops * elements as f64;
+                    *actions
+                        .entry((st.name.clone(), st.read_action.clone()))
+                        .or_default() += l.reads_per_op * n;
+                    *actions
+                        .entry((st.name.clone(), st.write_action.clone()))
+                        .or_default() += l.writes_per_op * n;
                 }
             }
             // Buffer traffic of this task: the tiles of buffer-resident operands and results it touches.
             let tile_bytes = |t: TensorId| -> u64 {
-                self.tensor_parts(t).iter().filter(|p| intra.contains(p)).map(|p| self.size(p)).product::<u64>() * word
+                self.tensor_parts(t)
+                    .iter()
+                    .filter(|p| intra.contains(p))
+                    .map(|p| self.size(p))
+                    .product::<u64>()
+                    * word
             };
             let mut reads = BTreeMap::new();
             let mut writes = BTreeMap::new();
@@ -437,6 +583,16 @@ impl<'a> Stage<'a> {
             }
             if in_buffer(es.output.tensor) {
                 *writes.entry(buffer.name.clone()).or_insert(0) += tile_bytes(es.output.tensor);
+            }
+            for (bytes, action) in [
+                (&reads, &buffer.read_action),
+                (&writes, &buffer.write_action),
+            ] {
+                if let Some(b) = bytes.get(&buffer.name) {
+                    *actions
+                        .entry((buffer.name.clone(), action.clone()))
+                        .or_default() += *b as f64 / buffer.access_bytes as f64;
+                }
             }
             let compute = (temporal as f64 * cycles_per_point).ceil().max(1.0) as u64;
             // A task cannot finish faster than its operands stream through the buffer's ports.
@@ -462,11 +618,18 @@ impl<'a> Stage<'a> {
         }
         // Loads of DRAM tensors read by this stage (and not written in it).
         let mut load_of: BTreeMap<TensorId, usize> = BTreeMap::new();
-        let written: Vec<TensorId> = self.einsums.iter().map(|&e| c.einsums[e].output.tensor).collect();
+        let written: Vec<TensorId> = self
+            .einsums
+            .iter()
+            .map(|&e| c.einsums[e].output.tensor)
+            .collect();
         let mut resident = 0;
-        for (name, _) in &self.file.keep {
+        for name in self.file.keep.keys() {
             let Some(t) = c.tensor_id(name) else {
-                return bad(format!("stage `{}`: keeps unknown tensor `{name}`", self.file.name));
+                return bad(format!(
+                    "stage `{}`: keeps unknown tensor `{name}`",
+                    self.file.name
+                ));
             };
             let k = self.keep_level(t)?.unwrap_or(0);
             if !is_dram(t) {
@@ -475,7 +638,10 @@ impl<'a> Stage<'a> {
         }
         for name in &self.file.dram {
             let Some(t) = c.tensor_id(name) else {
-                return bad(format!("stage `{}`: unknown DRAM tensor `{name}`", self.file.name));
+                return bad(format!(
+                    "stage `{}`: unknown DRAM tensor `{name}`",
+                    self.file.name
+                ));
             };
             let Some(keep) = self.keep_level(t)? else {
                 return bad(format!("stage `{}`: DRAM tensor `{name}` needs a `keep` loop saying how long its tile stays in `{}`", self.file.name, buffer.name));
@@ -487,16 +653,22 @@ impl<'a> Stage<'a> {
                 .enumerate()
                 .filter(|(_, tp)| match tp.kind {
                     TemplateKind::Compute(e) => {
-                        c.einsums[e].output.tensor == t || c.einsums[e].expr.refs().iter().any(|r| r.tensor == t)
+                        c.einsums[e].output.tensor == t
+                            || c.einsums[e].expr.refs().iter().any(|r| r.tensor == t)
                     }
                     _ => false,
                 })
                 .map(|(i, _)| i)
                 .collect();
-            let loops: Vec<bool> = (0..nl).map(|j| j <= keep && users.iter().any(|&u| templates[u].loops[j])).collect();
+            let loops: Vec<bool> = (0..nl)
+                .map(|j| j <= keep && users.iter().any(|&u| templates[u].loops[j]))
+                .collect();
             let transfer = (bytes as f64 * TICKS_PER_CYCLE as f64 / mem.bandwidth).ceil() as u64;
-            let (kind, label) =
-                if written.contains(&t) { (TemplateKind::Store(t), "store") } else { (TemplateKind::Load(t), "load") };
+            let (kind, label) = if written.contains(&t) {
+                (TemplateKind::Store(t), "store")
+            } else {
+                (TemplateKind::Load(t), "load")
+            };
             let mut tp = Template {
                 name: format!("{label} {name}"),
                 kind: kind.clone(),
@@ -519,15 +691,27 @@ impl<'a> Stage<'a> {
                 TemplateKind::Load(_) => {
                     tp.reads.insert(mem.name.clone(), bytes);
                     tp.writes.insert(buffer.name.clone(), bytes);
-                    tp.actions.insert(mem.read_action.clone(), accesses);
-                    *tp.actions.entry(buffer.write_action.clone()).or_default() += baccesses;
+                    tp.actions
+                        .insert((mem.name.clone(), mem.read_action.clone()), accesses);
+                    tp.actions.insert(
+                        (buffer.name.clone(), buffer.write_action.clone()),
+                        baccesses,
+                    );
                     tp.alloc = bytes;
                     tp.consumers = users
                         .iter()
-                        .map(|&u| (0..nl).filter(|&j| templates[u].loops[j] && !tp.loops[j]).map(|j| self.loops[j].trip).product::<u64>())
+                        .map(|&u| {
+                            (0..nl)
+                                .filter(|&j| templates[u].loops[j] && !tp.loops[j])
+                                .map(|j| self.loops[j].trip)
+                                .product::<u64>()
+                        })
                         .sum();
                     if bytes > buffer.capacity_bytes.unwrap_or(u64::MAX) {
-                        return bad(format!("stage `{}`: a tile of `{name}` ({bytes} B) exceeds `{}`", self.file.name, buffer.name));
+                        return bad(format!(
+                            "stage `{}`: a tile of `{name}` ({bytes} B) exceeds `{}`",
+                            self.file.name, buffer.name
+                        ));
                     }
                     templates.push(tp);
                     load_of.insert(t, templates.len() - 1);
@@ -535,11 +719,20 @@ impl<'a> Stage<'a> {
                 _ => {
                     tp.writes.insert(mem.name.clone(), bytes);
                     tp.reads.insert(buffer.name.clone(), bytes);
-                    tp.actions.insert(mem.write_action.clone(), accesses);
-                    *tp.actions.entry(buffer.read_action.clone()).or_default() += baccesses;
-                    let producer = self.einsums.iter().copied().find(|&e| c.einsums[e].output.tensor == t);
+                    tp.actions
+                        .insert((mem.name.clone(), mem.write_action.clone()), accesses);
+                    tp.actions
+                        .insert((buffer.name.clone(), buffer.read_action.clone()), baccesses);
+                    let producer = self
+                        .einsums
+                        .iter()
+                        .copied()
+                        .find(|&e| c.einsums[e].output.tensor == t);
                     if let Some(&p) = producer.and_then(|p| compute_of.get(&p)) {
-                        tp.deps.push(Dep { template: p, carried: None });
+                        tp.deps.push(Dep {
+                            template: p,
+                            carried: None,
+                        });
                     }
                     templates.push(tp);
                 }
@@ -547,17 +740,27 @@ impl<'a> Stage<'a> {
         }
         // Dependencies of compute templates.
         for &e in &order {
-            let Some(&ti) = compute_of.get(&e) else { continue };
+            let Some(&ti) = compute_of.get(&e) else {
+                continue;
+            };
             let mut deps = Vec::new();
             for r in c.einsums[e].expr.refs() {
                 if let Some(&l) = load_of.get(&r.tensor) {
-                    deps.push(Dep { template: l, carried: None });
+                    deps.push(Dep {
+                        template: l,
+                        carried: None,
+                    });
                 }
                 let kind = read_kind(c, r);
                 for p in c.writers(r.tensor) {
-                    let Some(&pi) = compute_of.get(&p) else { continue }; // free or in an earlier stage
+                    let Some(&pi) = compute_of.get(&p) else {
+                        continue;
+                    }; // free or in an earlier stage
                     let carried = if kind == EdgeKind::Carried {
-                        let it = c.tensors[r.tensor].iterative_rank.map(|x| c.ranks[x].name.clone()).unwrap_or_default();
+                        let it = c.tensors[r.tensor]
+                            .iterative_rank
+                            .map(|x| c.ranks[x].name.clone())
+                            .unwrap_or_default();
                         match self.loop_of(&it) {
                             Some(j) => Some(j),
                             None => continue, // the recurrence runs inside one task
@@ -565,7 +768,10 @@ impl<'a> Stage<'a> {
                     } else {
                         None
                     };
-                    deps.push(Dep { template: pi, carried });
+                    deps.push(Dep {
+                        template: pi,
+                        carried,
+                    });
                 }
             }
             templates[ti].deps = deps;
@@ -578,16 +784,23 @@ impl<'a> Stage<'a> {
                 if templates[i].loops[j] {
                     continue;
                 }
-                let last = templates[i].deps.iter().filter(|d| d.carried.is_none()).any(|d| {
-                    let p = &templates[d.template];
-                    p.loops[j] || p.at_last[j]
-                });
+                let last = templates[i]
+                    .deps
+                    .iter()
+                    .filter(|d| d.carried.is_none())
+                    .any(|d| {
+                        let p = &templates[d.template];
+                        p.loops[j] || p.at_last[j]
+                    });
                 templates[i].at_last[j] = last;
             }
         }
         let cap = buffer.capacity_bytes.unwrap_or(u64::MAX);
         if resident > cap {
-            return bad(format!("stage `{}`: on-chip state needs {resident} B, more than `{}` ({cap} B)", self.file.name, buffer.name));
+            return bad(format!(
+                "stage `{}`: on-chip state needs {resident} B, more than `{}` ({cap} B)",
+                self.file.name, buffer.name
+            ));
         }
         let window = match &self.file.pipeline {
             Pipeline::Interleave(d) => eval(d, self.sizes)?.clamp(1, u32::MAX as i64) as u32,

@@ -15,7 +15,10 @@ pub struct OpNeed {
 }
 
 fn op(kind: &'static str) -> OpNeed {
-    OpNeed { kind, fallback: vec![] }
+    OpNeed {
+        kind,
+        fallback: vec![],
+    }
 }
 
 /// True for a pure re-indexing Einsum (`BK[e,m1,m0] = K[e, m1*M0+m0]`) or a constant initialisation: it costs
@@ -24,8 +27,18 @@ pub fn is_free(c: &Cascade, e: EinsumId) -> bool {
     let es = &c.einsums[e];
     es.reductions.is_empty() && matches!(es.expr, Expr::Ref(_) | Expr::Const(_)) && {
         // A plain copy with an implicit sum is not free.
-        let out: Vec<_> = es.output.indices.iter().flat_map(|i| i.iterated()).collect();
-        es.expr.refs().iter().all(|r| r.indices.iter().flat_map(|i| i.iterated()).all(|x| out.contains(&x)))
+        let out: Vec<_> = es
+            .output
+            .indices
+            .iter()
+            .flat_map(|i| i.iterated())
+            .collect();
+        es.expr.refs().iter().all(|r| {
+            r.indices
+                .iter()
+                .flat_map(|i| i.iterated())
+                .all(|x| out.contains(&x))
+        })
     }
 }
 
@@ -35,8 +48,18 @@ pub fn einsum_ops(c: &Cascade, e: EinsumId) -> Vec<OpNeed> {
     if is_free(c, e) {
         return vec![];
     }
-    let out: Vec<_> = es.output.indices.iter().flat_map(|i| i.iterated()).collect();
-    let rhs: Vec<_> = es.expr.refs().iter().flat_map(|r| r.indices.iter().flat_map(|i| i.iterated())).collect();
+    let out: Vec<_> = es
+        .output
+        .indices
+        .iter()
+        .flat_map(|i| i.iterated())
+        .collect();
+    let rhs: Vec<_> = es
+        .expr
+        .refs()
+        .iter()
+        .flat_map(|r| r.indices.iter().flat_map(|i| i.iterated()))
+        .collect();
     let explicit = |r: usize| es.reductions.iter().find(|x| x.rank == r).map(|x| &x.op);
     // The reduction op, if any rank is reduced (explicitly or by the default sum).
     let mut reduce: Option<&ReduceOp> = None;
@@ -47,10 +70,21 @@ pub fn einsum_ops(c: &Cascade, e: EinsumId) -> Vec<OpNeed> {
     let mut ops = Vec::new();
     match (&es.expr, reduce) {
         // Multiply-accumulate: the map and the sum-reduce are one MAC.
-        (Expr::Binary { op: BinOp::Mul, lhs, rhs, .. }, Some(ReduceOp::Sum)) => {
+        (
+            Expr::Binary {
+                op: BinOp::Mul,
+                lhs,
+                rhs,
+                ..
+            },
+            Some(ReduceOp::Sum),
+        ) => {
             expr_ops(lhs, &mut ops);
             expr_ops(rhs, &mut ops);
-            ops.push(OpNeed { kind: "mac", fallback: vec!["mul", "add"] });
+            ops.push(OpNeed {
+                kind: "mac",
+                fallback: vec!["mul", "add"],
+            });
         }
         (ex, red) => {
             expr_ops(ex, &mut ops);
@@ -68,11 +102,23 @@ pub fn einsum_ops(c: &Cascade, e: EinsumId) -> Vec<OpNeed> {
 fn expr_ops(e: &Expr, ops: &mut Vec<OpNeed>) {
     match e {
         Expr::Ref(_) | Expr::Const(_) => {}
-        Expr::Unary { op: UnaryOp::Exp, arg, .. } => match &**arg {
-            Expr::Binary { op: BinOp::Sub, lhs, rhs, .. } => {
+        Expr::Unary {
+            op: UnaryOp::Exp,
+            arg,
+            ..
+        } => match &**arg {
+            Expr::Binary {
+                op: BinOp::Sub,
+                lhs,
+                rhs,
+                ..
+            } => {
                 expr_ops(lhs, ops);
                 expr_ops(rhs, ops);
-                ops.push(OpNeed { kind: "exp_diff", fallback: vec!["add", "exp"] });
+                ops.push(OpNeed {
+                    kind: "exp_diff",
+                    fallback: vec!["add", "exp"],
+                });
             }
             other => {
                 expr_ops(other, ops);
@@ -91,7 +137,9 @@ fn expr_ops(e: &Expr, ops: &mut Vec<OpNeed>) {
                 UnaryOp::Tanh => "tanh",
             }));
         }
-        Expr::Binary { op: b, lhs, rhs, .. } => {
+        Expr::Binary {
+            op: b, lhs, rhs, ..
+        } => {
             expr_ops(lhs, ops);
             expr_ops(rhs, ops);
             ops.push(op(match b {

@@ -105,7 +105,11 @@ fn iterated(c: &Cascade, e: EinsumId, cover: &[RankId]) -> Vec<RankId> {
 }
 
 fn output_keeps(c: &Cascade, e: EinsumId, r: RankId) -> bool {
-    c.einsums[e].output.indices.iter().any(|i| i.iterated().contains(&r))
+    c.einsums[e]
+        .output
+        .indices
+        .iter()
+        .any(|i| i.iterated().contains(&r))
 }
 
 /// Ready-pass of each tensor value with respect to one rank, and what caused its last increment.
@@ -121,10 +125,18 @@ fn analyse_rank(c: &Cascade, flow: &Dataflow, r: RankId, sizes: &[i64]) -> Optio
     if !(0..c.einsums.len()).any(|e| main(e) && !iterated(c, e, &cover).is_empty()) {
         return None;
     }
-    let mut ready = vec![Ready { pass: 1, cause: None }; c.einsums.len()];
+    let mut ready = vec![
+        Ready {
+            pass: 1,
+            cause: None
+        };
+        c.einsums.len()
+    ];
     let mut pass_of = vec![0u32; c.einsums.len()];
     let mut causes: Vec<PassCause> = Vec::new();
     let mut reread_ranks: Vec<RankId> = Vec::new();
+    // The first pass that traversed each tensor's fibers of this rank.
+    let mut touched: Vec<Option<u32>> = vec![None; c.tensors.len()];
     for &e in &flow.order {
         if !main(e) {
             continue; // initial values and views are available before the first pass
@@ -133,53 +145,114 @@ fn analyse_rank(c: &Cascade, flow: &Dataflow, r: RankId, sizes: &[i64]) -> Optio
         // When each input value becomes available, in passes over this rank's fibers.
         let mut inputs: Vec<(Ready, crate::cascade::TensorId)> = Vec::new();
         for (p, t, kind) in flow.producers(e) {
-            let mut rd = if main(p) { ready[p] } else { Ready { pass: 1, cause: None } };
+            let mut rd = if main(p) {
+                ready[p]
+            } else {
+                Ready {
+                    pass: 1,
+                    cause: None,
+                }
+            };
             match kind {
                 EdgeKind::Carried => continue, // the previous iteration's value: no new traversal
-                EdgeKind::Final if cover.contains(&c.tensors[t].iterative_rank.unwrap_or(usize::MAX)) => {
+                EdgeKind::Final
+                    if cover.contains(&c.tensors[t].iterative_rank.unwrap_or(usize::MAX)) =>
+                {
                     // The final value of an iteration over this rank exists once the traversal is over.
-                    rd = Ready { pass: pass_of[p].max(rd.pass) + 1, cause: Some(p) };
+                    rd = Ready {
+                        pass: pass_of[p].max(rd.pass) + 1,
+                        cause: Some(p),
+                    };
                 }
                 _ => {}
             }
             inputs.push((rd, t));
         }
-        let start = inputs.iter().map(|(rd, _)| rd.pass).max().unwrap_or(1).max(1);
+        // Cascade inputs (no producer) are available from the first pass.
+        for r in c.einsums[e].expr.refs() {
+            if c.writers(r.tensor).next().is_none() {
+                inputs.push((
+                    Ready {
+                        pass: 1,
+                        cause: None,
+                    },
+                    r.tensor,
+                ));
+            }
+        }
+        let start = inputs
+            .iter()
+            .map(|(rd, _)| rd.pass)
+            .max()
+            .unwrap_or(1)
+            .max(1);
         if it.is_empty() {
             // Does not traverse this rank: its value is ready when its inputs are.
-            ready[e] = inputs.iter().map(|(rd, _)| *rd).max_by_key(|rd| rd.pass).unwrap_or_default();
+            ready[e] = inputs
+                .iter()
+                .map(|(rd, _)| *rd)
+                .max_by_key(|rd| rd.pass)
+                .unwrap_or_default();
             ready[e].pass = ready[e].pass.max(1);
             continue;
         }
         pass_of[e] = start;
         if start > 1 {
-            // Which inputs with this rank were available earlier: those are re-read in this pass.
-            let blocker = inputs.iter().filter(|(rd, _)| rd.pass == start).find_map(|(rd, _)| rd.cause);
-            let reread: Vec<String> = inputs
+            // The blocking reduction, and the inputs it (transitively) read: those are re-read in this pass.
+            let blocker = inputs
                 .iter()
-                .filter(|(rd, t)| rd.pass < start && c.tensors[*t].ranks.iter().any(|x| cover.contains(x)))
-                .map(|(_, t)| c.tensors[*t].name.clone())
-                .collect();
-            for (rd, t) in &inputs {
-                if rd.pass < start {
+                .filter(|(rd, _)| rd.pass == start)
+                .find_map(|(rd, _)| rd.cause);
+            if let Some(b) = blocker {
+                // Re-read: inputs whose fibers an earlier pass already traversed.
+                let mut reread: Vec<crate::cascade::TensorId> = inputs
+                    .iter()
+                    .map(|(_, t)| *t)
+                    .filter(|t| touched[*t].is_some_and(|p| p < start))
+                    .collect();
+                reread.dedup();
+                for t in &reread {
                     reread_ranks.extend(c.tensors[*t].ranks.iter().filter(|x| !cover.contains(x)));
                 }
-            }
-            if let Some(b) = blocker {
                 let cause = PassCause {
                     pass: start,
                     reduction: c.einsums[b].name.clone(),
                     consumer: c.einsums[e].name.clone(),
-                    reread,
+                    reread: reread.iter().map(|t| c.tensors[*t].name.clone()).collect(),
                 };
-                if !causes.contains(&cause) {
+                if !cause.reread.is_empty() && !causes.contains(&cause) {
                     causes.push(cause);
                 }
             }
         }
+        let has_rank = |t: usize| c.tensors[t].ranks.iter().any(|x| cover.contains(x));
+        for (_, t) in &inputs {
+            if has_rank(*t) {
+                touched[*t] = Some(touched[*t].map_or(start, |p| p.min(start)));
+            }
+        }
+        let out = c.einsums[e].output.tensor;
+        if has_rank(out) {
+            touched[out] = Some(touched[out].map_or(start, |p| p.min(start)));
+        }
         // A full-fiber reduction: the outermost coordinate of this rank it iterates does not survive.
         let full = !output_keeps(c, e, it[0]);
-        ready[e] = if full { Ready { pass: start + 1, cause: Some(e) } } else { Ready { pass: start, cause: None } };
+        let blocker = inputs
+            .iter()
+            .filter(|(rd, _)| rd.pass == start)
+            .find_map(|(rd, _)| rd.cause);
+        ready[e] = if full {
+            Ready {
+                pass: start + 1,
+                cause: Some(e),
+            }
+        } else {
+            // Carry what started this pass, so later Einsums in it report the same cause.
+            Ready {
+                pass: start,
+                cause: blocker,
+            }
+        };
     }
     let passes = pass_of.iter().copied().max().unwrap_or(1).max(1);
     // Footprint: a multi-pass rank must keep a whole fiber live; a one-pass rank only its inner part's.
@@ -191,17 +264,32 @@ fn analyse_rank(c: &Cascade, flow: &Dataflow, r: RankId, sizes: &[i64]) -> Optio
         Footprint {
             expr: rank.name.clone(),
             elements: sizes[r],
-            per: reread_ranks.iter().map(|x| c.ranks[*x].name.clone()).collect(),
+            per: reread_ranks
+                .iter()
+                .map(|x| c.ranks[*x].name.clone())
+                .collect(),
         }
     } else {
         // The largest inner part that itself needs several passes (M0 in the 1-pass cascade).
         let inner = cover[1..]
             .iter()
-            .filter_map(|&p| analyse_rank(c, flow, p, sizes).filter(|rp| rp.passes > 1).map(|rp| (p, rp)))
+            .filter_map(|&p| {
+                analyse_rank(c, flow, p, sizes)
+                    .filter(|rp| rp.passes > 1)
+                    .map(|rp| (p, rp))
+            })
             .max_by_key(|(p, _)| sizes[*p]);
         match inner {
-            Some((_, rp)) => Footprint { expr: rp.rank.clone(), elements: rp.size, per: rp.footprint.per },
-            None => Footprint { expr: "1".into(), elements: 1, per: vec![] },
+            Some((_, rp)) => Footprint {
+                expr: rp.rank.clone(),
+                elements: rp.size,
+                per: rp.footprint.per,
+            },
+            None => Footprint {
+                expr: "1".into(),
+                elements: 1,
+                per: vec![],
+            },
         }
     };
     Some(RankPasses {

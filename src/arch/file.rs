@@ -112,7 +112,11 @@ pub enum SizeRule {
     Fixed(String),
     /// The largest divisor of `divisor_of` whose stage working set fits `fits` (a storage name); FuseMax's P1
     /// rule and FLAT's row-tile rule are both this.
-    Largest { divisor_of: String, fits: String, stage: String },
+    Largest {
+        divisor_of: String,
+        fits: String,
+        stage: String,
+    },
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -13,13 +13,19 @@ pub struct ArchError {
 }
 
 fn err(near: &str, message: impl Into<String>, expected: impl Into<String>) -> ArchError {
-    ArchError { near: near.to_string(), message: message.into(), expected: expected.into() }
+    ArchError {
+        near: near.to_string(),
+        message: message.into(),
+        expected: expected.into(),
+    }
 }
 
 /// Parse an energy table.
 pub fn load_energy(file: &SourceFile) -> Result<EnergyTable, Diagnostics> {
-    ron::from_str::<EnergyTable>(&file.text)
-        .map_err(|e| Diagnostics { file: file.clone(), items: vec![from_ron_error(file, &e)] })
+    ron::from_str::<EnergyTable>(&file.text).map_err(|e| Diagnostics {
+        file: file.clone(),
+        items: vec![from_ron_error(file, &e)],
+    })
 }
 
 /// Parse and resolve an arch file. `energy` finds an energy table by name; `overrides` are `--set` values for
@@ -29,15 +35,20 @@ pub fn load(
     energy: &dyn Fn(&str) -> Option<SourceFile>,
     overrides: &BTreeMap<String, i64>,
 ) -> Result<Arch, Diagnostics> {
-    let parsed: ArchFile = ron::from_str(&file.text)
-        .map_err(|e| Diagnostics { file: file.clone(), items: vec![from_ron_error(file, &e)] })?;
+    let parsed: ArchFile = ron::from_str(&file.text).map_err(|e| Diagnostics {
+        file: file.clone(),
+        items: vec![from_ron_error(file, &e)],
+    })?;
     let Some(etext) = energy(&parsed.energy) else {
         let d = Diagnostic::new(
             locate(&file.text, &parsed.energy, 0),
             format!("unknown energy table `{}`", parsed.energy),
             "expected the name of a file in arch/energy/",
         );
-        return Err(Diagnostics { file: file.clone(), items: vec![d] });
+        return Err(Diagnostics {
+            file: file.clone(),
+            items: vec![d],
+        });
     };
     let table = load_energy(&etext)?;
     resolve(&parsed, table, overrides).map_err(|errs| Diagnostics {
@@ -45,7 +56,11 @@ pub fn load(
         items: errs
             .into_iter()
             .map(|e| {
-                let span = if e.near.is_empty() { Span::new(0, 0) } else { locate(&file.text, &e.near, 0) };
+                let span = if e.near.is_empty() {
+                    Span::new(0, 0)
+                } else {
+                    locate(&file.text, &e.near, 0)
+                };
                 Diagnostic::new(span, e.message, e.expected)
             })
             .collect(),
@@ -70,24 +85,44 @@ pub fn resolve(
     let lookup = |n: &str| params.get(n).copied();
     let fig = |fg: &Fig, want: &[&str], errs: &mut Vec<ArchError>| -> Option<f64> {
         if !UNITS.contains(&fg.1.as_str()) {
-            errs.push(err(&fg.1, format!("unknown unit `{}`", fg.1), format!("one of {}", UNITS.join(", "))));
+            errs.push(err(
+                &fg.1,
+                format!("unknown unit `{}`", fg.1),
+                format!("one of {}", UNITS.join(", ")),
+            ));
             return None;
         }
         if !want.contains(&fg.1.as_str()) {
-            errs.push(err(&fg.0, format!("`{}` has unit `{}`", fg.0, fg.1), format!("a figure in {}", want.join(" or "))));
+            errs.push(err(
+                &fg.0,
+                format!("`{}` has unit `{}`", fg.0, fg.1),
+                format!("a figure in {}", want.join(" or ")),
+            ));
             return None;
         }
         if fg.2.trim().is_empty() {
-            errs.push(err(&fg.0, format!("figure `{}` has no source", fg.0), "a source: paper, datasheet or measurement"));
+            errs.push(err(
+                &fg.0,
+                format!("figure `{}` has no source", fg.0),
+                "a source: paper, datasheet or measurement",
+            ));
         }
         match SizeExpr::parse(&fg.0).and_then(|e| e.eval(&lookup)) {
             Ok(v) if v > 0 => Some(v as f64),
             Ok(v) => {
-                errs.push(err(&fg.0, format!("`{}` evaluates to {v}", fg.0), "a positive value"));
+                errs.push(err(
+                    &fg.0,
+                    format!("`{}` evaluates to {v}", fg.0),
+                    "a positive value",
+                ));
                 None
             }
             Err(e) => {
-                errs.push(err(&fg.0, format!("in `{}`: {}", fg.0, e.message), e.expected));
+                errs.push(err(
+                    &fg.0,
+                    format!("in `{}`: {}", fg.0, e.message),
+                    e.expected,
+                ));
                 None
             }
         }
@@ -95,7 +130,11 @@ pub fn resolve(
     let clock_hz = fig(&f.clock, &["Hz"], &mut errs).unwrap_or(1.0);
     let word_bits = fig(&f.word, &["bit"], &mut errs).unwrap_or(16.0);
     if word_bits as u64 % 8 != 0 {
-        errs.push(err(&f.word.0, "word width is not a whole number of bytes", "a multiple of 8 bits"));
+        errs.push(err(
+            &f.word.0,
+            "word width is not a whole number of bytes",
+            "a multiple of 8 bits",
+        ));
     }
     let need_action = |a: &str, errs: &mut Vec<ArchError>| {
         if !energy.actions.contains_key(a) {
@@ -113,14 +152,26 @@ pub fn resolve(
             _ => fig(&s.bandwidth, &["B/cycle"], &mut errs),
         }
         .unwrap_or(1.0);
-        let capacity_bytes = s.capacity.as_ref().and_then(|c| fig(c, &["B"], &mut errs)).map(|v| v as u64);
-        let latency_cycles = s.latency.as_ref().and_then(|c| fig(c, &["cycle"], &mut errs)).map_or(0, |v| v as u64);
+        let capacity_bytes = s
+            .capacity
+            .as_ref()
+            .and_then(|c| fig(c, &["B"], &mut errs))
+            .map(|v| v as u64);
+        let latency_cycles = s
+            .latency
+            .as_ref()
+            .and_then(|c| fig(c, &["cycle"], &mut errs))
+            .map_or(0, |v| v as u64);
         let access_bytes = fig(&s.access, &["B"], &mut errs).unwrap_or(1.0) as u64;
         need_action(&s.read, &mut errs);
         need_action(&s.write, &mut errs);
         if let Some(a) = &s.area {
             if !energy.area.contains_key(a) {
-                errs.push(err(a, format!("area entry `{a}` is not in table `{}`", energy.name), "an area entry"));
+                errs.push(err(
+                    a,
+                    format!("area entry `{a}` is not in table `{}`", energy.name),
+                    "an area entry",
+                ));
             }
         }
         storage.push(Storage {
@@ -142,29 +193,56 @@ pub fn resolve(
             UnitKind::LinearArray | UnitKind::FunctionUnit => 1,
         };
         if u.shape.len() != dims {
-            errs.push(err(name, format!("unit `{name}` has {} shape dimensions", u.shape.len()), format!("{dims} for a {:?}", u.kind)));
+            errs.push(err(
+                name,
+                format!("unit `{name}` has {} shape dimensions", u.shape.len()),
+                format!("{dims} for a {:?}", u.kind),
+            ));
         }
-        let shape: Vec<u64> = u.shape.iter().map(|s| fig(s, &["PE"], &mut errs).unwrap_or(1.0) as u64).collect();
+        let shape: Vec<u64> = u
+            .shape
+            .iter()
+            .map(|s| fig(s, &["PE"], &mut errs).unwrap_or(1.0) as u64)
+            .collect();
         let latency_cycles = fig(&u.latency, &["cycle"], &mut errs).map_or(0, |v| v as u64);
         let mut ops = BTreeMap::new();
         for (op, c) in &u.ops {
             if !(c.cycles.is_finite() && c.cycles > 0.0) {
-                errs.push(err(op, format!("op `{op}` on `{name}` costs {} cycles", c.cycles), "a positive cycle count"));
+                errs.push(err(
+                    op,
+                    format!("op `{op}` on `{name}` costs {} cycles", c.cycles),
+                    "a positive cycle count",
+                ));
             }
             for (a, n) in &c.actions {
                 need_action(a, &mut errs);
                 if !(n.is_finite() && *n >= 0.0) {
-                    errs.push(err(a, format!("action count {n} for `{a}`"), "a non-negative count"));
+                    errs.push(err(
+                        a,
+                        format!("action count {n} for `{a}`"),
+                        "a non-negative count",
+                    ));
                 }
             }
-            ops.insert(op.clone(), OpCost { cycles: c.cycles, actions: c.actions.clone(), source: c.source.clone() });
+            ops.insert(
+                op.clone(),
+                OpCost {
+                    cycles: c.cycles,
+                    actions: c.actions.clone(),
+                    source: c.source.clone(),
+                },
+            );
         }
         let local = u.local.as_ref().map(|l| {
             match f.storage.get(&l.storage) {
                 Some(s) => {
                     need_action(&s.read, &mut errs);
                 }
-                None => errs.push(err(&l.storage, format!("unknown storage `{}`", l.storage), "a storage level of this arch")),
+                None => errs.push(err(
+                    &l.storage,
+                    format!("unknown storage `{}`", l.storage),
+                    "a storage level of this arch",
+                )),
             }
             LocalAccess {
                 storage: l.storage.clone(),
@@ -175,7 +253,11 @@ pub fn resolve(
         });
         for a in &u.pe_area {
             if !energy.area.contains_key(a) {
-                errs.push(err(a, format!("area entry `{a}` is not in table `{}`", energy.name), "an area entry"));
+                errs.push(err(
+                    a,
+                    format!("area entry `{a}` is not in table `{}`", energy.name),
+                    "an area entry",
+                ));
             }
         }
         units.push(Unit {
@@ -191,12 +273,20 @@ pub fn resolve(
     for st in &f.binding.stages {
         for (e, u) in &st.place {
             if !f.units.contains_key(u) {
-                errs.push(err(u, format!("Einsum `{e}` is placed on unknown unit `{u}`"), "a unit of this arch"));
+                errs.push(err(
+                    u,
+                    format!("Einsum `{e}` is placed on unknown unit `{u}`"),
+                    "a unit of this arch",
+                ));
             }
         }
         for s in [&st.buffer, &st.memory] {
             if !f.storage.contains_key(s) {
-                errs.push(err(s, format!("unknown storage `{s}`"), "a storage level of this arch"));
+                errs.push(err(
+                    s,
+                    format!("unknown storage `{s}`"),
+                    "a storage level of this arch",
+                ));
             }
         }
     }

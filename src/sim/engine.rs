@@ -50,7 +50,10 @@ pub fn simulate(p: &Program, opts: SimOptions) -> Result<SimResult, SimError> {
         total += t.ticks;
         stages.push(t);
     }
-    Ok(SimResult { ticks: total, stages })
+    Ok(SimResult {
+        ticks: total,
+        stages,
+    })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -155,10 +158,19 @@ impl<'a> Stage<'a> {
             })
             .collect();
         let mut admit_order: Vec<usize> = (0..st.templates.len()).collect();
-        admit_order.sort_by_key(|&i| (!matches!(st.templates[i].kind, crate::mapping::TemplateKind::Load(_)), i));
+        admit_order.sort_by_key(|&i| {
+            (
+                !matches!(st.templates[i].kind, crate::mapping::TemplateKind::Load(_)),
+                i,
+            )
+        });
         // The keep level of a load = its innermost iterated loop (it is instantiated per iteration of loops up to
         // its keep level).
-        let keep_level = st.templates.iter().map(|t| (0..n).rev().find(|&j| t.loops[j])).collect();
+        let keep_level = st
+            .templates
+            .iter()
+            .map(|t| (0..n).rev().find(|&j| t.loops[j]))
+            .collect();
         Stage {
             p,
             st,
@@ -239,12 +251,18 @@ impl<'a> Stage<'a> {
 
     fn attaches(&self, tmpl: usize) -> bool {
         let t = &self.st.templates[tmpl];
-        (0..self.n).all(|j| t.loops[j] || self.coords[j] == if t.at_last[j] { self.trips[j] - 1 } else { 0 })
+        (0..self.n).all(|j| {
+            t.loops[j] || self.coords[j] == if t.at_last[j] { self.trips[j] - 1 } else { 0 }
+        })
     }
 
     fn admit_step(&mut self) {
         self.simulated += 1;
-        let mut rec = StepRec { step: self.step, left: 0, complete_at: self.now };
+        let mut rec = StepRec {
+            step: self.step,
+            left: 0,
+            complete_at: self.now,
+        };
         for oi in 0..self.admit_order.len() {
             let ti = self.admit_order[oi];
             if !self.attaches(ti) {
@@ -277,10 +295,15 @@ impl<'a> Stage<'a> {
                     pc[j] -= 1;
                 }
                 let pkey = self.key(d.template, &pc);
-                let Some(&pid) = self.live.get(&(d.template, pkey)) else { continue };
+                let Some(&pid) = self.live.get(&(d.template, pkey)) else {
+                    continue;
+                };
                 let lat = self.latency(d.template, ti);
                 let producer = self.insts[pid].as_mut().expect("live instance");
-                if matches!(self.st.templates[d.template].kind, crate::mapping::TemplateKind::Load(_)) {
+                if matches!(
+                    self.st.templates[d.template].kind,
+                    crate::mapping::TemplateKind::Load(_)
+                ) {
                     inst.loads.push(pid);
                 }
                 if producer.state == State::Done {
@@ -300,7 +323,8 @@ impl<'a> Stage<'a> {
             }
         }
         if rec.left == 0 {
-            self.events.push(Reverse((self.now, Ev::StepDone(self.step))));
+            self.events
+                .push(Reverse((self.now, Ev::StepDone(self.step))));
         }
         self.inflight.push_back(rec);
         self.advance();
@@ -355,7 +379,13 @@ impl<'a> Stage<'a> {
                 let (tmpl, end, dependents, loads, step) = {
                     let i = self.insts[id].as_mut().expect("live");
                     i.state = State::Done;
-                    (i.tmpl, i.end, std::mem::take(&mut i.dependents), std::mem::take(&mut i.loads), i.step)
+                    (
+                        i.tmpl,
+                        i.end,
+                        std::mem::take(&mut i.dependents),
+                        std::mem::take(&mut i.loads),
+                        i.step,
+                    )
                 };
                 for d in dependents {
                     let lat = self.latency(tmpl, self.insts[d].as_ref().expect("live").tmpl);
@@ -418,7 +448,9 @@ impl<'a> Stage<'a> {
             if self.server_free[s] > self.now {
                 continue;
             }
-            let Some((_, id)) = self.ready[s].pop_first() else { continue };
+            let Some((_, id)) = self.ready[s].pop_first() else {
+                continue;
+            };
             let work = {
                 let i = self.insts[id].as_ref().expect("live");
                 self.st.templates[i.tmpl].work
@@ -455,7 +487,9 @@ impl<'a> Stage<'a> {
     /// Loads kept across loop `level` (their tile outlives it): they are represented in a snapshot only by the
     /// buffer space they hold.
     fn is_anonymous(&self, i: &Inst, level: usize) -> bool {
-        i.state == State::Done && self.keep_level[i.tmpl].is_none_or(|k| k < level) && i.end + self.max_latency() <= self.now
+        i.state == State::Done
+            && self.keep_level[i.tmpl].is_none_or(|k| k < level)
+            && i.end + self.max_latency() <= self.now
             && self.st.templates[i.tmpl].alloc > 0
     }
 
@@ -481,7 +515,11 @@ impl<'a> Stage<'a> {
                 i.state as i64,
                 i.deps_left as i64,
                 rel(i.ready_at),
-                if matches!(i.state, State::Running | State::Done) { rel(i.end) } else { -1 },
+                if matches!(i.state, State::Running | State::Done) {
+                    rel(i.end)
+                } else {
+                    -1
+                },
                 i.consumers_left as i64,
                 i.alloc as i64,
             ]);
@@ -491,7 +529,11 @@ impl<'a> Stage<'a> {
         key.push(self.buffer_free as i64);
         key.extend(self.server_free.iter().map(|&t| rel(t)));
         for r in &self.inflight {
-            key.extend([r.step as i64 - self.step as i64, r.left as i64, rel(r.complete_at)]);
+            key.extend([
+                r.step as i64 - self.step as i64,
+                r.left as i64,
+                rel(r.complete_at),
+            ]);
         }
         anon.sort_unstable();
         (key, anon)
@@ -521,7 +563,11 @@ impl<'a> Stage<'a> {
                 continue;
             }
             let (key, anon) = self.snapshot(level);
-            let found = self.history[level].iter().rev().take(8).position(|s| s.key == key && s.iter >= 1);
+            let found = self.history[level]
+                .iter()
+                .rev()
+                .take(8)
+                .position(|s| s.key == key && s.iter >= 1);
             if let Some(back) = found {
                 let h = &self.history[level][self.history[level].len() - 1 - back];
                 let k = iter - h.iter;
@@ -538,7 +584,10 @@ impl<'a> Stage<'a> {
                         })
                         .collect();
                     if std::env::var("EINSIM_DEBUG").is_ok() {
-                        eprintln!("jump L{level} c{:?} k {k} n {n} step {}", self.coords, self.step);
+                        eprintln!(
+                            "jump L{level} c{:?} k {k} n {n} step {}",
+                            self.coords, self.step
+                        );
                     }
                     self.jump(level, n, k, dt, ds, dseq, &used);
                     for l in level..self.n {
@@ -547,7 +596,14 @@ impl<'a> Stage<'a> {
                     return;
                 }
             }
-            let snap = Snap { iter, key, now: self.now, step: self.step, seq: self.seq, anon };
+            let snap = Snap {
+                iter,
+                key,
+                now: self.now,
+                step: self.step,
+                seq: self.seq,
+                anon,
+            };
             let hist = &mut self.history[level];
             hist.push(snap);
             if hist.len() > 9 {
@@ -557,7 +613,16 @@ impl<'a> Stage<'a> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn jump(&mut self, level: usize, n: u64, k: u64, dt: Tick, ds: u64, dseq: u64, used: &[(usize, u64)]) {
+    fn jump(
+        &mut self,
+        level: usize,
+        n: u64,
+        k: u64,
+        dt: Tick,
+        ds: u64,
+        dseq: u64,
+        used: &[(usize, u64)],
+    ) {
         let shift_t = n * dt;
         let start = self.loop_start[level];
         self.now += shift_t;
@@ -602,7 +667,11 @@ impl<'a> Stage<'a> {
             }
             r.complete_at += shift_t;
         }
-        self.alloc_wait = self.alloc_wait.iter().map(|&(s, id)| (s + n * dseq, id)).collect();
+        self.alloc_wait = self
+            .alloc_wait
+            .iter()
+            .map(|&(s, id)| (s + n * dseq, id))
+            .collect();
         for q in &mut self.ready {
             *q = q.iter().map(|&(s, id)| (s + n * dseq, id)).collect();
         }

@@ -1,0 +1,240 @@
+//! One run, end to end: resolve files, apply `--set`, map, simulate, report. Files come in as text (the caller
+//! resolves names and paths), so this module does no I/O.
+
+use crate::arch::{self, Arch};
+use crate::cascade::{self, Cascade, Model};
+use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
+use crate::library::Kind;
+use crate::mapping;
+use crate::passes;
+use crate::report::{self, RunReport};
+use crate::sim::{self, SimOptions};
+use std::collections::BTreeMap;
+
+/// Why a run failed; the CLI maps these to exit codes.
+#[derive(Debug)]
+pub enum RunError {
+    /// Bad input with located diagnostics (exit 1).
+    Invalid(Diagnostics),
+    /// Bad input without a location: a mapping that cannot work on this hardware (exit 1).
+    Mapping(String),
+    /// A bug: the engine deadlocked or beat its own bound (exit 3).
+    Internal(String),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunError::Invalid(d) => write!(f, "{d}"),
+            RunError::Mapping(m) => write!(f, "error: {m}"),
+            RunError::Internal(m) => write!(f, "internal error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+/// Finds shipped files by kind and name (the CLI passes [`crate::library::get`]).
+pub type Lookup<'a> = &'a dyn Fn(Kind, &str) -> Option<SourceFile>;
+
+/// `--set key=value` pairs as given, kept with their text for error spans.
+#[derive(Clone, Debug, Default)]
+pub struct Sets {
+    pub pairs: Vec<(String, i64)>,
+}
+
+impl Sets {
+    /// Parse `key=value` arguments; a malformed one is reported against the command line.
+    pub fn parse(args: &[String]) -> Result<Sets, Diagnostics> {
+        let (file, spans) = command_line(args);
+        let mut pairs = Vec::new();
+        let mut items = Vec::new();
+        for (a, span) in args.iter().zip(spans) {
+            match a.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => match parse_int(v.trim()) {
+                    Some(v) => pairs.push((k.trim().to_string(), v)),
+                    None => items.push(Diagnostic::new(
+                        Span::new(span.start as usize + k.len() + 1, span.end as usize),
+                        format!("`{v}` is not an integer"),
+                        "expected an integer such as 4096, 64K, 1M or 2^20",
+                    )),
+                },
+                _ => items.push(Diagnostic::new(
+                    span,
+                    format!("`{a}` is not key=value"),
+                    "expected key=value, e.g. seq=4096",
+                )),
+            }
+        }
+        if items.is_empty() {
+            Ok(Sets { pairs })
+        } else {
+            Err(Diagnostics { file, items })
+        }
+    }
+}
+
+fn command_line(args: &[String]) -> (SourceFile, Vec<Span>) {
+    let mut text = String::new();
+    let mut spans = Vec::new();
+    for a in args {
+        text.push_str("--set ");
+        let start = text.len();
+        text.push_str(a);
+        spans.push(Span::new(start, text.len()));
+        text.push(' ');
+    }
+    (SourceFile::new("<command line>", text.trim_end()), spans)
+}
+
+/// Integers with optional K/M/G (×1024) suffixes or a power of two: `64K`, `1M`, `2^20`.
+pub fn parse_int(s: &str) -> Option<i64> {
+    if let Some((b, e)) = s.split_once('^') {
+        return b.parse::<i64>().ok()?.checked_pow(e.parse().ok()?);
+    }
+    let (num, mul) = match s.chars().last()? {
+        'K' | 'k' => (&s[..s.len() - 1], 1024),
+        'M' => (&s[..s.len() - 1], 1024 * 1024),
+        'G' => (&s[..s.len() - 1], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.parse::<i64>().ok()?.checked_mul(mul)
+}
+
+/// Reject `--set` keys that neither the arch, the cascade nor the model declares.
+fn check_sets(sets: &Sets, args: &[String], known: &[String]) -> Result<(), Diagnostics> {
+    let (file, spans) = command_line(args);
+    let items: Vec<Diagnostic> = sets
+        .pairs
+        .iter()
+        .zip(spans)
+        .filter(|((k, _), _)| !known.contains(k))
+        .map(|((k, _), span)| {
+            Diagnostic::new(
+                Span::new(span.start as usize, span.start as usize + k.len()),
+                format!("unknown parameter `{k}`"),
+                "expected a workload or arch parameter",
+            )
+            .with_note(format!("known parameters: {}", known.join(", ")))
+        })
+        .collect();
+    if items.is_empty() {
+        Ok(())
+    } else {
+        Err(Diagnostics { file, items })
+    }
+}
+
+/// A loaded, checked configuration ready to map.
+pub struct Setup {
+    pub arch: Arch,
+    pub cascade: Cascade,
+    pub model: Option<Model>,
+    /// Evaluated workload parameters (cascade parameters plus model extras).
+    pub params: BTreeMap<String, i64>,
+    pub sizes: Vec<i64>,
+}
+
+/// Load arch, cascade and model and apply `--set`. `set_args` are the raw `key=value` strings.
+pub fn setup(
+    arch_file: &SourceFile,
+    model_file: Option<&SourceFile>,
+    set_args: &[String],
+    lookup: Lookup,
+) -> Result<Setup, RunError> {
+    let sets = Sets::parse(set_args).map_err(RunError::Invalid)?;
+    let overrides: BTreeMap<String, i64> = sets.pairs.iter().cloned().collect();
+    let energy = |n: &str| lookup(Kind::Energy, n);
+    let arch = arch::load(arch_file, &energy, &overrides).map_err(RunError::Invalid)?;
+    let cname = arch.binding.cascade.clone();
+    let cfile = lookup(Kind::Cascade, &cname).ok_or_else(|| {
+        RunError::Invalid(Diagnostics {
+            file: arch_file.clone(),
+            items: vec![Diagnostic::new(
+                crate::diag::locate(&arch_file.text, &cname, 0),
+                format!("unknown cascade `{cname}`"),
+                "expected a cascade in workloads/cascades/",
+            )],
+        })
+    })?;
+    let cascade = cascade::load(&cfile).map_err(RunError::Invalid)?;
+    let model = match model_file {
+        Some(f) => Some(cascade::load_model(f).map_err(RunError::Invalid)?),
+        None => None,
+    };
+    let mut known: Vec<String> = cascade.params.iter().map(|p| p.name.clone()).collect();
+    known.extend(arch.params.keys().cloned());
+    if let Some(m) = &model {
+        known.extend(m.params.iter().map(|p| p.name.clone()));
+    }
+    known.sort();
+    known.dedup();
+    check_sets(&sets, set_args, &known).map_err(RunError::Invalid)?;
+    let mut ov = model
+        .as_ref()
+        .map(|m| m.overrides_for(&cascade))
+        .unwrap_or_default();
+    ov.extend(
+        sets.pairs
+            .iter()
+            .filter(|(k, _)| cascade.param(k).is_some())
+            .cloned(),
+    );
+    let env = cascade
+        .with_params(&ov)
+        .map_err(|e| RunError::Mapping(e.to_string()))?;
+    let mut params: BTreeMap<String, i64> = env.params.iter().cloned().collect();
+    if let Some(m) = &model {
+        for p in &m.params {
+            params.entry(p.name.clone()).or_insert(p.default);
+        }
+    }
+    for (k, v) in &sets.pairs {
+        if params.contains_key(k) {
+            params.insert(k.clone(), *v);
+        }
+    }
+    Ok(Setup {
+        arch,
+        cascade,
+        model,
+        params,
+        sizes: env.sizes,
+    })
+}
+
+/// Map, simulate and report one configuration.
+pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
+    let program = mapping::map(&s.cascade, &s.sizes, &s.params, &s.arch)
+        .map_err(|e| RunError::Mapping(e.0))?;
+    let result = sim::simulate(&program, opts).map_err(|e| RunError::Internal(e.0))?;
+    let pass_report = passes::analyse(&s.cascade, &s.sizes, s.params.clone());
+    let mut params = s.params.clone();
+    for (k, v) in &s.arch.params {
+        params.insert(format!("{}.{k}", s.arch.name), *v);
+    }
+    report::build(report::RunFacts {
+        arch: &s.arch,
+        workload: s
+            .model
+            .as_ref()
+            .map_or(s.cascade.name.as_str(), |m| m.name.as_str()),
+        cascade: &s.cascade.name,
+        params,
+        program: &program,
+        sim: &result,
+        passes: &pass_report,
+    })
+    .map_err(RunError::Internal)
+}
+
+/// Load and run in one call.
+pub fn run(
+    arch_file: &SourceFile,
+    model_file: Option<&SourceFile>,
+    set_args: &[String],
+    lookup: Lookup,
+    opts: SimOptions,
+) -> Result<RunReport, RunError> {
+    simulate(&setup(arch_file, model_file, set_args, lookup)?, opts)
+}
