@@ -118,7 +118,7 @@ fn main() -> ExitCode {
             let opts = SimOptions {
                 extrapolate: !no_extrapolate,
             };
-            match run::run(&a, Some(&w), &set, &library::get, opts) {
+            match run::run(&a, Some(&w), None, &set, &library::get, opts) {
                 Ok(r) => {
                     match format {
                         Format::Text => print!("{}", einsim::report::text::render(&r)),

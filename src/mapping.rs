@@ -6,7 +6,7 @@
 //! and what each instance moves and spends. Counts, traffic and energy follow from the program alone; only time
 //! needs the simulator ([`crate::sim`]).
 
-use crate::arch::{Arch, Pipeline, SizeRule, StageFile, StorageKind, TICKS_PER_CYCLE};
+use crate::arch::{Arch, BindingFile, Pipeline, SizeRule, StageFile, StorageKind, TICKS_PER_CYCLE};
 use crate::cascade::{Cascade, EinsumId, Section, TensorId};
 use crate::dataflow::{read_kind, EdgeKind};
 use crate::expr::SizeExpr;
@@ -117,6 +117,8 @@ pub struct Program {
     pub stages: Vec<StageProgram>,
     /// Sizes of every rank and partition part, by upper-case name.
     pub sizes: BTreeMap<String, u64>,
+    /// The sizes the binding's rules chose (`P1` and friends), for reports.
+    pub chosen: BTreeMap<String, u64>,
 }
 
 /// Build the program. `params` are the evaluated workload parameters; `rank_sizes[r]` the cascade's rank sizes.
@@ -125,8 +127,8 @@ pub fn map(
     rank_sizes: &[i64],
     params: &BTreeMap<String, i64>,
     arch: &Arch,
+    b: &BindingFile,
 ) -> Result<Program, MapError> {
-    let b = &arch.binding;
     if b.cascade != c.name {
         return bad(format!(
             "arch `{}` binds cascade `{}`, not `{}`",
@@ -181,7 +183,7 @@ pub fn map(
                 let mut best = None;
                 for d in (1..=n).rev().filter(|d| n % d == 0) {
                     sizes.insert(name.clone(), d);
-                    let fp = Stage::new(c, arch, st, &sizes)?.footprint();
+                    let fp = Stage::new(c, arch, b, st, &sizes)?.footprint();
                     if fp <= cap {
                         best = Some(d);
                         break;
@@ -222,18 +224,24 @@ pub fn map(
         .collect();
     let mut stages = Vec::new();
     for st in &b.stages {
-        let s = Stage::new(c, arch, st, &sizes)?;
+        let s = Stage::new(c, arch, b, st, &sizes)?;
         stages.push(s.program(&mut servers)?);
     }
-    let sizes = sizes
+    let sizes: BTreeMap<String, u64> = sizes
         .into_iter()
         .filter(|(_, v)| *v > 0)
         .map(|(k, v)| (k, v as u64))
+        .collect();
+    let chosen = sizes
+        .iter()
+        .filter(|(k, _)| b.sizes.iter().any(|(n, _)| n == *k))
+        .map(|(k, v)| (k.clone(), *v))
         .collect();
     Ok(Program {
         servers,
         stages,
         sizes,
+        chosen,
     })
 }
 
@@ -247,6 +255,7 @@ fn eval(e: &str, sizes: &BTreeMap<String, i64>) -> Result<i64, MapError> {
 struct Stage<'a> {
     c: &'a Cascade,
     arch: &'a Arch,
+    binding: &'a BindingFile,
     file: &'a StageFile,
     loops: Vec<Loop>,
     /// Upper-case part name → size.
@@ -258,6 +267,7 @@ impl<'a> Stage<'a> {
     fn new(
         c: &'a Cascade,
         arch: &'a Arch,
+        binding: &'a BindingFile,
         file: &'a StageFile,
         sizes: &'a BTreeMap<String, i64>,
     ) -> Result<Self, MapError> {
@@ -294,6 +304,7 @@ impl<'a> Stage<'a> {
         Ok(Stage {
             c,
             arch,
+            binding,
             file,
             loops,
             sizes,
@@ -304,8 +315,7 @@ impl<'a> Stage<'a> {
     /// Stage-level parts of a cascade rank: its binding partition parts, or itself.
     fn parts_of(&self, rank: usize) -> Vec<String> {
         let name = &self.c.ranks[rank].name;
-        self.arch
-            .binding
+        self.binding
             .partitions
             .get(name)
             .cloned()

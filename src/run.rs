@@ -139,6 +139,7 @@ pub struct Setup {
 pub fn setup(
     arch_file: &SourceFile,
     model_file: Option<&SourceFile>,
+    cascade: Option<&str>,
     set_args: &[String],
     lookup: Lookup,
 ) -> Result<Setup, RunError> {
@@ -146,7 +147,14 @@ pub fn setup(
     let overrides: BTreeMap<String, i64> = sets.pairs.iter().cloned().collect();
     let energy = |n: &str| lookup(Kind::Energy, n);
     let arch = arch::load(arch_file, &energy, &overrides).map_err(RunError::Invalid)?;
-    let cname = arch.binding.cascade.clone();
+    let Some(binding) = arch.binding(cascade) else {
+        return Err(RunError::Mapping(format!(
+            "arch `{}` has no binding for cascade `{}`",
+            arch.name,
+            cascade.unwrap_or("?")
+        )));
+    };
+    let cname = binding.cascade.clone();
     let cfile = lookup(Kind::Cascade, &cname).ok_or_else(|| {
         RunError::Invalid(Diagnostics {
             file: arch_file.clone(),
@@ -205,7 +213,13 @@ pub fn setup(
 
 /// Map, simulate and report one configuration.
 pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
-    let program = mapping::map(&s.cascade, &s.sizes, &s.params, &s.arch)
+    let binding = s.arch.binding(Some(&s.cascade.name)).ok_or_else(|| {
+        RunError::Mapping(format!(
+            "arch `{}` does not bind `{}`",
+            s.arch.name, s.cascade.name
+        ))
+    })?;
+    let program = mapping::map(&s.cascade, &s.sizes, &s.params, &s.arch, binding)
         .map_err(|e| RunError::Mapping(e.0))?;
     let result = sim::simulate(&program, opts).map_err(|e| RunError::Internal(e.0))?;
     let pass_report = passes::analyse(&s.cascade, &s.sizes, s.params.clone());
@@ -232,9 +246,13 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
 pub fn run(
     arch_file: &SourceFile,
     model_file: Option<&SourceFile>,
+    cascade: Option<&str>,
     set_args: &[String],
     lookup: Lookup,
     opts: SimOptions,
 ) -> Result<RunReport, RunError> {
-    simulate(&setup(arch_file, model_file, set_args, lookup)?, opts)
+    simulate(
+        &setup(arch_file, model_file, cascade, set_args, lookup)?,
+        opts,
+    )
 }

@@ -22,7 +22,8 @@ pub struct ArchFile {
     pub energy: String,
     pub units: BTreeMap<String, UnitFile>,
     pub storage: BTreeMap<String, StorageFile>,
-    pub binding: BindingFile,
+    /// One binding per cascade the design runs; the first is its default (attention).
+    pub bindings: Vec<BindingFile>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]

@@ -16,6 +16,16 @@ pub use resolve::{load, load_energy, resolve, ArchError};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+impl Arch {
+    /// The binding for a cascade, or the default (first) one.
+    pub fn binding(&self, cascade: Option<&str>) -> Option<&BindingFile> {
+        match cascade {
+            Some(c) => self.bindings.iter().find(|b| b.cascade == c),
+            None => self.bindings.first(),
+        }
+    }
+}
+
 /// One simulated tick is this fraction of a clock cycle. Compute work is whole cycles; memory transfers take
 /// fractional cycles, which ticks keep exact in integer arithmetic (so steady-state extrapolation is exact).
 pub const TICKS_PER_CYCLE: u64 = 1024;
@@ -34,7 +44,8 @@ pub struct Arch {
     pub units: Vec<Unit>,
     pub storage: Vec<Storage>,
     pub energy: EnergyTable,
-    pub binding: BindingFile,
+    /// One binding per cascade the design runs; the first is the default.
+    pub bindings: Vec<BindingFile>,
 }
 
 /// A compute unit: a 2D spatial array, a 1D array, or a fixed-function unit (an exp unit, a top-k engine).

@@ -270,7 +270,14 @@ pub fn resolve(
             pe_area: u.pe_area.clone(),
         });
     }
-    for st in &f.binding.stages {
+    if f.bindings.is_empty() {
+        errs.push(err(
+            "bindings",
+            "the arch binds no cascade",
+            "at least one Binding(...)",
+        ));
+    }
+    for st in f.bindings.iter().flat_map(|b| &b.stages) {
         for (e, u) in &st.place {
             if !f.units.contains_key(u) {
                 errs.push(err(
@@ -304,6 +311,6 @@ pub fn resolve(
         units,
         storage,
         energy,
-        binding: f.binding.clone(),
+        bindings: f.bindings.clone(),
     })
 }

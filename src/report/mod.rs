@@ -249,12 +249,7 @@ pub fn build(f: RunFacts) -> Result<RunReport, String> {
         workload: f.workload.to_string(),
         cascade: f.cascade.to_string(),
         params: f.params,
-        mapping: p
-            .sizes
-            .iter()
-            .filter(|(k, _)| f.arch.binding.sizes.iter().any(|(n, _)| n == *k))
-            .map(|(k, v)| (k.clone(), *v))
-            .collect(),
+        mapping: p.chosen.clone(),
         cycles: total_cycles,
         seconds: total_cycles as f64 / f.arch.clock_hz,
         clock_hz: f.arch.clock_hz,
