@@ -12,6 +12,7 @@ fn main() {
         ("energy", "arch/energy"),
         ("cascade", "workloads/cascades"),
         ("model", "workloads/models"),
+        ("layer", "workloads/layers"),
     ] {
         let path = Path::new(&root).join(dir);
         println!("cargo:rerun-if-changed={}", path.display());

@@ -12,6 +12,7 @@ pub enum Kind {
     Energy,
     Cascade,
     Model,
+    Layer,
 }
 
 impl Kind {
@@ -21,6 +22,7 @@ impl Kind {
             Kind::Energy => "energy",
             Kind::Cascade => "cascade",
             Kind::Model => "model",
+            Kind::Layer => "layer",
         }
     }
 }

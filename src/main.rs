@@ -81,6 +81,40 @@ enum Command {
     },
     /// List shipped archs, cascades, models and energy tables.
     List,
+    /// Reproduce a paper's evaluation: run every design x model x length, compare with the published numbers
+    /// and write report.md, runs.csv and plots (PNG and SVG).
+    #[command(after_help = "Example:\n  einsim reproduce fusemax --out reports/fusemax")]
+    Reproduce {
+        /// Which evaluation: fusemax.
+        name: String,
+        /// Output directory [default: reports/<name>].
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Run the cartesian product of parameter values in parallel and report one metric.
+    #[command(
+        after_help = "Example:\n  einsim sweep --arch fusemax --workload xlm --vary seq=1K,4K,16K --vary depth=1,4,16 --metric utilization.pe2d --out sweep/"
+    )]
+    Sweep {
+        /// Arch name or path.
+        #[arg(long, default_value = "fusemax")]
+        arch: String,
+        /// Model shape name or path.
+        #[arg(long, default_value = "bert-base")]
+        workload: String,
+        /// A parameter and its values, e.g. seq=1K,4K,16K; repeat to vary several (first = x axis).
+        #[arg(long = "vary", value_name = "KEY=V1,V2,...", required = true)]
+        vary: Vec<einsim::sweep::Vary>,
+        /// Fixed override applied to every point, e.g. batch=1.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// cycles, seconds, energy, dram, utilization.<unit>, traffic.<level> or energy.<component>.
+        #[arg(long, default_value = "cycles")]
+        metric: einsim::sweep::Metric,
+        /// Write sweep.csv and sweep.png/.svg here.
+        #[arg(long)]
+        out: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -164,6 +198,15 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { files } => check(&files),
+        Command::Reproduce { name, out } => reproduce_cmd(&name, out),
+        Command::Sweep {
+            arch,
+            workload,
+            vary,
+            set,
+            metric,
+            out,
+        } => sweep_cmd(&arch, &workload, &vary, &set, metric, out),
         Command::List => {
             for (kind, title) in [
                 (Kind::Arch, "archs"),
@@ -215,6 +258,7 @@ fn resolve(kind: Kind, arg: &str) -> Result<SourceFile, String> {
                 Kind::Cascade => "cascade",
                 Kind::Model => "model",
                 Kind::Energy => "energy table",
+                Kind::Layer => "layer",
             },
             library::names(kind).join(", ")
         )),
@@ -284,4 +328,90 @@ fn fail(e: RunError) -> ExitCode {
         RunError::Internal(_) => INTERNAL,
         _ => INVALID,
     })
+}
+
+/// `einsim reproduce NAME`: compute, write the artifacts, print the validation summary. Exit 3 if any run hit an
+/// engine bug (after writing, so the report shows which).
+fn reproduce_cmd(name: &str, out: Option<String>) -> ExitCode {
+    use einsim::reproduce::{self, targets::Status};
+    let start = std::time::Instant::now();
+    let Some((rep, results)) = reproduce::by_name(name, &library::get, SimOptions::default())
+    else {
+        return usage(vec![format!(
+            "unknown reproduction `{name}`; known: {}",
+            reproduce::NAMES.join(", ")
+        )]);
+    };
+    let elapsed = start.elapsed();
+    let dir = std::path::PathBuf::from(out.unwrap_or_else(|| format!("reports/{name}")));
+    let written = match reproduce::write::write(&dir, &rep, &results) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    for (_, why) in &rep.missing {
+        println!("{why}");
+    }
+    let n = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
+    println!(
+        "{} runs and {} layer runs in {:.2} s ({} failed); targets: {} pass, {} FAIL, {} not evaluated",
+        rep.runs.len(),
+        rep.layers.len(),
+        elapsed.as_secs_f64(),
+        rep.failures().len(),
+        n(|s| *s == Status::Pass),
+        n(|s| *s == Status::Fail),
+        n(|s| matches!(s, Status::NotEvaluated(_))),
+    );
+    println!("wrote {} files to {}", written.len(), dir.display());
+    if rep.has_internal_error() {
+        eprintln!("error: some runs hit an internal error; see the failed runs in report.md");
+        return ExitCode::from(INTERNAL);
+    }
+    ExitCode::SUCCESS
+}
+
+/// `einsim sweep`: print the table; with `--out`, write the CSV and plot. Exit 1/3 if any point failed.
+fn sweep_cmd(
+    arch: &str,
+    workload: &str,
+    vary: &[einsim::sweep::Vary],
+    set: &[String],
+    metric: einsim::sweep::Metric,
+    out: Option<String>,
+) -> ExitCode {
+    let files = (resolve(Kind::Arch, arch), resolve(Kind::Model, workload));
+    let (Ok(a), Ok(w)) = files else {
+        return usage(
+            [files.0.err(), files.1.err()]
+                .into_iter()
+                .flatten()
+                .collect(),
+        );
+    };
+    let sweep = einsim::sweep::run(&a, &w, set, vary, metric, &library::get, SimOptions::default());
+    print!("{}", sweep.table());
+    if let Some(dir) = out {
+        let texts = [("sweep.csv".to_string(), sweep.csv())];
+        let figs = [("sweep", sweep.figure())];
+        let dir = std::path::Path::new(&dir);
+        match einsim::reproduce::write::write_files(dir, &texts, &figs, true) {
+            Ok(w) => eprintln!("wrote {} files to {}", w.len(), dir.display()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(INVALID);
+            }
+        }
+    }
+    match sweep.worst_error() {
+        Some(e) => {
+            let internal = matches!(e, RunError::Internal(_));
+            eprint!("{e}");
+            eprintln!();
+            ExitCode::from(if internal { INTERNAL } else { INVALID })
+        }
+        None => ExitCode::SUCCESS,
+    }
 }

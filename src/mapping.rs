@@ -72,7 +72,10 @@ pub struct Template {
     pub deps: Vec<Dep>,
     /// Buffer bytes a load instance holds until its last consumer finishes.
     pub alloc: u64,
-    /// Consumer instances per load instance (frees the allocation when all have finished).
+    /// For transfers: the loop whose iterations the tile stays resident for (`keep`).
+    pub keep: Option<usize>,
+    /// Consumer templates of a load: the allocation is freed when the last instance of each (in the tile's
+    /// scope) has finished.
     pub consumers: u64,
     /// Fraction of the server's PEs doing useful work while busy.
     pub pe_fraction: f64,
@@ -617,6 +620,7 @@ impl<'a> Stage<'a> {
                 work: compute.max(streaming) * TICKS_PER_CYCLE,
                 deps: vec![],
                 alloc: 0,
+                keep: None,
                 consumers: 0,
                 pe_fraction: used,
                 elements,
@@ -656,8 +660,15 @@ impl<'a> Stage<'a> {
             let Some(keep) = self.keep_level(t)? else {
                 return bad(format!("stage `{}`: DRAM tensor `{name}` needs a `keep` loop saying how long its tile stays in `{}`", self.file.name, buffer.name));
             };
-            let bytes = self.kept_extent(t, keep) * word;
-            // Loops at or outside `keep` that the tensor's users iterate.
+            // One transfer per tile: its loops are those at or outside `keep` that its users iterate, plus the
+            // loops inside `keep` that index it (so a kept block is brought in tile by tile, on first use, and
+            // stays until its last use in the block).
+            let parts = self.tensor_parts(t);
+            let indexes = |j: usize| {
+                parts
+                    .iter()
+                    .any(|p| self.loops[j].index.eq_ignore_ascii_case(p))
+            };
             let users: Vec<usize> = templates
                 .iter()
                 .enumerate()
@@ -671,8 +682,14 @@ impl<'a> Stage<'a> {
                 .map(|(i, _)| i)
                 .collect();
             let loops: Vec<bool> = (0..nl)
-                .map(|j| j <= keep && users.iter().any(|&u| templates[u].loops[j]))
+                .map(|j| (j <= keep || indexes(j)) && users.iter().any(|&u| templates[u].loops[j]))
                 .collect();
+            let bytes: u64 = parts
+                .iter()
+                .filter(|p| self.loop_of(p).is_none())
+                .map(|p| self.size(p))
+                .product::<u64>()
+                * word;
             let transfer = (bytes as f64 * TICKS_PER_CYCLE as f64 / mem.bandwidth).ceil() as u64;
             let (kind, label) = if written.contains(&t) {
                 (TemplateKind::Store(t), "store")
@@ -688,6 +705,7 @@ impl<'a> Stage<'a> {
                 work: transfer.max(1),
                 deps: vec![],
                 alloc: 0,
+                keep: Some(keep),
                 consumers: 0,
                 pe_fraction: 1.0,
                 elements: bytes / word,
@@ -708,15 +726,8 @@ impl<'a> Stage<'a> {
                         baccesses,
                     );
                     tp.alloc = bytes;
-                    tp.consumers = users
-                        .iter()
-                        .map(|&u| {
-                            (0..nl)
-                                .filter(|&j| templates[u].loops[j] && !tp.loops[j])
-                                .map(|j| self.loops[j].trip)
-                                .product::<u64>()
-                        })
-                        .sum();
+                    // Each consumer template's last instance in the tile's scope releases it.
+                    tp.consumers = users.len() as u64;
                     if bytes > buffer.capacity_bytes.unwrap_or(u64::MAX) {
                         return bad(format!(
                             "stage `{}`: a tile of `{name}` ({bytes} B) exceeds `{}`",
@@ -816,14 +827,47 @@ impl<'a> Stage<'a> {
             Pipeline::Interleave(d) => eval(d, self.sizes)?.clamp(1, u32::MAX as i64) as u32,
             Pipeline::Sequential => 1,
         };
+        let mut loops = self.loops.clone();
+        fuse_loops(&mut loops, &mut templates);
         Ok(StageProgram {
             name: self.file.name.clone(),
-            loops: self.loops.clone(),
+            loops,
             templates,
             window,
             buffer_free: cap - resident,
             resident,
             buffer: buffer.name.clone(),
         })
+    }
+}
+
+/// Merge adjacent loops that no template tells apart (every template iterates both or neither, is issued at the
+/// same end of both, and no dependency or residency names either): `b, h` become one loop of `B·H` iterations.
+/// The schedule is unchanged, but the steady-state search has one level fewer to walk.
+fn fuse_loops(loops: &mut Vec<Loop>, templates: &mut [Template]) {
+    let mut j = 0;
+    while j + 1 < loops.len() {
+        let fusable = templates.iter().all(|t| {
+            t.loops[j] == t.loops[j + 1]
+                && (t.loops[j] || t.at_last[j] == t.at_last[j + 1])
+                && t.keep != Some(j)
+                && t.deps.iter().all(|d| d.carried != Some(j) && d.carried != Some(j + 1))
+        });
+        if !fusable {
+            j += 1;
+            continue;
+        }
+        loops[j].index = format!("{}*{}", loops[j].index, loops[j + 1].index);
+        loops[j].trip *= loops[j + 1].trip;
+        loops.remove(j + 1);
+        let shift = |x: usize| if x > j { x - 1 } else { x };
+        for t in templates.iter_mut() {
+            t.loops.remove(j + 1);
+            t.at_last.remove(j + 1);
+            t.keep = t.keep.map(shift);
+            for d in &mut t.deps {
+                d.carried = d.carried.map(shift);
+            }
+        }
     }
 }

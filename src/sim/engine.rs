@@ -1,6 +1,31 @@
 use crate::mapping::{Program, StageProgram};
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A multiplicative hash for the small integer keys of the live-instance table (SipHash's DoS resistance buys
+/// nothing here and costs a third of the run time).
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, v: usize) {
+        self.write_u64(v as u64);
+    }
+}
+
+type FastHash = BuildHasherDefault<KeyHasher>;
 
 type Tick = u64;
 
@@ -77,8 +102,12 @@ struct Inst {
     end: Tick,
     dependents: Vec<usize>,
     /// Load instances this task consumes (released when it finishes).
-    loads: Vec<usize>,
+    /// Load instances this task reads, and whether it is their last reader (which releases the tile).
+    loads: Vec<(usize, bool)>,
+    /// For a load: last readers still to finish before its tile is released.
     consumers_left: u64,
+    /// For a load: the step of its last reader (it holds the buffer until then).
+    free_step: u64,
     alloc: u64,
 }
 
@@ -103,8 +132,6 @@ struct Snap {
     now: Tick,
     step: u64,
     seq: u64,
-    /// consumers_left of long-lived loads (kept across this loop), by instance id.
-    anon: Vec<(usize, u64)>,
 }
 
 struct Stage<'a> {
@@ -116,10 +143,16 @@ struct Stage<'a> {
     strides: Vec<Vec<u64>>,
     /// Templates in admission order within a step (loads first, so consumers find them).
     admit_order: Vec<usize>,
-    keep_level: Vec<Option<usize>>,
+    /// Whether a template's instances hold their tile in the window: compute does; transfers do not (a store
+    /// drains behind the tile, a load is gated by its consumers and the buffer).
+    counts: Vec<bool>,
+    /// The longest server latency: after it, a finished task's result has reached every consumer.
+    max_latency: Tick,
     insts: Vec<Option<Inst>>,
     free_ids: Vec<usize>,
-    live: HashMap<(usize, u64), usize>,
+    live: HashMap<(usize, u64), usize, FastHash>,
+    /// Live instances by sequence number (program order), for canonical snapshots.
+    order: BTreeMap<u64, usize>,
     events: BinaryHeap<Reverse<(Tick, Ev)>>,
     server_free: Vec<Tick>,
     ready: Vec<BTreeSet<(u64, usize)>>,
@@ -164,26 +197,26 @@ impl<'a> Stage<'a> {
                 i,
             )
         });
-        // The keep level of a load = its innermost iterated loop (it is instantiated per iteration of loops up to
-        // its keep level).
-        let keep_level = st
+        let counts = st
             .templates
             .iter()
-            .map(|t| (0..n).rev().find(|&j| t.loops[j]))
+            .map(|t| !p.servers[t.server].is_memory)
             .collect();
         Stage {
             p,
             st,
+            counts,
+            max_latency: p.servers.iter().map(|s| s.latency).max().unwrap_or(0),
             opts,
             n,
             total_steps: trips.iter().product(),
             trips,
             strides,
             admit_order,
-            keep_level,
             insts: Vec::new(),
             free_ids: Vec::new(),
-            live: HashMap::new(),
+            live: HashMap::default(),
+            order: BTreeMap::new(),
             events: BinaryHeap::new(),
             server_free: vec![0; p.servers.len()],
             ready: vec![BTreeSet::new(); p.servers.len()],
@@ -270,6 +303,7 @@ impl<'a> Stage<'a> {
             }
             let t = &self.st.templates[ti];
             let key = self.key(ti, &self.coords);
+            let inst_seq = self.seq;
             let id = self.alloc_id();
             let mut inst = Inst {
                 tmpl: ti,
@@ -283,6 +317,7 @@ impl<'a> Stage<'a> {
                 dependents: vec![],
                 loads: vec![],
                 consumers_left: t.consumers,
+                free_step: self.last_use_step(ti),
                 alloc: t.alloc,
             };
             self.seq += 1;
@@ -300,11 +335,11 @@ impl<'a> Stage<'a> {
                 };
                 let lat = self.latency(d.template, ti);
                 let producer = self.insts[pid].as_mut().expect("live instance");
-                if matches!(
-                    self.st.templates[d.template].kind,
-                    crate::mapping::TemplateKind::Load(_)
-                ) {
-                    inst.loads.push(pid);
+                if self.st.templates[d.template].alloc > 0 {
+                    let lt = &self.st.templates[d.template];
+                    let last = (0..self.n)
+                        .all(|j| !t.loops[j] || lt.loops[j] || self.coords[j] == self.trips[j] - 1);
+                    inst.loads.push((pid, last));
                 }
                 if producer.state == State::Done {
                     inst.ready_at = inst.ready_at.max(producer.end + lat);
@@ -313,11 +348,14 @@ impl<'a> Stage<'a> {
                     inst.deps_left += 1;
                 }
             }
-            rec.left += 1;
+            if self.counts[ti] {
+                rec.left += 1;
+            }
             let ready_now = inst.deps_left == 0;
             let ready_at = inst.ready_at;
             self.insts[id] = Some(inst);
             self.live.insert((ti, key), id);
+            self.order.insert(inst_seq, id);
             if ready_now {
                 self.events.push(Reverse((ready_at, Ev::Ready(id))));
             }
@@ -397,7 +435,10 @@ impl<'a> Stage<'a> {
                         self.events.push(Reverse((at, Ev::Ready(d))));
                     }
                 }
-                for l in loads {
+                for (l, last) in loads {
+                    if !last {
+                        continue;
+                    }
                     let li = self.insts[l].as_mut().expect("live load");
                     li.consumers_left = li.consumers_left.saturating_sub(1);
                     if li.consumers_left == 0 {
@@ -409,7 +450,8 @@ impl<'a> Stage<'a> {
                 let server_lat = self.p.servers[self.st.templates[tmpl].server].latency;
                 let complete = end + server_lat;
                 self.last_time = self.last_time.max(complete);
-                if let Some(rec) = self.inflight.iter_mut().find(|r| r.step == step) {
+                let counted = self.counts[tmpl];
+                if let Some(rec) = self.inflight.iter_mut().find(|r| counted && r.step == step) {
                     rec.complete_at = rec.complete_at.max(complete);
                     rec.left -= 1;
                     if rec.left == 0 {
@@ -479,64 +521,78 @@ impl<'a> Stage<'a> {
         }
         for (k, id) in gone {
             self.live.remove(&k);
+            if let Some(i) = &self.insts[id] {
+                self.order.remove(&i.seq);
+            }
             self.insts[id] = None;
             self.free_ids.push(id);
         }
     }
 
-    /// Loads kept across loop `level` (their tile outlives it): they are represented in a snapshot only by the
-    /// buffer space they hold.
-    fn is_anonymous(&self, i: &Inst, level: usize) -> bool {
+    /// Steps per iteration of each loop (mixed-radix weights of the odometer).
+    fn step_weight(&self, level: usize) -> u64 {
+        self.trips[level + 1..].iter().product()
+    }
+
+    /// The step of a load's last reader: its own coordinates on the loops it is instantiated for, the last
+    /// iteration of the loops inside its `keep` loop that it is not.
+    fn last_use_step(&self, tmpl: usize) -> u64 {
+        let t = &self.st.templates[tmpl];
+        let keep = t.keep.unwrap_or(self.n);
+        (0..self.n)
+            .map(|j| {
+                let c = if t.loops[j] || j <= keep { self.coords[j] } else { self.trips[j] - 1 };
+                c * self.step_weight(j)
+            })
+            .sum()
+    }
+
+    /// First step of the last iteration of the current execution of loop `level`: extrapolation never skips it.
+    fn last_iteration_start(&self, level: usize) -> u64 {
+        (0..level).map(|j| self.coords[j] * self.step_weight(j)).sum::<u64>()
+            + (self.trips[level] - 1) * self.step_weight(level)
+    }
+
+    /// A finished load whose tile stays in the buffer past any step extrapolation could skip at `level`: only the
+    /// space it holds matters (counted in `buffer_free`), not which instance it is.
+    fn is_background(&self, i: &Inst, last_start: u64) -> bool {
         i.state == State::Done
-            && self.keep_level[i.tmpl].is_none_or(|k| k < level)
-            && i.end + self.max_latency() <= self.now
             && self.st.templates[i.tmpl].alloc > 0
+            && i.end + self.max_latency <= self.now
+            && i.free_step >= last_start
     }
 
-    fn max_latency(&self) -> Tick {
-        self.p.servers.iter().map(|s| s.latency).max().unwrap_or(0)
-    }
-
-    fn snapshot(&self, level: usize) -> (Vec<i64>, Vec<(usize, u64)>) {
+    /// Everything that can influence the future, relative to now and the current step.
+    fn snapshot(&self, level: usize) -> Vec<i64> {
         let now = self.now as i64;
         let rel = |t: Tick| (t as i64 - now).max(0);
-        let mut rows: Vec<[i64; 9]> = Vec::new();
-        let mut anon = Vec::new();
-        for &id in self.live.values() {
+        let mut key: Vec<i64> = Vec::with_capacity(self.live.len() * 10 + 64);
+        let last_start = self.last_iteration_start(level);
+        // In sequence order, which is canonical: no sort needed.
+        for &id in self.order.values() {
             let i = self.insts[id].as_ref().expect("live");
-            if self.is_anonymous(i, level) {
-                anon.push((id, i.consumers_left));
+            if self.is_background(i, last_start) {
                 continue;
             }
-            rows.push([
+            key.extend_from_slice(&[
                 i.step as i64 - self.step as i64,
                 i.tmpl as i64,
                 i.seq as i64 - self.seq as i64,
                 i.state as i64,
                 i.deps_left as i64,
                 rel(i.ready_at),
-                if matches!(i.state, State::Running | State::Done) {
-                    rel(i.end)
-                } else {
-                    -1
-                },
+                if matches!(i.state, State::Running | State::Done) { rel(i.end) } else { -1 },
                 i.consumers_left as i64,
                 i.alloc as i64,
+                i.free_step as i64 - self.step as i64,
             ]);
         }
-        rows.sort_unstable();
-        let mut key: Vec<i64> = rows.into_iter().flatten().collect();
         key.push(self.buffer_free as i64);
         key.extend(self.server_free.iter().map(|&t| rel(t)));
         for r in &self.inflight {
-            key.extend([
-                r.step as i64 - self.step as i64,
-                r.left as i64,
-                rel(r.complete_at),
-            ]);
+            key.extend([r.step as i64 - self.step as i64, r.left as i64, rel(r.complete_at)]);
         }
-        anon.sort_unstable();
-        (key, anon)
+        key
     }
 
     /// At the start of an iteration of some loops, look for a period and skip whole periods of the outermost
@@ -562,48 +618,25 @@ impl<'a> Stage<'a> {
             if self.trips[level] < 4 {
                 continue;
             }
-            let (key, anon) = self.snapshot(level);
-            let found = self.history[level]
-                .iter()
-                .rev()
-                .take(8)
-                .position(|s| s.key == key && s.iter >= 1);
+            let key = self.snapshot(level);
+            let found = self.history[level].iter().rev().take(8).position(|s| s.key == key && s.iter >= 1);
             if let Some(back) = found {
                 let h = &self.history[level][self.history[level].len() - 1 - back];
                 let k = iter - h.iter;
                 let n = (self.trips[level] - 1 - iter) / k;
                 if n >= 1 {
-                    let dt = self.now - h.now;
-                    let ds = self.step - h.step;
-                    let dseq = self.seq - h.seq;
-                    let used: Vec<(usize, u64)> = anon
-                        .iter()
-                        .map(|&(id, left)| {
-                            let before = h.anon.iter().find(|a| a.0 == id).map_or(left, |a| a.1);
-                            (id, before - left)
-                        })
-                        .collect();
-                    if std::env::var("EINSIM_DEBUG").is_ok() {
-                        eprintln!(
-                            "jump L{level} c{:?} k {k} n {n} step {}",
-                            self.coords, self.step
-                        );
+                    let (dt, ds, dseq) = (self.now - h.now, self.step - h.step, self.seq - h.seq);
+                    if std::env::var_os("EINSIM_TRACE").is_some() {
+                        eprintln!("jump L{level} c{:?} k {k} n {n} step {}", self.coords, self.step);
                     }
-                    self.jump(level, n, k, dt, ds, dseq, &used);
+                    self.jump(level, n, k, dt, ds, dseq);
                     for l in level..self.n {
                         self.history[l].clear();
                     }
                     return;
                 }
             }
-            let snap = Snap {
-                iter,
-                key,
-                now: self.now,
-                step: self.step,
-                seq: self.seq,
-                anon,
-            };
+            let snap = Snap { iter, key, now: self.now, step: self.step, seq: self.seq };
             let hist = &mut self.history[level];
             hist.push(snap);
             if hist.len() > 9 {
@@ -612,28 +645,21 @@ impl<'a> Stage<'a> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn jump(
-        &mut self,
-        level: usize,
-        n: u64,
-        k: u64,
-        dt: Tick,
-        ds: u64,
-        dseq: u64,
-        used: &[(usize, u64)],
-    ) {
+    /// Skip `n` periods of `k` iterations of loop `level`, each lasting `dt` ticks, `ds` steps and `dseq`
+    /// instances: shift every time, step, sequence number and coordinate of what started in this execution.
+    fn jump(&mut self, level: usize, n: u64, k: u64, dt: Tick, ds: u64, dseq: u64) {
         let shift_t = n * dt;
         let start = self.loop_start[level];
         self.now += shift_t;
         self.last_time = self.last_time.max(self.now);
-        let mut new_live = HashMap::with_capacity(self.live.len());
+        let mut new_live = HashMap::with_capacity_and_hasher(self.live.len(), FastHash::default());
         for (&(tmpl, key), &id) in &self.live {
             let i = self.insts[id].as_mut().expect("live");
             let mut key = key;
             if i.step >= start {
                 i.step += n * ds;
                 i.seq += n * dseq;
+                i.free_step += n * ds;
                 key += n * k * self.strides[tmpl][level];
                 i.key = key;
             }
@@ -642,11 +668,7 @@ impl<'a> Stage<'a> {
             new_live.insert((tmpl, key), id);
         }
         self.live = new_live;
-        for &(id, per) in used {
-            if let Some(i) = self.insts[id].as_mut() {
-                i.consumers_left -= n * per;
-            }
-        }
+        self.order = self.live.values().map(|&id| (self.insts[id].as_ref().expect("live").seq, id)).collect();
         for t in &mut self.server_free {
             *t += shift_t;
         }
@@ -667,11 +689,7 @@ impl<'a> Stage<'a> {
             }
             r.complete_at += shift_t;
         }
-        self.alloc_wait = self
-            .alloc_wait
-            .iter()
-            .map(|&(s, id)| (s + n * dseq, id))
-            .collect();
+        self.alloc_wait = self.alloc_wait.iter().map(|&(s, id)| (s + n * dseq, id)).collect();
         for q in &mut self.ready {
             *q = q.iter().map(|&(s, id)| (s + n * dseq, id)).collect();
         }

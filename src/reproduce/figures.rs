@@ -1,0 +1,218 @@
+//! The reproduction's plots as [`Figure`] descriptions (rendered by [`crate::plot`]). Ratios are relative to the
+//! unfused baseline, as in the paper's figures; while that design is missing they fall back to FLAT and say so in
+//! the title, and with neither a panel explains what is missing.
+
+use super::{Reproduction, Scope, FLAT, UNFUSED};
+use crate::plot::{BarChart, Corner, Figure, LineChart, Panel, Series, XAxis};
+use std::collections::BTreeSet;
+
+/// Every figure, with its file stem.
+pub fn all(rep: &Reproduction) -> Vec<(&'static str, Figure)> {
+    let mut out = vec![
+        ("utilization", utilization(rep)),
+        ("attention_speedup", speedup(rep, Scope::Attention)),
+        ("energy_breakdown", energy(rep)),
+    ];
+    if rep.plan.layer {
+        out.push(("layer_speedup", speedup(rep, Scope::Layer)));
+    }
+    out
+}
+
+/// The baseline ratios are taken against: unfused, else FLAT.
+fn baseline(rep: &Reproduction) -> Option<(&'static str, &str)> {
+    [UNFUSED, FLAT]
+        .into_iter()
+        .find(|b| rep.available(b))
+        .map(|b| (b, label(rep, b)))
+}
+
+fn label<'a>(rep: &'a Reproduction, arch: &str) -> &'a str {
+    rep.plan
+        .designs
+        .iter()
+        .find(|d| d.arch == arch)
+        .map_or("?", |d| d.label.as_str())
+}
+
+fn available(rep: &Reproduction) -> Vec<&super::Design> {
+    rep.plan
+        .designs
+        .iter()
+        .filter(|d| rep.available(&d.arch))
+        .collect()
+}
+
+/// One panel per (array, design); a line per model.
+pub fn utilization(rep: &Reproduction) -> Figure {
+    let designs = available(rep);
+    let units: Vec<String> = rep
+        .runs
+        .iter()
+        .filter_map(|p| p.result.as_ref().ok())
+        .flat_map(|r| r.utilization.keys().cloned())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let mut panels = Vec::new();
+    for u in &units {
+        for d in &designs {
+            let series: Vec<Series> = rep
+                .plan
+                .models
+                .iter()
+                .map(|m| Series {
+                    name: m.clone(),
+                    points: rep
+                        .plan
+                        .lengths
+                        .iter()
+                        .filter_map(|&s| {
+                            let r = rep.run(&d.arch, m, s)?.result.as_ref().ok()?;
+                            Some((s as f64, *r.utilization.get(u)?))
+                        })
+                        .collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            panels.push(if series.is_empty() {
+                Panel::Message {
+                    title: format!("{} {u}", d.label),
+                    text: format!("no `{u}` results for {}", d.arch),
+                }
+            } else {
+                Panel::Line(LineChart {
+                    title: format!("{}: {u} utilization", d.label),
+                    x_label: "sequence length".into(),
+                    y_label: "utilization".into(),
+                    x_axis: XAxis::Log2,
+                    series,
+                    reference: Some(1.0),
+                    legend: Corner::LowerRight,
+                })
+            });
+        }
+    }
+    if panels.is_empty() {
+        panels.push(Panel::Message {
+            title: "utilization".into(),
+            text: "no design ran".into(),
+        });
+    }
+    Figure {
+        title: "Array utilization vs sequence length (attention, batch 64)".into(),
+        panels,
+        cols: designs.len().max(1),
+        panel_size: (420, 320),
+    }
+}
+
+/// One panel per model; a line per design (the baseline itself omitted).
+pub fn speedup(rep: &Reproduction, scope: Scope) -> Figure {
+    let what = match scope {
+        Scope::Attention => "Attention",
+        Scope::Layer => "End-to-end layer",
+    };
+    let Some((base, base_label)) = baseline(rep) else {
+        return message(
+            format!("{what} speedup"),
+            "neither the unfused nor the FLAT baseline is available".into(),
+        );
+    };
+    let panels = rep
+        .plan
+        .models
+        .iter()
+        .map(|m| {
+            let series = available(rep)
+                .into_iter()
+                .filter(|d| d.arch != base)
+                .map(|d| Series {
+                    name: d.label.clone(),
+                    points: rep
+                        .plan
+                        .lengths
+                        .iter()
+                        .filter_map(|&s| {
+                            rep.relative(scope, &d.arch, base, m, s)
+                                .map(|r| (s as f64, r.0))
+                        })
+                        .collect(),
+                })
+                .filter(|s| !s.points.is_empty())
+                .collect();
+            Panel::Line(LineChart {
+                title: m.clone(),
+                x_label: "sequence length".into(),
+                y_label: format!("speedup over {base_label}"),
+                x_axis: XAxis::Log2,
+                series,
+                reference: Some(1.0),
+                legend: Corner::UpperLeft,
+            })
+        })
+        .collect();
+    Figure {
+        title: format!("{what}: speedup over {base_label} vs sequence length (batch 64)"),
+        panels,
+        cols: 2,
+        panel_size: (520, 360),
+    }
+}
+
+/// Stacked bars per design: mean over all points of each component's energy divided by the baseline's total
+/// energy at that point (so the baseline's bar sums to 1).
+pub fn energy(rep: &Reproduction) -> Figure {
+    let Some((base, base_label)) = baseline(rep) else {
+        return message(
+            "Energy breakdown".into(),
+            "neither the unfused nor the FLAT baseline is available".into(),
+        );
+    };
+    let mut bars = Vec::new();
+    for d in available(rep) {
+        let mut sums: std::collections::BTreeMap<String, f64> = Default::default();
+        let mut n = 0usize;
+        for (m, s) in rep.points() {
+            let (Some(Ok(r)), Some((_, base_e))) = (
+                rep.run(&d.arch, m, s).map(|p| p.result.as_ref()),
+                rep.cost(Scope::Attention, base, m, s),
+            ) else {
+                continue;
+            };
+            n += 1;
+            for (c, pj) in &r.energy_by_component {
+                *sums.entry(c.clone()).or_default() += pj / base_e;
+            }
+        }
+        if n > 0 {
+            bars.push((
+                d.label.clone(),
+                sums.into_iter().map(|(c, v)| (c, v / n as f64)).collect(),
+            ));
+        }
+    }
+    Figure {
+        title: format!(
+            "Attention energy relative to {base_label} by component (mean over models x lengths)"
+        ),
+        panels: vec![Panel::Bars(BarChart {
+            title: format!("energy / {base_label} energy"),
+            y_label: format!("energy relative to {base_label}"),
+            bars,
+            reference: Some(1.0),
+        })],
+        cols: 1,
+        panel_size: (900, 480),
+    }
+}
+
+fn message(title: String, text: String) -> Figure {
+    Figure {
+        title: title.clone(),
+        panels: vec![Panel::Message { title, text }],
+        cols: 1,
+        panel_size: (640, 200),
+    }
+}

@@ -1,0 +1,434 @@
+//! Reproductions of published results: run every design × model × sequence length (attention alone and the
+//! end-to-end encoder layer), then compare to the paper's numbers, which live as data in a targets file
+//! ([`targets`]). Computing is pure library code returning a typed [`Reproduction`]; rendering ([`render`],
+//! [`figures`]) turns it into text and plot descriptions; [`write`] is the one place that writes files, and only
+//! the CLI calls it.
+//!
+//! A design is an arch file name. Designs whose arch is not shipped are recorded as missing rather than failing
+//! the reproduction, so adding `arch/<design>.ron` is all it takes to bring one in.
+
+pub mod figures;
+pub mod render;
+pub mod targets;
+pub mod write;
+
+use crate::diag::SourceFile;
+use crate::library::Kind;
+use crate::report::RunReport;
+use crate::run::{self, RunError};
+use crate::sim::SimOptions;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A thread-safe file lookup (rayon runs points in parallel); [`crate::library::get`] is one.
+pub type SyncLookup<'a> = &'a (dyn Fn(Kind, &str) -> Option<SourceFile> + Sync);
+
+/// One design under comparison: an arch name and how tables and plots call it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Design {
+    pub arch: String,
+    pub label: String,
+    pub description: String,
+}
+
+impl Design {
+    fn new(arch: &str, label: &str, description: &str) -> Design {
+        Design {
+            arch: arch.into(),
+            label: label.into(),
+            description: description.into(),
+        }
+    }
+}
+
+/// The arch names of the two baselines that speedups and energy ratios are relative to.
+pub const FLAT: &str = "flat-cloud";
+pub const UNFUSED: &str = "unfused";
+
+/// What to run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Plan {
+    pub name: String,
+    pub designs: Vec<Design>,
+    pub models: Vec<String>,
+    pub lengths: Vec<i64>,
+    /// Also run the end-to-end encoder layer at every point.
+    pub layer: bool,
+}
+
+impl Plan {
+    /// The FuseMax evaluation (MICRO'24 §VI): five designs, four models, 1K…1M tokens, batch 64 (the models'
+    /// default).
+    pub fn fusemax() -> Plan {
+        Plan {
+            name: "fusemax".into(),
+            designs: vec![
+                Design::new(
+                    "fusemax",
+                    "FuseMax",
+                    "1-pass cascade, interleaved binding (the proposal)",
+                ),
+                Design::new(
+                    "flat-cloud",
+                    "FLAT",
+                    "FLAT cloud: 3-pass softmax on the 1D array",
+                ),
+                Design::new(
+                    "unfused",
+                    "Unfused",
+                    "unfused attention: QK, softmax and AV as separate phases",
+                ),
+                Design::new(
+                    "fusemax-cascade",
+                    "+Cascade",
+                    "FLAT hardware running the 1-pass cascade (ablation)",
+                ),
+                Design::new(
+                    "fusemax-arch",
+                    "+Architecture",
+                    "FuseMax placement without tile interleaving (ablation)",
+                ),
+            ],
+            models: ["bert-base", "trxl-wt103", "t5-small", "xlm"]
+                .map(String::from)
+                .to_vec(),
+            lengths: (0..6).map(|i| 1i64 << (10 + 2 * i)).collect(),
+            layer: true,
+        }
+    }
+}
+
+/// The numbers of one attention run that the reproduction reports.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RunSummary {
+    pub cascade: String,
+    pub cycles: u64,
+    pub seconds: f64,
+    pub utilization: BTreeMap<String, f64>,
+    pub traffic_bytes: BTreeMap<String, u64>,
+    pub energy_pj: f64,
+    pub energy_by_component: BTreeMap<String, f64>,
+    pub energy_by_action: BTreeMap<String, f64>,
+    /// Total chip area, mm².
+    pub area_mm2: f64,
+    pub mapping: BTreeMap<String, u64>,
+    pub limiter: String,
+    pub bound_ratio: f64,
+}
+
+impl From<&RunReport> for RunSummary {
+    fn from(r: &RunReport) -> RunSummary {
+        RunSummary {
+            cascade: r.cascade.clone(),
+            cycles: r.cycles,
+            seconds: r.seconds,
+            utilization: r.utilization.clone(),
+            traffic_bytes: r.traffic_bytes.clone(),
+            energy_pj: r.energy_pj.total,
+            energy_by_component: r.energy_pj.by_component.clone(),
+            energy_by_action: r.energy_pj.by_action.clone(),
+            area_mm2: r.area_mm2.values().sum(),
+            mapping: r.mapping.clone(),
+            limiter: r.bound.limiter.clone(),
+            bound_ratio: r.bound.ratio,
+        }
+    }
+}
+
+/// The numbers of one end-to-end layer run.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct LayerSummary {
+    pub cycles: u64,
+    pub seconds: f64,
+    pub energy_pj: f64,
+    pub energy_by_component: BTreeMap<String, f64>,
+    /// Each op's latency (s) and energy (pJ), in layer order.
+    pub parts: Vec<(String, f64, f64)>,
+}
+
+/// Whether a point is attention alone or the whole layer.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Attention,
+    Layer,
+}
+
+/// A failed run, kept as text so the report can show it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Failure {
+    pub message: String,
+    /// An engine bug (exit 3) rather than an input the design cannot run.
+    pub internal: bool,
+}
+
+impl From<RunError> for Failure {
+    fn from(e: RunError) -> Failure {
+        let internal = matches!(e, RunError::Internal(_));
+        let text = e.to_string();
+        // Diagnostics render with source excerpts; the first line names the problem.
+        let message = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("unknown error")
+            .to_string();
+        Failure { message, internal }
+    }
+}
+
+/// One simulated point.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Point<T> {
+    pub design: String,
+    pub model: String,
+    pub seq: i64,
+    pub result: Result<T, Failure>,
+}
+
+impl<T> Point<T> {
+    fn new(design: &str, model: &str, seq: i64, result: Result<T, Failure>) -> Point<T> {
+        Point {
+            design: design.into(),
+            model: model.into(),
+            seq,
+            result,
+        }
+    }
+}
+
+/// Everything a reproduction computed, in plan order (design, model, length), so rendering is deterministic.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reproduction {
+    pub plan: Plan,
+    /// Designs of the plan whose arch is not shipped, with the reason.
+    pub missing: Vec<(String, String)>,
+    pub runs: Vec<Point<RunSummary>>,
+    pub layers: Vec<Point<LayerSummary>>,
+}
+
+impl Reproduction {
+    pub fn available(&self, design: &str) -> bool {
+        self.plan.designs.iter().any(|d| d.arch == design)
+            && !self.missing.iter().any(|m| m.0 == design)
+    }
+
+    pub fn run(&self, design: &str, model: &str, seq: i64) -> Option<&Point<RunSummary>> {
+        self.runs
+            .iter()
+            .find(|p| p.design == design && p.model == model && p.seq == seq)
+    }
+
+    pub fn layer(&self, design: &str, model: &str, seq: i64) -> Option<&Point<LayerSummary>> {
+        self.layers
+            .iter()
+            .find(|p| p.design == design && p.model == model && p.seq == seq)
+    }
+
+    /// Latency (s) and energy (pJ) of a successful point in either scope.
+    pub fn cost(&self, scope: Scope, design: &str, model: &str, seq: i64) -> Option<(f64, f64)> {
+        match scope {
+            Scope::Attention => self
+                .run(design, model, seq)
+                .and_then(|p| p.result.as_ref().ok())
+                .map(|r| (r.seconds, r.energy_pj)),
+            Scope::Layer => self
+                .layer(design, model, seq)
+                .and_then(|p| p.result.as_ref().ok())
+                .map(|r| (r.seconds, r.energy_pj)),
+        }
+    }
+
+    /// Speedup of `of` over `over` (latency ratio over/of) and energy ratio (of/over) at one point.
+    pub fn relative(
+        &self,
+        scope: Scope,
+        of: &str,
+        over: &str,
+        model: &str,
+        seq: i64,
+    ) -> Option<(f64, f64)> {
+        let (a, b) = (
+            self.cost(scope, of, model, seq)?,
+            self.cost(scope, over, model, seq)?,
+        );
+        Some((b.0 / a.0, a.1 / b.1))
+    }
+
+    /// Arithmetic means of the per-point speedups and energy ratios over every (model, length) of the plan where
+    /// both designs ran, and how many points that was.
+    pub fn mean_relative(&self, scope: Scope, of: &str, over: &str) -> Option<(f64, f64, usize)> {
+        let pts: Vec<(f64, f64)> = self
+            .points()
+            .filter_map(|(m, s)| self.relative(scope, of, over, m, s))
+            .collect();
+        if pts.is_empty() {
+            return None;
+        }
+        let n = pts.len() as f64;
+        Some((
+            pts.iter().map(|p| p.0).sum::<f64>() / n,
+            pts.iter().map(|p| p.1).sum::<f64>() / n,
+            pts.len(),
+        ))
+    }
+
+    /// Every (model, length) of the plan, in plan order.
+    pub fn points(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.plan
+            .models
+            .iter()
+            .flat_map(|m| self.plan.lengths.iter().map(move |&s| (m.as_str(), s)))
+    }
+
+    /// Failed points, attention first.
+    pub fn failures(&self) -> Vec<(Scope, &str, &str, i64, &Failure)> {
+        let a = self.runs.iter().filter_map(|p| {
+            p.result.as_ref().err().map(|e| {
+                (
+                    Scope::Attention,
+                    p.design.as_str(),
+                    p.model.as_str(),
+                    p.seq,
+                    e,
+                )
+            })
+        });
+        let l = self.layers.iter().filter_map(|p| {
+            p.result
+                .as_ref()
+                .err()
+                .map(|e| (Scope::Layer, p.design.as_str(), p.model.as_str(), p.seq, e))
+        });
+        a.chain(l).collect()
+    }
+
+    /// Whether any run hit an engine bug.
+    pub fn has_internal_error(&self) -> bool {
+        self.failures().iter().any(|f| f.4.internal)
+    }
+}
+
+/// Run the plan: every point of every available design, in parallel. Never fails as a whole; failures are
+/// recorded per point.
+pub fn reproduce(plan: &Plan, lookup: SyncLookup, opts: SimOptions) -> Reproduction {
+    let mut missing = Vec::new();
+    let mut jobs: Vec<(Scope, &str, &str, i64)> = Vec::new();
+    for d in &plan.designs {
+        if lookup(Kind::Arch, &d.arch).is_none() {
+            missing.push((
+                d.arch.clone(),
+                format!(
+                    "design `{}` not available: no arch file `arch/{}.ron`",
+                    d.arch, d.arch
+                ),
+            ));
+            continue;
+        }
+        let scopes: &[Scope] = if plan.layer {
+            &[Scope::Attention, Scope::Layer]
+        } else {
+            &[Scope::Attention]
+        };
+        for &scope in scopes {
+            for m in &plan.models {
+                for &s in &plan.lengths {
+                    jobs.push((scope, &d.arch, m, s));
+                }
+            }
+        }
+    }
+    let results: Vec<Result<Outcome, Failure>> = jobs
+        .par_iter()
+        .map(|&(scope, design, model, seq)| run_point(scope, design, model, seq, lookup, opts))
+        .collect();
+    let mut runs = Vec::new();
+    let mut layers = Vec::new();
+    for (&(scope, design, model, seq), result) in jobs.iter().zip(results) {
+        match (scope, result) {
+            (_, Ok(Outcome::Run(r))) => runs.push(Point::new(design, model, seq, Ok(r))),
+            (_, Ok(Outcome::Layer(r))) => layers.push(Point::new(design, model, seq, Ok(r))),
+            (Scope::Attention, Err(e)) => runs.push(Point::new(design, model, seq, Err(e))),
+            (Scope::Layer, Err(e)) => layers.push(Point::new(design, model, seq, Err(e))),
+        }
+    }
+    Reproduction {
+        plan: plan.clone(),
+        missing,
+        runs,
+        layers,
+    }
+}
+
+enum Outcome {
+    Run(RunSummary),
+    Layer(LayerSummary),
+}
+
+fn run_point(
+    scope: Scope,
+    design: &str,
+    model: &str,
+    seq: i64,
+    lookup: SyncLookup,
+    opts: SimOptions,
+) -> Result<Outcome, Failure> {
+    let arch = lookup(Kind::Arch, design).ok_or_else(|| Failure {
+        message: format!("no arch `{design}`"),
+        internal: false,
+    })?;
+    let model_file = lookup(Kind::Model, model).ok_or_else(|| Failure {
+        message: format!("no model `{model}`"),
+        internal: false,
+    })?;
+    let sets = [format!("seq={seq}")];
+    match scope {
+        Scope::Attention => run::run(&arch, Some(&model_file), None, &sets, lookup, opts)
+            .map(|r| Outcome::Run(RunSummary::from(&r)))
+            .map_err(Failure::from),
+        Scope::Layer => run_layer(&arch, &model_file, &sets, lookup, opts)
+            .map(Outcome::Layer)
+            .map_err(Failure::from),
+    }
+}
+
+/// The adapter to the end-to-end layer model ([`crate::layer`]), kept in one place so a change there is a
+/// one-line change here.
+fn run_layer(
+    arch: &SourceFile,
+    model: &SourceFile,
+    sets: &[String],
+    lookup: SyncLookup,
+    opts: SimOptions,
+) -> Result<LayerSummary, RunError> {
+    let r = crate::layer::run_layer(arch, model, sets, lookup, opts)?;
+    Ok(LayerSummary {
+        cycles: r.cycles,
+        seconds: r.seconds,
+        energy_pj: r.energy_pj,
+        energy_by_component: r.energy_by_component,
+        parts: r
+            .parts
+            .iter()
+            .map(|(n, p)| (n.clone(), p.seconds, p.energy_pj.total))
+            .collect(),
+    })
+}
+
+/// Reproductions the CLI knows by name.
+pub const NAMES: &[&str] = &["fusemax"];
+
+/// Run a named reproduction and evaluate its targets; `None` for an unknown name.
+pub fn by_name(
+    name: &str,
+    lookup: SyncLookup,
+    opts: SimOptions,
+) -> Option<(Reproduction, Vec<targets::TargetResult>)> {
+    let (plan, file) = match name {
+        "fusemax" => (Plan::fusemax(), targets::fusemax()),
+        _ => return None,
+    };
+    let rep = reproduce(&plan, lookup, opts);
+    let results = targets::evaluate(&file, &rep);
+    Some((rep, results))
+}
