@@ -158,22 +158,6 @@ fn clamp(r: Range<usize>, text: &str) -> Range<usize> {
     s..e
 }
 
-/// Convert a RON syntax/shape error into a diagnostic pointing at its line and column.
-pub fn from_ron_error(file: &SourceFile, e: &ron::error::SpannedError) -> Diagnostic {
-    let start = offset_of(&file.text, e.span.start.line, e.span.start.col);
-    let end = offset_of(&file.text, e.span.end.line, e.span.end.col).max(start);
-    let end = if end == start {
-        next_char(&file.text, start)
-    } else {
-        end
-    };
-    Diagnostic::new(
-        Span::new(start, end),
-        format!("invalid RON: {}", e.code),
-        "here",
-    )
-}
-
 /// Byte offset of a 1-based (line, column in chars) position, clamped to the text.
 pub fn offset_of(text: &str, line: usize, col: usize) -> usize {
     let mut off = 0;
@@ -187,13 +171,6 @@ pub fn offset_of(text: &str, line: usize, col: usize) -> usize {
         off += l.len();
     }
     text.len()
-}
-
-fn next_char(text: &str, at: usize) -> usize {
-    text[at.min(text.len())..]
-        .chars()
-        .next()
-        .map_or(at, |c| at + c.len_utf8())
 }
 
 /// The span of the first `"needle"` (a quoted string) in the text at or after byte `from`, or of the

@@ -42,9 +42,9 @@ pub struct LayerReport {
 }
 
 pub fn load_layer(file: &SourceFile) -> Result<LayerFile, Diagnostics> {
-    ron::from_str(&file.text).map_err(|e| Diagnostics {
+    crate::cascade::parse_ron_as(file, "`Layer(...)`").map_err(|d| Diagnostics {
         file: file.clone(),
-        items: vec![crate::diag::from_ron_error(file, &e)],
+        items: vec![d],
     })
 }
 

@@ -221,7 +221,7 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
     })?;
     let program = mapping::map(&s.cascade, &s.sizes, &s.params, &s.arch, binding)
         .map_err(|e| RunError::Mapping(e.0))?;
-    let result = sim::simulate(&program, opts).map_err(|e| RunError::Internal(e.0))?;
+    let result = sim::simulate(&program, opts).map_err(|e| RunError::Mapping(e.0))?; // a tile that never fits is a mapping problem
     let pass_report = passes::analyse(&s.cascade, &s.sizes, s.params.clone());
     let mut params = s.params.clone();
     for (k, v) in &s.arch.params {

@@ -118,7 +118,6 @@ fn line_of(file: &SourceFile, needle: &str) -> usize {
 }
 
 #[test]
-#[ignore = "BUG: arch diagnostics locate the first occurrence of a figure's text, not the figure itself"]
 fn repeated_figure_is_located_at_its_own_line() {
     // Two `Fig("2", "B", ...)`: the buffer's (line 26, fine) and the DRAM's (line 28, no source). The error is
     // underlined on line 26.
@@ -128,7 +127,6 @@ fn repeated_figure_is_located_at_its_own_line() {
 }
 
 #[test]
-#[ignore = "BUG: `the arch binds no cascade` underlines `bindings` inside the arch's name, not `bindings: []`"]
 fn no_bindings_is_located_at_bindings() {
     let file = bad_arch("no-bindings");
     let d = load(&file, &energy, &BTreeMap::new()).expect_err("no bindings");
@@ -136,7 +134,6 @@ fn no_bindings_is_located_at_bindings() {
 }
 
 #[test]
-#[ignore = "BUG: a figure made non-positive by `--set` is blamed on the parameter's declared value in the file"]
 fn override_error_names_the_override() {
     // grid4.ron declares `"lat": 3`; `--set lat=0` makes the latency figure 0. The diagnostic says "`lat`
     // evaluates to 0" under `"lat": 3` in `params`, which reads as if the file were wrong; it should point at
@@ -155,7 +152,6 @@ fn override_error_names_the_override() {
 }
 
 #[test]
-#[ignore = "BUG: arch RON errors use ron's raw wording and position; a missing comma is reported at the next token"]
 fn missing_comma_is_located_after_the_previous_value() {
     // Cascade files get `syntax error: expected `,`` right after the value that lacks it (tests/bad/
     // ron-missing-comma.ron); arch files get `invalid RON: Expected comma` at the start of the next line.

@@ -50,7 +50,7 @@ fn bad_workloads_are_reported() {
 #[test]
 fn shipped_cascades_load() {
     let shipped = files("workloads/cascades");
-    assert_eq!(shipped.len(), 6);
+    assert!(shipped.len() >= 6, "the six FuseMax cascades at least");
     for path in shipped {
         let file = source(&path);
         if let Err(d) = load(&file) {

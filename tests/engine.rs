@@ -579,7 +579,6 @@ fn fixture_sweep_invariants() {
 }
 
 #[test]
-#[ignore = "BUG: tiles that fit one at a time but not together deadlock the engine (internal error, exit 3) instead of being rejected as an invalid mapping"]
 fn buffer_too_small_for_one_tasks_operands_is_invalid_input() {
     // tiled.ron's Z reads an A tile (128 B, held across all n1 tiles) and a B tile (128 B) at once. A 255 B
     // buffer fits either but not both: the B load waits forever for room. That is bad input (like a single

@@ -117,7 +117,6 @@ fn json_has_the_documented_keys() {
 }
 
 #[test]
-#[ignore = "BUG: empty f64 sums are -0.0 (Rust's float `Sum` starts at -0.0): an arch without `pe_area` reports `pe -0.0` mm2"]
 fn no_negative_zero_in_reports() {
     // stream.ron's unit lists no `pe_area`, so its area is an empty sum.
     let r = run_fixture("stream", &["msize=32"], FULL);

@@ -1,13 +1,17 @@
 //! Arch files: RON → [`ArchFile`] → [`Arch`], with every problem reported against the file.
 
 use super::*;
-use crate::diag::{from_ron_error, locate, Diagnostic, Diagnostics, SourceFile, Span};
+use crate::cascade::parse_ron_as;
+use crate::diag::{locate, Diagnostic, Diagnostics, SourceFile, Span};
 use crate::expr::SizeExpr;
 
 /// A problem resolving an arch: what, and the name in the file it is about (to locate it).
 #[derive(Clone, Debug)]
 pub struct ArchError {
     pub near: String,
+    /// The figure the problem is in, when it is one: located by its whole text, which is more precise.
+    pub fig: Option<Fig>,
+    pub notes: Vec<String>,
     pub message: String,
     pub expected: String,
 }
@@ -15,6 +19,8 @@ pub struct ArchError {
 fn err(near: &str, message: impl Into<String>, expected: impl Into<String>) -> ArchError {
     ArchError {
         near: near.to_string(),
+        fig: None,
+        notes: Vec::new(),
         message: message.into(),
         expected: expected.into(),
     }
@@ -22,9 +28,9 @@ fn err(near: &str, message: impl Into<String>, expected: impl Into<String>) -> A
 
 /// Parse an energy table.
 pub fn load_energy(file: &SourceFile) -> Result<EnergyTable, Diagnostics> {
-    ron::from_str::<EnergyTable>(&file.text).map_err(|e| Diagnostics {
+    parse_ron_as::<EnergyTable>(file, "`EnergyTable(...)`").map_err(|d| Diagnostics {
         file: file.clone(),
-        items: vec![from_ron_error(file, &e)],
+        items: vec![d],
     })
 }
 
@@ -35,9 +41,9 @@ pub fn load(
     energy: &dyn Fn(&str) -> Option<SourceFile>,
     overrides: &BTreeMap<String, i64>,
 ) -> Result<Arch, Diagnostics> {
-    let parsed: ArchFile = ron::from_str(&file.text).map_err(|e| Diagnostics {
+    let parsed: ArchFile = parse_ron_as(file, "`Arch(...)`").map_err(|d| Diagnostics {
         file: file.clone(),
-        items: vec![from_ron_error(file, &e)],
+        items: vec![d],
     })?;
     let Some(etext) = energy(&parsed.energy) else {
         let d = Diagnostic::new(
@@ -56,12 +62,26 @@ pub fn load(
         items: errs
             .into_iter()
             .map(|e| {
-                let span = if e.near.is_empty() {
-                    Span::new(0, 0)
-                } else {
-                    locate(&file.text, &e.near, 0)
+                let exact = e
+                    .fig
+                    .as_ref()
+                    .map(|f| format!("{:?}, {:?}, {:?}", f.0, f.1, f.2))
+                    .or_else(|| e.near.ends_with(':').then(|| e.near.clone()))
+                    .and_then(|needle| file.text.find(&needle).map(|i| (i, needle)));
+                let span = match exact {
+                    // Underline the expression (the first string) of the figure, or the key.
+                    Some((i, needle)) if e.fig.is_some() => {
+                        let expr_len = e.fig.as_ref().map_or(0, |f| format!("{:?}", f.0).len());
+                        let _ = needle;
+                        Span::new(i + 1, i + expr_len - 1)
+                    }
+                    Some((i, needle)) => Span::new(i, i + needle.len() - 1),
+                    None if e.near.is_empty() => Span::new(0, 0),
+                    None => locate(&file.text, &e.near, 0),
                 };
-                Diagnostic::new(span, e.message, e.expected)
+                let mut d = Diagnostic::new(span, e.message, e.expected);
+                d.notes = e.notes;
+                d
             })
             .collect(),
     })
@@ -83,7 +103,17 @@ pub fn resolve(
         }
     }
     let lookup = |n: &str| params.get(n).copied();
+    let overridden: Vec<String> =
+        overrides.iter().filter(|(k, _)| f.params.contains_key(*k)).map(|(k, v)| format!("{k}={v}")).collect();
     let fig = |fg: &Fig, want: &[&str], errs: &mut Vec<ArchError>| -> Option<f64> {
+        let err = |near: &str, message: String, expected: String| {
+            let mut e = err(near, message, expected);
+            e.fig = Some(fg.clone());
+            if !overridden.is_empty() {
+                e.notes.push(format!("evaluated with --set {}", overridden.join(" ")));
+            }
+            e
+        };
         if !UNITS.contains(&fg.1.as_str()) {
             errs.push(err(
                 &fg.1,
@@ -104,7 +134,7 @@ pub fn resolve(
             errs.push(err(
                 &fg.0,
                 format!("figure `{}` has no source", fg.0),
-                "a source: paper, datasheet or measurement",
+                "a source: paper, datasheet or measurement".to_string(),
             ));
         }
         match SizeExpr::parse(&fg.0).and_then(|e| e.eval(&lookup)) {
@@ -113,7 +143,7 @@ pub fn resolve(
                 errs.push(err(
                     &fg.0,
                     format!("`{}` evaluates to {v}", fg.0),
-                    "a positive value",
+                    "a positive value".to_string(),
                 ));
                 None
             }
@@ -272,7 +302,7 @@ pub fn resolve(
     }
     if f.bindings.is_empty() {
         errs.push(err(
-            "bindings",
+            "bindings:",
             "the arch binds no cascade",
             "at least one Binding(...)",
         ));

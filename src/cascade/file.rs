@@ -77,13 +77,15 @@ pub(crate) struct RawModel {
 
 /// Deserialise with ron, turning its error into a diagnostic that points at ron's position.
 pub(crate) fn parse_ron<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Diagnostic> {
+    parse_ron_as(file, "`Cascade(...)` or `Model(...)`")
+}
+
+/// Parse any RON file of einsim's (`expected` names its top-level struct for an empty file), turning ron's
+/// errors into located diagnostics that say what was expected.
+pub fn parse_ron_as<T: DeserializeOwned>(file: &SourceFile, expected: &str) -> Result<T, Diagnostic> {
     let text = &file.text;
     if locate_is_empty(text) {
-        return Err(Diagnostic::new(
-            Span::new(0, 0),
-            "empty file",
-            "expected `Cascade(...)` or `Model(...)`",
-        ));
+        return Err(Diagnostic::new(Span::new(0, 0), "empty file", format!("expected {expected}")));
     }
     ron::Options::default().from_str::<T>(text).map_err(|e| {
         let start = offset_of(text, e.span.start.line, e.span.start.col);
@@ -101,7 +103,8 @@ pub(crate) fn parse_ron<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Dia
             // Ron notices a missing comma at the next token; the comma belongs after the previous one.
             ron::Error::ExpectedComma => {
                 let before = text.get(..start).unwrap_or("").trim_end();
-                Span::new(before.len(), before.len())
+                let last = before.chars().next_back().map_or(0, char::len_utf8);
+                Span::new(before.len() - last, before.len())
             }
             _ if end == start => Span::new(start, next_char_end(text, start)),
             _ => Span::new(start, end),

@@ -15,6 +15,7 @@ mod syntax;
 pub use env::{rank_sizes, Env, EnvError};
 pub use ir::*;
 pub use model::{load_model, Model};
+pub use file::parse_ron_as;
 pub use print::print;
 
 use crate::diag::{Diagnostics, SourceFile};

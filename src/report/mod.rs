@@ -237,7 +237,8 @@ pub fn build(f: RunFacts) -> Result<RunReport, String> {
             .filter_map(|a| f.arch.energy.area.get(a))
             .map(|a| a.um2)
             .sum();
-        area_mm2.insert(u.name.clone(), per_pe * u.pes() as f64 / 1e6);
+        // `+ 0.0` turns the empty sum (-0.0) into 0.
+        area_mm2.insert(u.name.clone(), per_pe * u.pes() as f64 / 1e6 + 0.0);
     }
     for s in &f.arch.storage {
         if let Some(a) = s.area.as_ref().and_then(|a| f.arch.energy.area.get(a)) {
