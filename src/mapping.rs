@@ -69,6 +69,8 @@ pub struct Template {
     pub at_last: Vec<bool>,
     /// Ticks the server is occupied per instance.
     pub work: u64,
+    /// Of those, ticks spent computing (the rest waits on buffer bandwidth): utilization counts these.
+    pub useful: u64,
     pub deps: Vec<Dep>,
     /// Buffer bytes a load instance holds until its last consumer finishes.
     pub alloc: u64,
@@ -168,8 +170,13 @@ pub fn map(
                 divisor_of,
                 fits,
                 stage,
+                at_least,
             } => {
                 let n = eval(divisor_of, &sizes)?;
+                let floor = match at_least {
+                    Some(e) => eval(e, &sizes)?,
+                    None => 1,
+                };
                 let st = b.stages.iter().find(|s| &s.name == stage).ok_or_else(|| {
                     MapError(format!(
                         "size rule for `{name}` names unknown stage `{stage}`"
@@ -184,7 +191,7 @@ pub fn map(
                         MapError(format!("size rule for `{name}`: `{fits}` has no capacity"))
                     })?;
                 let mut best = None;
-                for d in (1..=n).rev().filter(|d| n % d == 0) {
+                for d in (floor.max(1)..=n).rev().filter(|d| n % d == 0) {
                     sizes.insert(name.clone(), d);
                     let fp = Stage::new(c, arch, b, st, &sizes)?.footprint();
                     if fp <= cap {
@@ -193,7 +200,9 @@ pub fn map(
                     }
                 }
                 best.ok_or_else(|| {
-                    MapError(format!("no divisor of {n} makes stage `{stage}` fit `{fits}` ({cap} B) for `{name}`"))
+                    MapError(format!(
+                        "no divisor of {n} (at least {floor}) makes stage `{stage}` fit `{fits}` ({cap} B) for `{name}`"
+                    ))
                 })?
             }
         };
@@ -414,9 +423,13 @@ impl<'a> Stage<'a> {
     fn footprint(&self) -> u64 {
         let mut total = 0;
         for name in self.file.keep.keys() {
+            if self.file.alias.contains_key(name) {
+                continue; // stored in place of another kept tensor
+            }
             if let Some(t) = self.c.tensor_id(name) {
                 if let Ok(Some(k)) = self.keep_level(t) {
-                    total += self.kept_extent(t, k) * self.arch.word_bytes;
+                    let copies = self.file.copies.get(name).copied().unwrap_or(1);
+                    total += self.kept_extent(t, k) * self.arch.word_bytes * copies;
                 }
             }
         }
@@ -461,7 +474,7 @@ impl<'a> Stage<'a> {
         };
         let in_buffer = |t: TensorId| {
             let n = &c.tensors[t].name;
-            self.file.keep.contains_key(n) || self.file.dram.contains(n)
+            self.file.keep.contains_key(n) || self.file.dram.contains(n) || self.file.alias.contains_key(n)
         };
         let is_dram = |t: TensorId| self.file.dram.contains(&c.tensors[t].name);
         let mut templates: Vec<Template> = Vec::new();
@@ -618,6 +631,7 @@ impl<'a> Stage<'a> {
                 loops,
                 at_last: vec![false; nl],
                 work: compute.max(streaming) * TICKS_PER_CYCLE,
+                useful: compute * TICKS_PER_CYCLE,
                 deps: vec![],
                 alloc: 0,
                 keep: None,
@@ -646,8 +660,8 @@ impl<'a> Stage<'a> {
                 ));
             };
             let k = self.keep_level(t)?.unwrap_or(0);
-            if !is_dram(t) {
-                resident += self.kept_extent(t, k) * word;
+            if !is_dram(t) && !self.file.alias.contains_key(name) {
+                resident += self.kept_extent(t, k) * word * self.file.copies.get(name).copied().unwrap_or(1);
             }
         }
         for name in &self.file.dram {
@@ -703,6 +717,7 @@ impl<'a> Stage<'a> {
                 loops,
                 at_last: vec![false; nl],
                 work: transfer.max(1),
+                useful: transfer.max(1),
                 deps: vec![],
                 alloc: 0,
                 keep: Some(keep),
@@ -817,9 +832,12 @@ impl<'a> Stage<'a> {
             }
         }
         let cap = buffer.capacity_bytes.unwrap_or(u64::MAX);
-        if resident > cap {
+        // The working set (resident state plus every kept tile, with its copies) must fit; otherwise this binding
+        // does not apply and the caller tries the next one for the cascade.
+        let working_set = self.footprint().max(resident);
+        if working_set > cap {
             return bad(format!(
-                "stage `{}`: on-chip state needs {resident} B, more than `{}` ({cap} B)",
+                "stage `{}` keeps {working_set} B in `{}`, which holds {cap} B",
                 self.file.name, buffer.name
             ));
         }

@@ -213,15 +213,27 @@ pub fn setup(
 
 /// Map, simulate and report one configuration.
 pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
-    let binding = s.arch.binding(Some(&s.cascade.name)).ok_or_else(|| {
-        RunError::Mapping(format!(
-            "arch `{}` does not bind `{}`",
-            s.arch.name, s.cascade.name
-        ))
-    })?;
-    let program = mapping::map(&s.cascade, &s.sizes, &s.params, &s.arch, binding)
-        .map_err(|e| RunError::Mapping(e.0))?;
-    let result = sim::simulate(&program, opts).map_err(|e| RunError::Mapping(e.0))?; // a tile that never fits is a mapping problem
+    // Bindings for the cascade in file order: the first that maps (its working set fits) is used, so a design's
+    // fall-back dataflow (FLAT spilling its logit tile) is data, chosen by the buffer size.
+    let mut errors = Vec::new();
+    let mut chosen = None;
+    for b in s.arch.bindings.iter().filter(|b| b.cascade == s.cascade.name) {
+        match mapping::map(&s.cascade, &s.sizes, &s.params, &s.arch, b) {
+            Ok(p) => {
+                chosen = Some((b, p));
+                break;
+            }
+            Err(e) => errors.push(if b.name.is_empty() { e.0 } else { format!("binding `{}`: {}", b.name, e.0) }),
+        }
+    }
+    let Some((binding, program)) = chosen else {
+        if errors.is_empty() {
+            errors.push(format!("arch `{}` does not bind `{}`", s.arch.name, s.cascade.name));
+        }
+        return Err(RunError::Mapping(errors.join("\n")));
+    };
+    // A tile that can never get room in the buffer is a mapping problem, not an engine bug.
+    let result = sim::simulate(&program, opts).map_err(|e| RunError::Mapping(e.0))?;
     let pass_report = passes::analyse(&s.cascade, &s.sizes, s.params.clone());
     let mut params = s.params.clone();
     for (k, v) in &s.arch.params {
@@ -234,6 +246,7 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
             .as_ref()
             .map_or(s.cascade.name.as_str(), |m| m.name.as_str()),
         cascade: &s.cascade.name,
+        binding: &binding.name,
         params,
         program: &program,
         sim: &result,

@@ -97,6 +97,10 @@ pub struct StorageFile {
 #[serde(deny_unknown_fields, rename = "Binding")]
 pub struct BindingFile {
     pub cascade: String,
+    /// Names this binding among alternatives for the same cascade (`fused`, `spilled`): the first whose
+    /// working set fits is used.
+    #[serde(default)]
+    pub name: String,
     pub source: String,
     /// Mapping-level partitions of cascade ranks, outer → inner (`"P": ["P2", "P1", "P0"]`).
     #[serde(default)]
@@ -117,6 +121,10 @@ pub enum SizeRule {
         divisor_of: String,
         fits: String,
         stage: String,
+        /// The smallest acceptable size (e.g. the array edge, so the array stays full); below it the binding
+        /// does not apply and the next binding for the cascade is tried.
+        #[serde(default)]
+        at_least: Option<String>,
     },
 }
 
@@ -145,6 +153,14 @@ pub struct StageFile {
     /// The DRAM level.
     pub memory: String,
     pub pipeline: Pipeline,
+    /// Tensors stored in place of another (same tile, the earlier value dead): `"SN": "QK"`. They move through
+    /// the buffer but take no space of their own.
+    #[serde(default)]
+    pub alias: BTreeMap<String, String>,
+    /// Buffers per kept tensor when more than one (`"QK": 2` double-buffers the logit tile so the next tile can
+    /// be produced while this one is consumed).
+    #[serde(default)]
+    pub copies: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]

@@ -17,6 +17,8 @@ pub struct RunReport {
     pub arch: String,
     pub workload: String,
     pub cascade: String,
+    /// Which of the arch's bindings for the cascade was used (empty when it has one unnamed binding).
+    pub binding: String,
     /// Workload and arch parameters the run used.
     pub params: BTreeMap<String, i64>,
     /// Sizes chosen by the mapping (partition parts such as `P1`).
@@ -106,6 +108,7 @@ pub struct RunFacts<'a> {
     pub arch: &'a Arch,
     pub workload: &'a str,
     pub cascade: &'a str,
+    pub binding: &'a str,
     pub params: BTreeMap<String, i64>,
     pub program: &'a Program,
     pub sim: &'a SimResult,
@@ -139,7 +142,7 @@ pub fn build(f: RunFacts) -> Result<RunReport, String> {
             *per_server.entry(t.server).or_default() += work;
             let b = busy.entry(server.name.clone()).or_default();
             b.0 += work;
-            b.1 += work as f64 * t.pe_fraction;
+            b.1 += (n * t.useful) as f64 * t.pe_fraction;
             for (lvl, bytes) in &t.reads {
                 *read_b.entry(lvl.clone()).or_default() += n * bytes;
             }
@@ -161,7 +164,7 @@ pub fn build(f: RunFacts) -> Result<RunReport, String> {
                     name: t.name.clone(),
                     unit: server.name.clone(),
                     cycles: cycles(work),
-                    utilization: work as f64 * t.pe_fraction
+                    utilization: (n * t.useful) as f64 * t.pe_fraction
                         / (total_cycles * TICKS_PER_CYCLE) as f64,
                     pe_fraction: t.pe_fraction,
                     tasks: n,
@@ -249,6 +252,7 @@ pub fn build(f: RunFacts) -> Result<RunReport, String> {
         arch: f.arch.name.clone(),
         workload: f.workload.to_string(),
         cascade: f.cascade.to_string(),
+        binding: f.binding.to_string(),
         params: f.params,
         mapping: p.chosen.clone(),
         cycles: total_cycles,

@@ -67,9 +67,10 @@ pub fn render(r: &RunReport) -> String {
     );
     let params: Vec<String> = r.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = writeln!(o, "  parameters: {}", params.join(" "));
-    if !r.mapping.is_empty() {
+    if !r.mapping.is_empty() || !r.binding.is_empty() {
         let m: Vec<String> = r.mapping.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = writeln!(o, "  mapping:    {}", m.join(" "));
+        let b = if r.binding.is_empty() { String::new() } else { format!("binding `{}`  ", r.binding) };
+        let _ = writeln!(o, "  mapping:    {b}{}", m.join(" "));
     }
     let _ = writeln!(o);
     let _ = writeln!(
