@@ -87,7 +87,9 @@ impl SizeExpr {
                         .and_then(|y| x.checked_pow(y))
                         .ok_or_else(over),
                     SizeOp::Div => {
-                        if y == 0 {
+                        if x == i64::MIN && y == -1 {
+                            Err(overflow(span))
+                        } else if y == 0 {
                             Err(ExprError {
                                 span,
                                 message: "division by zero".into(),
@@ -121,10 +123,13 @@ impl SizeExpr {
                         message: "division by zero".into(),
                         expected: "a non-zero divisor".into(),
                     }),
-                    SizeFn::Ceil => {
-                        Ok(v[0].div_euclid(v[1]) + i64::from(v[0].rem_euclid(v[1]) != 0))
-                    }
-                    SizeFn::Floor => Ok(v[0].div_euclid(v[1])),
+                    // Checked: `i64::MIN / -1` overflows.
+                    SizeFn::Ceil => v[0]
+                        .checked_div_euclid(v[1])
+                        .zip(v[0].checked_rem_euclid(v[1]))
+                        .and_then(|(q, r)| q.checked_add(i64::from(r != 0)))
+                        .ok_or_else(|| overflow(span)),
+                    SizeFn::Floor => v[0].checked_div_euclid(v[1]).ok_or_else(|| overflow(span)),
                 }
             }
         }
@@ -337,6 +342,14 @@ impl P<'_> {
     }
 }
 
+fn overflow(span: Span) -> ExprError {
+    ExprError {
+        span,
+        message: "arithmetic overflow".into(),
+        expected: "a smaller value".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +371,9 @@ mod tests {
         assert!(ev("nope").is_err());
         assert!(ev("1 +").is_err());
         assert!(ev("2^70").is_err());
+        assert!(ev("floor(0 - 9223372036854775807 - 1, 0 - 1)").is_err());
+        assert!(ev("ceil(0 - 9223372036854775807 - 1, 0 - 1)").is_err());
+        assert!(ev("(0 - 9223372036854775807 - 1) / (0 - 1)").is_err());
     }
     #[test]
     fn prints_round_trip() {
