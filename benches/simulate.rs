@@ -13,8 +13,14 @@ fn fusemax(c: &mut Criterion) {
     let mut group = c.benchmark_group("fusemax-bert-base");
     group.sample_size(20);
     for seq in ["1K", "64K", "1M"] {
-        let setup = run::setup(&arch, Some(&model), None, &[format!("seq={seq}")], &library::get)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let setup = run::setup(
+            &arch,
+            Some(&model),
+            None,
+            &[format!("seq={seq}")],
+            &library::get,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         group.bench_function(format!("attention-{seq}"), |b| {
             b.iter(|| run::simulate(black_box(&setup), SimOptions::default()).expect("runs"))
         });

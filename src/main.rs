@@ -391,7 +391,15 @@ fn sweep_cmd(
                 .collect(),
         );
     };
-    let sweep = einsim::sweep::run(&a, &w, set, vary, metric, &library::get, SimOptions::default());
+    let sweep = einsim::sweep::run(
+        &a,
+        &w,
+        set,
+        vary,
+        metric,
+        &library::get,
+        SimOptions::default(),
+    );
     print!("{}", sweep.table());
     if let Some(dir) = out {
         let texts = [("sweep.csv".to_string(), sweep.csv())];
@@ -412,6 +420,12 @@ fn sweep_cmd(
             eprintln!();
             ExitCode::from(if internal { INTERNAL } else { INVALID })
         }
-        None => ExitCode::SUCCESS,
+        None => match sweep.metric_error() {
+            Some(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(INVALID)
+            }
+            None => ExitCode::SUCCESS,
+        },
     }
 }

@@ -474,7 +474,9 @@ impl<'a> Stage<'a> {
         };
         let in_buffer = |t: TensorId| {
             let n = &c.tensors[t].name;
-            self.file.keep.contains_key(n) || self.file.dram.contains(n) || self.file.alias.contains_key(n)
+            self.file.keep.contains_key(n)
+                || self.file.dram.contains(n)
+                || self.file.alias.contains_key(n)
         };
         let is_dram = |t: TensorId| self.file.dram.contains(&c.tensors[t].name);
         let mut templates: Vec<Template> = Vec::new();
@@ -661,7 +663,9 @@ impl<'a> Stage<'a> {
             };
             let k = self.keep_level(t)?.unwrap_or(0);
             if !is_dram(t) && !self.file.alias.contains_key(name) {
-                resident += self.kept_extent(t, k) * word * self.file.copies.get(name).copied().unwrap_or(1);
+                resident += self.kept_extent(t, k)
+                    * word
+                    * self.file.copies.get(name).copied().unwrap_or(1);
             }
         }
         for name in &self.file.dram {
@@ -869,7 +873,9 @@ fn fuse_loops(loops: &mut Vec<Loop>, templates: &mut [Template]) {
             t.loops[j] == t.loops[j + 1]
                 && (t.loops[j] || t.at_last[j] == t.at_last[j + 1])
                 && t.keep != Some(j)
-                && t.deps.iter().all(|d| d.carried != Some(j) && d.carried != Some(j + 1))
+                && t.deps
+                    .iter()
+                    .all(|d| d.carried != Some(j) && d.carried != Some(j + 1))
         });
         if !fusable {
             j += 1;

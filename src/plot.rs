@@ -55,6 +55,8 @@ pub struct LineChart {
     pub reference: Option<f64>,
     /// Where the legend goes: a corner the lines are unlikely to cross.
     pub legend: Corner,
+    /// Top of the y axis as a multiple of the largest value: room above the data for the legend.
+    pub headroom: f64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +85,8 @@ pub struct BarChart {
     pub y_label: String,
     pub bars: Vec<(String, Vec<(String, f64)>)>,
     pub reference: Option<f64>,
+    /// As in [`LineChart::headroom`]; the legend is drawn upper right.
+    pub headroom: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +107,9 @@ pub struct Figure {
     pub panels: Vec<Panel>,
     pub cols: usize,
     pub panel_size: (u32, u32),
+    /// One legend for all panels, under the title, instead of one per panel. Names have one color across the
+    /// figure, so a shared legend is exact, and it never covers data.
+    pub shared_legend: bool,
 }
 
 impl Figure {
@@ -111,8 +118,16 @@ impl Figure {
         let rows = self.panels.len().div_ceil(cols).max(1);
         (
             (self.panel_size.0 * cols as u32).max(MIN_WIDTH),
-            self.panel_size.1 * rows as u32 + TITLE_H,
+            self.panel_size.1 * rows as u32 + self.header_height(),
         )
+    }
+
+    fn header_height(&self) -> u32 {
+        if self.shared_legend {
+            TITLE_H + LEGEND_H
+        } else {
+            TITLE_H
+        }
     }
 
     /// Every series or segment name, in first-appearance order: colors are assigned by this index so that one
@@ -136,6 +151,7 @@ impl Figure {
 }
 
 const TITLE_H: u32 = 40;
+const LEGEND_H: u32 = 24;
 /// Wide enough for a figure title at 20 px.
 const MIN_WIDTH: u32 = 760;
 
@@ -190,20 +206,23 @@ pub fn png(fig: &Figure, path: &Path) -> Result<(), PlotError> {
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Result<(), PlotError> {
     root.fill(&WHITE).map_err(err)?;
-    let (top, body) = root.split_vertically(TITLE_H);
+    let (top, body) = root.split_vertically(fig.header_height());
     top.draw(&Text::new(
         fig.title.clone(),
         (10, 10),
         (FAMILY, 20).into_font().color(&BLACK),
     ))
     .map_err(err)?;
+    let names = fig.names();
+    if fig.shared_legend {
+        shared_legend(&top, &names)?;
+    }
     let cols = fig.cols.clamp(1, fig.panels.len().max(1));
     let rows = fig.panels.len().div_ceil(cols).max(1);
-    let names = fig.names();
     for (panel, area) in fig.panels.iter().zip(body.split_evenly((rows, cols))) {
         match panel {
-            Panel::Line(c) => line_chart(&area, c, &names)?,
-            Panel::Bars(b) => bar_chart(&area, b, &names)?,
+            Panel::Line(c) => line_chart(&area, c, &names, !fig.shared_legend)?,
+            Panel::Bars(b) => bar_chart(&area, b, &names, !fig.shared_legend)?,
             Panel::Message { title, text } => {
                 area.draw(&Text::new(
                     title.clone(),
@@ -219,6 +238,26 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Resu
                 .map_err(err)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// The color key in one row under the title: a swatch and the name for each series or segment.
+fn shared_legend<DB: DrawingBackend>(
+    top: &DrawingArea<DB, Shift>,
+    names: &[String],
+) -> Result<(), PlotError> {
+    let style = (FAMILY, 13).into_font().color(&BLACK);
+    let y = TITLE_H as i32 + LEGEND_H as i32 / 2 - 2;
+    let mut x = 16;
+    for n in names {
+        let col = color(names, n);
+        top.draw(&Rectangle::new([(x, y - 5), (x + 18, y + 5)], col.filled()))
+            .map_err(err)?;
+        top.draw(&Text::new(n.clone(), (x + 24, y - 7), style.clone()))
+            .map_err(err)?;
+        let (w, _) = top.estimate_text_size(n, &style).map_err(err)?;
+        x += 24 + w as i32 + 22;
     }
     Ok(())
 }
@@ -278,10 +317,10 @@ impl Ranged for KeyAxis {
     }
 }
 
-fn y_range(max: f64, reference: Option<f64>) -> std::ops::Range<f64> {
+fn y_range(max: f64, reference: Option<f64>, headroom: f64) -> std::ops::Range<f64> {
     let top = max.max(reference.unwrap_or(0.0));
     let top = if top.is_finite() && top > 0.0 {
-        top * 1.12
+        top * headroom.max(1.0)
     } else {
         1.0
     };
@@ -292,6 +331,7 @@ fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     c: &LineChart,
     names: &[String],
+    legend: bool,
 ) -> Result<(), PlotError> {
     let tx = |x: f64| match c.x_axis {
         XAxis::Log2 => x.log2(),
@@ -325,7 +365,7 @@ fn line_chart<DB: DrawingBackend>(
                 hi: hi + pad,
                 keys: keys.clone(),
             },
-            y_range(ymax, c.reference),
+            y_range(ymax, c.reference, c.headroom),
         )
         .map_err(err)?;
     let xfmt = move |x: &f64| match x_axis {
@@ -369,7 +409,7 @@ fn line_chart<DB: DrawingBackend>(
             .draw_series(p.into_iter().map(|q| Circle::new(q, 3, col.filled())))
             .map_err(err)?;
     }
-    if !c.series.is_empty() {
+    if legend && !c.series.is_empty() {
         chart
             .configure_series_labels()
             .position(c.legend.position())
@@ -386,6 +426,7 @@ fn bar_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     b: &BarChart,
     names: &[String],
+    legend: bool,
 ) -> Result<(), PlotError> {
     let n = b.bars.len().max(1);
     let ymax = b
@@ -406,7 +447,7 @@ fn bar_chart<DB: DrawingBackend>(
                 hi: n as f64,
                 keys: centers,
             },
-            y_range(ymax, b.reference),
+            y_range(ymax, b.reference, b.headroom),
         )
         .map_err(err)?;
     let xfmt = move |x: &f64| labels.get(x.floor() as usize).cloned().unwrap_or_default();
@@ -451,7 +492,7 @@ fn bar_chart<DB: DrawingBackend>(
             ))
             .map_err(err)?;
     }
-    if !seen.is_empty() {
+    if legend && !seen.is_empty() {
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperRight)
@@ -491,9 +532,11 @@ mod tests {
                 }],
                 reference: Some(1.0),
                 legend: Corner::UpperLeft,
+                headroom: 1.1,
             })],
             cols: 1,
             panel_size: (400, 300),
+            shared_legend: false,
         };
         let s = svg(&fig).unwrap();
         assert!(s.contains("panel") && s.contains("4K"));

@@ -217,18 +217,30 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
     // fall-back dataflow (FLAT spilling its logit tile) is data, chosen by the buffer size.
     let mut errors = Vec::new();
     let mut chosen = None;
-    for b in s.arch.bindings.iter().filter(|b| b.cascade == s.cascade.name) {
+    for b in s
+        .arch
+        .bindings
+        .iter()
+        .filter(|b| b.cascade == s.cascade.name)
+    {
         match mapping::map(&s.cascade, &s.sizes, &s.params, &s.arch, b) {
             Ok(p) => {
                 chosen = Some((b, p));
                 break;
             }
-            Err(e) => errors.push(if b.name.is_empty() { e.0 } else { format!("binding `{}`: {}", b.name, e.0) }),
+            Err(e) => errors.push(if b.name.is_empty() {
+                e.0
+            } else {
+                format!("binding `{}`: {}", b.name, e.0)
+            }),
         }
     }
     let Some((binding, program)) = chosen else {
         if errors.is_empty() {
-            errors.push(format!("arch `{}` does not bind `{}`", s.arch.name, s.cascade.name));
+            errors.push(format!(
+                "arch `{}` does not bind `{}`",
+                s.arch.name, s.cascade.name
+            ));
         }
         return Err(RunError::Mapping(errors.join("\n")));
     };

@@ -154,12 +154,14 @@ impl SweepPoint {
     }
 }
 
+/// The headline of a rendered error, without its `error: ` prefix (tables add their own).
 fn first_line(s: &str) -> String {
-    s.lines()
+    let l = s
+        .lines()
         .map(str::trim)
         .find(|l| !l.is_empty())
-        .unwrap_or("error")
-        .to_string()
+        .unwrap_or("error");
+    l.strip_prefix("error: ").unwrap_or(l).to_string()
 }
 
 #[derive(Debug)]
@@ -195,7 +197,7 @@ pub fn run(
             })
             .collect();
     }
-    let points = combos
+    let points: Vec<SweepPoint> = combos
         .par_iter()
         .map(|c| {
             let mut args = sets.to_vec();
@@ -210,9 +212,16 @@ pub fn run(
             }
         })
         .collect();
+    // Name the sweep as the reports do (file names are paths).
+    let name = |f: fn(&RunReport) -> &String, default: &String| {
+        points
+            .iter()
+            .find_map(|p: &SweepPoint| p.report.as_ref().ok().map(|r| f(r).clone()))
+            .unwrap_or_else(|| default.clone())
+    };
     Sweep {
-        arch: arch.name.clone(),
-        workload: model.name.clone(),
+        arch: name(|r| &r.arch, &arch.name),
+        workload: name(|r| &r.workload, &model.name),
         keys: vary.iter().map(|v| v.key.clone()).collect(),
         metric,
         points,
@@ -303,6 +312,7 @@ impl Sweep {
                 }),
             }
         }
+        let series_count = series.len();
         let xs: Vec<i64> = self
             .points
             .iter()
@@ -327,9 +337,11 @@ impl Sweep {
                 series,
                 reference: None,
                 legend: Corner::UpperLeft,
+                headroom: 1.1 + 0.06 * series_count as f64,
             })],
             cols: 1,
             panel_size: (800, 500),
+            shared_legend: false,
         }
     }
 
@@ -339,6 +351,14 @@ impl Sweep {
         errs()
             .find(|e| matches!(e, RunError::Internal(_)))
             .or_else(|| errs().next())
+    }
+
+    /// The first point whose run succeeded but lacks the metric (e.g. an unknown unit), with why.
+    pub fn metric_error(&self) -> Option<String> {
+        self.points
+            .iter()
+            .filter(|p| p.report.is_ok())
+            .find_map(|p| p.value(&self.metric).err())
     }
 }
 

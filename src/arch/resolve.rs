@@ -103,14 +103,18 @@ pub fn resolve(
         }
     }
     let lookup = |n: &str| params.get(n).copied();
-    let overridden: Vec<String> =
-        overrides.iter().filter(|(k, _)| f.params.contains_key(*k)).map(|(k, v)| format!("{k}={v}")).collect();
+    let overridden: Vec<String> = overrides
+        .iter()
+        .filter(|(k, _)| f.params.contains_key(*k))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let fig = |fg: &Fig, want: &[&str], errs: &mut Vec<ArchError>| -> Option<f64> {
         let err = |near: &str, message: String, expected: String| {
             let mut e = err(near, message, expected);
             e.fig = Some(fg.clone());
             if !overridden.is_empty() {
-                e.notes.push(format!("evaluated with --set {}", overridden.join(" ")));
+                e.notes
+                    .push(format!("evaluated with --set {}", overridden.join(" ")));
             }
             e
         };

@@ -82,10 +82,17 @@ pub(crate) fn parse_ron<T: DeserializeOwned>(file: &SourceFile) -> Result<T, Dia
 
 /// Parse any RON file of einsim's (`expected` names its top-level struct for an empty file), turning ron's
 /// errors into located diagnostics that say what was expected.
-pub fn parse_ron_as<T: DeserializeOwned>(file: &SourceFile, expected: &str) -> Result<T, Diagnostic> {
+pub fn parse_ron_as<T: DeserializeOwned>(
+    file: &SourceFile,
+    expected: &str,
+) -> Result<T, Diagnostic> {
     let text = &file.text;
     if locate_is_empty(text) {
-        return Err(Diagnostic::new(Span::new(0, 0), "empty file", format!("expected {expected}")));
+        return Err(Diagnostic::new(
+            Span::new(0, 0),
+            "empty file",
+            format!("expected {expected}"),
+        ));
     }
     ron::Options::default().from_str::<T>(text).map_err(|e| {
         let start = offset_of(text, e.span.start.line, e.span.start.col);

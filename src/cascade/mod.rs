@@ -13,9 +13,9 @@ mod print;
 mod syntax;
 
 pub use env::{rank_sizes, Env, EnvError};
+pub use file::parse_ron_as;
 pub use ir::*;
 pub use model::{load_model, Model};
-pub use file::parse_ron_as;
 pub use print::print;
 
 use crate::diag::{Diagnostics, SourceFile};

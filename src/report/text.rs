@@ -69,7 +69,11 @@ pub fn render(r: &RunReport) -> String {
     let _ = writeln!(o, "  parameters: {}", params.join(" "));
     if !r.mapping.is_empty() || !r.binding.is_empty() {
         let m: Vec<String> = r.mapping.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let b = if r.binding.is_empty() { String::new() } else { format!("binding `{}`  ", r.binding) };
+        let b = if r.binding.is_empty() {
+            String::new()
+        } else {
+            format!("binding `{}`  ", r.binding)
+        };
         let _ = writeln!(o, "  mapping:    {b}{}", m.join(" "));
     }
     let _ = writeln!(o);

@@ -43,7 +43,7 @@ fn available(rep: &Reproduction) -> Vec<&super::Design> {
         .collect()
 }
 
-/// One panel per (array, design); a line per model.
+/// One panel per (design, array), a row per design; a line per model.
 pub fn utilization(rep: &Reproduction) -> Figure {
     let designs = available(rep);
     let units: Vec<String> = rep
@@ -56,8 +56,8 @@ pub fn utilization(rep: &Reproduction) -> Figure {
         .rev()
         .collect();
     let mut panels = Vec::new();
-    for u in &units {
-        for d in &designs {
+    for d in &designs {
+        for u in &units {
             let series: Vec<Series> = rep
                 .plan
                 .models
@@ -89,7 +89,8 @@ pub fn utilization(rep: &Reproduction) -> Figure {
                     x_axis: XAxis::Log2,
                     series,
                     reference: Some(1.0),
-                    legend: Corner::LowerRight,
+                    legend: Corner::UpperRight,
+                    headroom: 1.12,
                 })
             });
         }
@@ -103,8 +104,9 @@ pub fn utilization(rep: &Reproduction) -> Figure {
     Figure {
         title: "Array utilization vs sequence length (attention, batch 64)".into(),
         panels,
-        cols: designs.len().max(1),
-        panel_size: (420, 320),
+        cols: units.len().max(1),
+        panel_size: (460, 300),
+        shared_legend: true,
     }
 }
 
@@ -150,6 +152,7 @@ pub fn speedup(rep: &Reproduction, scope: Scope) -> Figure {
                 series,
                 reference: Some(1.0),
                 legend: Corner::UpperLeft,
+                headroom: 1.12,
             })
         })
         .collect();
@@ -158,6 +161,7 @@ pub fn speedup(rep: &Reproduction, scope: Scope) -> Figure {
         panels,
         cols: 2,
         panel_size: (520, 360),
+        shared_legend: true,
     }
 }
 
@@ -202,9 +206,11 @@ pub fn energy(rep: &Reproduction) -> Figure {
             y_label: format!("energy relative to {base_label}"),
             bars,
             reference: Some(1.0),
+            headroom: 1.12,
         })],
         cols: 1,
         panel_size: (900, 480),
+        shared_legend: true,
     }
 }
 
@@ -214,5 +220,6 @@ fn message(title: String, text: String) -> Figure {
         panels: vec![Panel::Message { title, text }],
         cols: 1,
         panel_size: (640, 200),
+        shared_legend: false,
     }
 }

