@@ -2,8 +2,8 @@
 //!
 //! Phases, each a module with a typed boundary (see ARCHITECTURE.md):
 //! parse ([`cascade`], [`arch`]) → analysis ([`passes`]) → binding/mapping ([`mapping`]) →
-//! simulation ([`sim`]) → report ([`report`]) and plots ([`plot`]). The library does no I/O except in
-//! [`library`] (which only reads embedded text) and the `reproduce` writer the CLI calls.
+//! simulation ([`sim`]) → report ([`report`]) and plots ([`plot`]). The library reads only embedded text
+//! ([`library`]); the only writers are `reproduce::write` and `plot::png`, which the CLI calls.
 
 pub mod arch;
 pub mod cascade;

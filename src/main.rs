@@ -7,6 +7,25 @@ use einsim::run::{self, RunError};
 use einsim::sim::SimOptions;
 use std::process::ExitCode;
 
+/// Print to stdout; a closed pipe (`einsim run | head`) ends the program quietly instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        if write!(std::io::stdout().lock(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write;
+        if writeln!(std::io::stdout().lock(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 const EXAMPLES: &str = "\
 Examples:
   einsim                                   FuseMax on BERT-Base, 1K tokens, batch 64 (the default run)
@@ -56,6 +75,9 @@ enum Command {
         /// Simulate every tile instead of extrapolating the periodic steady state (slow; same result).
         #[arg(long)]
         no_extrapolate: bool,
+        /// Run another cascade the arch binds (e.g. `gemm`); default: its first binding (attention).
+        #[arg(long)]
+        cascade: Option<String>,
     },
     /// Pass analysis of a cascade: passes per rank, their causes and the minimum live footprint.
     #[command(
@@ -131,6 +153,7 @@ fn main() -> ExitCode {
         set: vec![],
         format: Format::Text,
         no_extrapolate: false,
+        cascade: None,
     });
     match command {
         Command::Run {
@@ -139,6 +162,7 @@ fn main() -> ExitCode {
             set,
             format,
             no_extrapolate,
+            cascade,
         } => {
             let files = (resolve(Kind::Arch, &arch), resolve(Kind::Model, &workload));
             let (Ok(a), Ok(w)) = files else {
@@ -152,13 +176,13 @@ fn main() -> ExitCode {
             let opts = SimOptions {
                 extrapolate: !no_extrapolate,
             };
-            match run::run(&a, Some(&w), None, &set, &library::get, opts) {
+            match run::run(&a, Some(&w), cascade.as_deref(), &set, &library::get, opts) {
                 Ok(r) => {
                     match format {
-                        Format::Text => print!("{}", einsim::report::text::render(&r)),
-                        Format::Md => print!("{}", einsim::report::markdown::render(&r)),
+                        Format::Text => out!("{}", einsim::report::text::render(&r)),
+                        Format::Md => out!("{}", einsim::report::markdown::render(&r)),
                         Format::Json => {
-                            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default())
+                            outln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default())
                         }
                     }
                     ExitCode::SUCCESS
@@ -188,9 +212,9 @@ fn main() -> ExitCode {
                 Ok(r) => {
                     match format {
                         Format::Json => {
-                            println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default())
+                            outln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default())
                         }
-                        _ => print!("{}", einsim::report::passes::render(&r)),
+                        _ => out!("{}", einsim::report::passes::render(&r)),
                     }
                     ExitCode::SUCCESS
                 }
@@ -213,8 +237,9 @@ fn main() -> ExitCode {
                 (Kind::Cascade, "cascades"),
                 (Kind::Model, "models"),
                 (Kind::Energy, "energy tables"),
+                (Kind::Layer, "layers"),
             ] {
-                println!("{title}: {}", library::names(kind).join(", "));
+                outln!("{title}: {}", library::names(kind).join(", "));
             }
             ExitCode::SUCCESS
         }
@@ -294,11 +319,13 @@ fn check(files: &[String]) -> ExitCode {
             einsim::cascade::load_model(&file).map(|_| ())
         } else if head.starts_with("EnergyTable") {
             einsim::arch::load_energy(&file).map(|_| ())
+        } else if head.starts_with("Layer") {
+            einsim::layer::load_layer(&file).map(|_| ())
         } else {
             einsim::cascade::load(&file).map(|_| ())
         };
         match result {
-            Ok(()) => println!("{path}: ok"),
+            Ok(()) => outln!("{path}: ok"),
             Err(d) => {
                 bad = true;
                 eprint!("{d}");
@@ -352,10 +379,10 @@ fn reproduce_cmd(name: &str, out: Option<String>) -> ExitCode {
         }
     };
     for (_, why) in &rep.missing {
-        println!("{why}");
+        outln!("{why}");
     }
     let n = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
-    println!(
+    outln!(
         "{} runs and {} layer runs in {:.2} s ({} failed); targets: {} pass, {} FAIL, {} not evaluated",
         rep.runs.len(),
         rep.layers.len(),
@@ -365,7 +392,7 @@ fn reproduce_cmd(name: &str, out: Option<String>) -> ExitCode {
         n(|s| *s == Status::Fail),
         n(|s| matches!(s, Status::NotEvaluated(_))),
     );
-    println!("wrote {} files to {}", written.len(), dir.display());
+    outln!("wrote {} files to {}", written.len(), dir.display());
     if rep.has_internal_error() {
         eprintln!("error: some runs hit an internal error; see the failed runs in report.md");
         return ExitCode::from(INTERNAL);
@@ -400,7 +427,7 @@ fn sweep_cmd(
         &library::get,
         SimOptions::default(),
     );
-    print!("{}", sweep.table());
+    out!("{}", sweep.table());
     if let Some(dir) = out {
         let texts = [("sweep.csv".to_string(), sweep.csv())];
         let figs = [("sweep", sweep.figure())];

@@ -18,7 +18,8 @@ pub enum RunError {
     Invalid(Diagnostics),
     /// Bad input without a location: a mapping that cannot work on this hardware (exit 1).
     Mapping(String),
-    /// A bug: the engine deadlocked or beat its own bound (exit 3).
+    /// A bug: the simulation beat its own analytical bound (exit 3). (A tile that never gets room in the buffer
+    /// is a mapping problem and reported as [`RunError::Mapping`].)
     Internal(String),
 }
 

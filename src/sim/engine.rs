@@ -101,7 +101,6 @@ struct Inst {
     ready_at: Tick,
     end: Tick,
     dependents: Vec<usize>,
-    /// Load instances this task consumes (released when it finishes).
     /// Load instances this task reads, and whether it is their last reader (which releases the tile).
     loads: Vec<(usize, bool)>,
     /// For a load: last readers still to finish before its tile is released.
@@ -117,6 +116,7 @@ enum Ev {
     Ready(usize),
     Done(usize),
     StepDone(u64),
+    /// A server's occupancy ends: no state changes, but the loop wakes at this time so the server dispatches.
     Free(usize),
 }
 
@@ -644,12 +644,6 @@ impl<'a> Stage<'a> {
                 let n = (self.trips[level] - 1 - iter) / k;
                 if n >= 1 {
                     let (dt, ds, dseq) = (self.now - h.now, self.step - h.step, self.seq - h.seq);
-                    if std::env::var_os("EINSIM_TRACE").is_some() {
-                        eprintln!(
-                            "jump L{level} c{:?} k {k} n {n} step {}",
-                            self.coords, self.step
-                        );
-                    }
                     self.jump(level, n, k, dt, ds, dseq);
                     for l in level..self.n {
                         self.history[l].clear();
