@@ -512,19 +512,13 @@ pub fn runs_csv(rep: &Reproduction) -> String {
                 row.extend(rel(Scope::Attention, &p.design, &p.model, p.seq));
                 row.push(String::new());
             }
-            Err(f) => {
-                row.push("failed".into());
-                row.extend(blank(4 + units.len() + levels.len() + comps.len() + 5 + 4));
-                row.push(f.message.clone());
-            }
+            Err(f) => failed_row(
+                &mut row,
+                4 + units.len() + levels.len() + comps.len() + 5 + 4,
+                &f.message,
+            ),
         }
-        o.push_str(
-            &row.iter()
-                .map(|c| csv_field(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        o.push('\n');
+        push_csv_row(&mut o, &row);
     }
     for p in &rep.layers {
         let mut row = vec![
@@ -552,21 +546,32 @@ pub fn runs_csv(rep: &Reproduction) -> String {
                 row.extend(rel(Scope::Layer, &p.design, &p.model, p.seq));
                 row.push(String::new());
             }
-            Err(f) => {
-                row.push("failed".into());
-                row.extend(blank(4 + units.len() + levels.len() + comps.len() + 5 + 4));
-                row.push(f.message.clone());
-            }
+            Err(f) => failed_row(
+                &mut row,
+                4 + units.len() + levels.len() + comps.len() + 5 + 4,
+                &f.message,
+            ),
         }
-        o.push_str(
-            &row.iter()
-                .map(|c| csv_field(c))
-                .collect::<Vec<_>>()
-                .join(","),
-        );
-        o.push('\n');
+        push_csv_row(&mut o, &row);
     }
     o
+}
+
+/// A failed run's row: `failed`, `width` empty cells, then the message.
+fn failed_row(row: &mut Vec<String>, width: usize, message: &str) {
+    row.push("failed".into());
+    row.extend(vec![String::new(); width]);
+    row.push(message.to_string());
+}
+
+fn push_csv_row(o: &mut String, row: &[String]) {
+    o.push_str(
+        &row.iter()
+            .map(|c| csv_field(c))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    o.push('\n');
 }
 
 #[cfg(test)]
