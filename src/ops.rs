@@ -5,7 +5,7 @@
 //! carry a fallback decomposition, used when the unit has no entry for the fused kind: FLAT's exp unit prices
 //! `exp_diff` as one pipelined op, while a FuseMax PE without an exp unit pays `add` + `exp` (6 MACs).
 
-use crate::cascade::{BinOp, Cascade, EinsumId, Expr, ReduceOp, UnaryOp};
+use crate::cascade::{BinOp, Cascade, EinsumId, Expr, RankId, ReduceOp, TensorRef, UnaryOp};
 
 /// One op per iteration point, with what to charge instead if the unit lacks it.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,19 +27,17 @@ pub fn is_free(c: &Cascade, e: EinsumId) -> bool {
     let es = &c.einsums[e];
     es.reductions.is_empty() && matches!(es.expr, Expr::Ref(_) | Expr::Const(_)) && {
         // A plain copy with an implicit sum is not free.
-        let out: Vec<_> = es
-            .output
-            .indices
+        let out = iterated(&es.output);
+        es.expr
+            .refs()
             .iter()
-            .flat_map(|i| i.iterated())
-            .collect();
-        es.expr.refs().iter().all(|r| {
-            r.indices
-                .iter()
-                .flat_map(|i| i.iterated())
-                .all(|x| out.contains(&x))
-        })
+            .all(|r| iterated(r).iter().all(|x| out.contains(x)))
     }
+}
+
+/// The ranks a tensor reference iterates.
+fn iterated(r: &TensorRef) -> Vec<RankId> {
+    r.indices.iter().flat_map(|i| i.iterated()).collect()
 }
 
 /// The ops of Einsum `e` per iteration point.
@@ -48,18 +46,8 @@ pub fn einsum_ops(c: &Cascade, e: EinsumId) -> Vec<OpNeed> {
     if is_free(c, e) {
         return vec![];
     }
-    let out: Vec<_> = es
-        .output
-        .indices
-        .iter()
-        .flat_map(|i| i.iterated())
-        .collect();
-    let rhs: Vec<_> = es
-        .expr
-        .refs()
-        .iter()
-        .flat_map(|r| r.indices.iter().flat_map(|i| i.iterated()))
-        .collect();
+    let out = iterated(&es.output);
+    let rhs: Vec<RankId> = es.expr.refs().into_iter().flat_map(iterated).collect();
     let explicit = |r: usize| es.reductions.iter().find(|x| x.rank == r).map(|x| &x.op);
     // The reduction op, if any rank is reduced (explicitly or by the default sum).
     let mut reduce: Option<&ReduceOp> = None;
