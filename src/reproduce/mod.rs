@@ -25,29 +25,22 @@ use std::collections::BTreeMap;
 pub type SyncLookup<'a> = &'a (dyn Fn(Kind, &str) -> Option<SourceFile> + Sync);
 
 /// One design under comparison: an arch name and how tables and plots call it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Design {
     pub arch: String,
     pub label: String,
     pub description: String,
 }
 
-impl Design {
-    fn new(arch: &str, label: &str, description: &str) -> Design {
-        Design {
-            arch: arch.into(),
-            label: label.into(),
-            description: description.into(),
-        }
-    }
-}
-
 /// The arch names of the two baselines that speedups and energy ratios are relative to.
 pub const FLAT: &str = "flat-cloud";
 pub const UNFUSED: &str = "unfused";
 
-/// What to run.
-#[derive(Clone, Debug, Serialize)]
+/// What to run; part of the targets file (data), e.g. the FuseMax evaluation of MICRO'24 §VI: five designs,
+/// four models, 1K…1M tokens, batch 64 (the models' default).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct Plan {
     pub name: String,
     pub designs: Vec<Design>,
@@ -58,44 +51,9 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The FuseMax evaluation (MICRO'24 §VI): five designs, four models, 1K…1M tokens, batch 64 (the models'
-    /// default).
+    /// The FuseMax evaluation, as written in `fusemax_targets.ron`.
     pub fn fusemax() -> Plan {
-        Plan {
-            name: "fusemax".into(),
-            designs: vec![
-                Design::new(
-                    "fusemax",
-                    "FuseMax",
-                    "1-pass cascade, interleaved binding (the proposal)",
-                ),
-                Design::new(
-                    "flat-cloud",
-                    "FLAT",
-                    "FLAT cloud: 3-pass softmax on the 1D array",
-                ),
-                Design::new(
-                    "unfused",
-                    "Unfused",
-                    "unfused attention: QK, softmax and AV as separate phases",
-                ),
-                Design::new(
-                    "fusemax-cascade",
-                    "+Cascade",
-                    "FLAT hardware running the 1-pass cascade (ablation)",
-                ),
-                Design::new(
-                    "fusemax-arch",
-                    "+Architecture",
-                    "FuseMax placement without tile interleaving (ablation)",
-                ),
-            ],
-            models: ["bert-base", "trxl-wt103", "t5-small", "xlm"]
-                .map(String::from)
-                .to_vec(),
-            lengths: (0..6).map(|i| 1i64 << (10 + 2 * i)).collect(),
-            layer: true,
-        }
+        targets::fusemax().plan
     }
 }
 
@@ -425,7 +383,10 @@ pub fn by_name(
     opts: SimOptions,
 ) -> Option<(Reproduction, Vec<targets::TargetResult>)> {
     let (plan, file) = match name {
-        "fusemax" => (Plan::fusemax(), targets::fusemax()),
+        "fusemax" => {
+            let file = targets::fusemax();
+            (file.plan.clone(), file)
+        }
         _ => return None,
     };
     let rep = reproduce(&plan, lookup, opts);

@@ -17,6 +17,8 @@ pub const FUSEMAX_PATH: &str = "src/reproduce/fusemax_targets.ron";
 pub struct TargetFile {
     pub name: String,
     pub description: String,
+    /// What to run: the designs, models and lengths the targets are measured on.
+    pub plan: super::Plan,
     pub targets: Vec<Target>,
 }
 
