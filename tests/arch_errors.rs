@@ -9,23 +9,9 @@ use einsim::arch::load;
 use einsim::diag::SourceFile;
 use einsim::library::{self, Kind};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-fn files(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn source(path: &Path) -> SourceFile {
-    let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    SourceFile::new(name, std::fs::read_to_string(path).unwrap())
-}
+use common::{ron_files as files, source_named as source};
+use std::path::Path;
 
 fn energy(name: &str) -> Option<SourceFile> {
     fixture_lookup(Kind::Energy, name)

@@ -1,25 +1,12 @@
 //! Every malformed workload in `tests/bad/` is rejected with readable diagnostics (snapshotted), and every shipped
 //! workload loads cleanly.
 
+#[path = "fixtures/common.rs"]
+mod common;
+
 use einsim::cascade::{load, load_model, print};
-use einsim::diag::SourceFile;
-use std::path::{Path, PathBuf};
 
-fn files(dir: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "ron"))
-        .collect();
-    v.sort();
-    v
-}
-
-fn source(path: &Path) -> SourceFile {
-    let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    SourceFile::new(name, std::fs::read_to_string(path).unwrap())
-}
+use common::{ron_files as files, source_named as source};
 
 #[test]
 fn bad_workloads_are_reported() {
