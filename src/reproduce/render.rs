@@ -205,7 +205,7 @@ fn validation(o: &mut String, results: &[TargetResult]) {
             super::targets::Bound::AtLeast => format!("≥ −{}", pct(t.tolerance)),
             super::targets::Bound::AtMost => format!("≤ +{}", pct(t.tolerance)),
         };
-        let (result, note) = match &r.status {
+        let (result, mut note) = match &r.status {
             Status::Pass => ("pass".to_string(), String::new()),
             Status::Fail if !t.known_disagreement.trim().is_empty() => {
                 ("FAIL".into(), t.known_disagreement.trim().to_string())
@@ -216,6 +216,12 @@ fn validation(o: &mut String, results: &[TargetResult]) {
             ),
             Status::NotEvaluated(why) => ("not evaluated".into(), why.clone()),
         };
+        if !t.note.trim().is_empty() {
+            if !note.is_empty() {
+                note.push(' ');
+            }
+            note.push_str(t.note.trim());
+        }
         let _ = writeln!(
             o,
             "| `{}` | {} | {} {} | {} | {} | {} | {} | {} | {} |",

@@ -38,6 +38,9 @@ pub struct Target {
     /// Why einsim's number differs from the paper's, when that is understood. Empty by default.
     #[serde(default)]
     pub known_disagreement: String,
+    /// A caveat shown whatever the result, e.g. when a target passes for reasons that may differ from the paper's.
+    #[serde(default)]
+    pub note: String,
 }
 
 /// Whether the target is a value to match or a bound to respect.
