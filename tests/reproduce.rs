@@ -275,3 +275,23 @@ fn missing_designs_are_reported_not_fatal() {
     let texts = write::text_artifacts(&rep, &results).unwrap_or_else(|e| panic!("{e}"));
     assert!(texts[0].1.contains("design `unfused` not available"));
 }
+
+/// The baselines of a plan are designs of that plan; a typo is an error when the targets file is read.
+#[test]
+fn a_baseline_outside_the_plan_is_rejected() {
+    let text = targets::FUSEMAX.replace(
+        r#"baselines: ["flat-cloud", "unfused"]"#,
+        r#"baselines: ["flat-cloud", "unfussed"]"#,
+    );
+    assert_ne!(
+        text,
+        targets::FUSEMAX,
+        "the embedded file names its baselines"
+    );
+    let err = targets::parse(&text).expect_err("an unknown baseline must be rejected");
+    assert!(
+        err.contains("baseline `unfussed` is not one of its designs"),
+        "{err}"
+    );
+    assert!(targets::parse(targets::FUSEMAX).is_ok());
+}

@@ -1,8 +1,8 @@
 //! The reproduction's plots as [`Figure`] descriptions (rendered by [`crate::plot`]). Ratios are relative to the
-//! unfused baseline, as in the paper's figures; while that design is missing they fall back to FLAT and say so in
-//! the title, and with neither a panel explains what is missing.
+//! first design of the plan's `plot_against` that ran (FuseMax: unfused, as in the paper's figures, else FLAT);
+//! the title names it, and with none a panel explains what is missing.
 
-use super::{Reproduction, Scope, FLAT, UNFUSED};
+use super::{Reproduction, Scope};
 use crate::plot::{BarChart, Corner, Figure, LineChart, Panel, Series, XAxis};
 use std::collections::BTreeSet;
 
@@ -19,20 +19,20 @@ pub fn all(rep: &Reproduction) -> Vec<(&'static str, Figure)> {
     out
 }
 
-/// The baseline ratios are taken against: unfused, else FLAT.
-fn baseline(rep: &Reproduction) -> Option<(&'static str, &str)> {
-    [UNFUSED, FLAT]
-        .into_iter()
-        .find(|b| rep.available(b))
-        .map(|b| (b, label(rep, b)))
+fn no_baseline(rep: &Reproduction) -> String {
+    format!(
+        "none of the baselines ({}) is available",
+        rep.plan.plot_against.join(", ")
+    )
 }
 
-fn label<'a>(rep: &'a Reproduction, arch: &str) -> &'a str {
+/// The baseline ratios are taken against: the first of the plan's `plot_against` that ran.
+fn baseline(rep: &Reproduction) -> Option<(&str, &str)> {
     rep.plan
-        .designs
+        .plot_against
         .iter()
-        .find(|d| d.arch == arch)
-        .map_or("?", |d| d.label.as_str())
+        .find(|b| rep.available(b))
+        .map(|b| (b.as_str(), rep.plan.label(b)))
 }
 
 fn available(rep: &Reproduction) -> Vec<&super::Design> {
@@ -117,10 +117,7 @@ pub fn speedup(rep: &Reproduction, scope: Scope) -> Figure {
         Scope::Layer => "End-to-end layer",
     };
     let Some((base, base_label)) = baseline(rep) else {
-        return message(
-            format!("{what} speedup"),
-            "neither the unfused nor the FLAT baseline is available".into(),
-        );
+        return message(format!("{what} speedup"), no_baseline(rep));
     };
     let panels = rep
         .plan
@@ -169,10 +166,7 @@ pub fn speedup(rep: &Reproduction, scope: Scope) -> Figure {
 /// energy at that point (so the baseline's bar sums to 1).
 pub fn energy(rep: &Reproduction) -> Figure {
     let Some((base, base_label)) = baseline(rep) else {
-        return message(
-            "Energy breakdown".into(),
-            "neither the unfused nor the FLAT baseline is available".into(),
-        );
+        return message("Energy breakdown".into(), no_baseline(rep));
     };
     let mut bars = Vec::new();
     for d in available(rep) {

@@ -33,10 +33,6 @@ pub struct Design {
     pub description: String,
 }
 
-/// The arch names of the two baselines that speedups and energy ratios are relative to.
-pub const FLAT: &str = "flat-cloud";
-pub const UNFUSED: &str = "unfused";
-
 /// What to run; part of the targets file (data), e.g. the FuseMax evaluation of MICRO'24 §VI: five designs,
 /// four models, 1K…1M tokens, batch 64 (the models' default).
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -48,12 +44,37 @@ pub struct Plan {
     pub lengths: Vec<i64>,
     /// Also run the end-to-end encoder layer at every point.
     pub layer: bool,
+    /// The designs (arch names) that speedups and energy ratios are taken against, in table-column order.
+    pub baselines: Vec<String>,
+    /// The baseline of the plots' ratios: the first of these designs that ran.
+    pub plot_against: Vec<String>,
 }
 
 impl Plan {
     /// The FuseMax evaluation, as written in `fusemax_targets.ron`.
     pub fn fusemax() -> Plan {
         targets::fusemax().plan
+    }
+
+    /// Every baseline must be one of the plan's designs.
+    pub fn check(&self) -> Result<(), String> {
+        for b in self.baselines.iter().chain(&self.plot_against) {
+            if !self.designs.iter().any(|d| &d.arch == b) {
+                return Err(format!(
+                    "plan `{}`: baseline `{b}` is not one of its designs",
+                    self.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// How tables and plots call a design: its label, or the arch name when it is not in the plan.
+    pub fn label<'a>(&'a self, arch: &'a str) -> &'a str {
+        self.designs
+            .iter()
+            .find(|d| d.arch == arch)
+            .map_or(arch, |d| d.label.as_str())
     }
 }
 

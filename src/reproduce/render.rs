@@ -3,7 +3,7 @@
 //! checked for drift.
 
 use super::targets::{Status, TargetResult};
-use super::{Reproduction, Scope, FLAT, UNFUSED};
+use super::{Reproduction, Scope};
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
@@ -45,11 +45,7 @@ fn escape(s: &str) -> String {
 }
 
 fn label<'a>(rep: &'a Reproduction, arch: &'a str) -> &'a str {
-    rep.plan
-        .designs
-        .iter()
-        .find(|d| d.arch == arch)
-        .map_or(arch, |d| d.label.as_str())
+    rep.plan.label(arch)
 }
 
 /// Compute units (utilization keys) of a design's successful runs, sorted.
@@ -149,28 +145,33 @@ fn designs(o: &mut String, rep: &Reproduction) {
 
 fn summary(o: &mut String, rep: &Reproduction) {
     let _ = writeln!(o, "## Summary: means over models × lengths\n");
+    let _ = writeln!(o, "| design | scope | {} points |", relative_heads(rep));
     let _ = writeln!(
         o,
-        "| design | scope | speedup vs FLAT | energy vs FLAT | speedup vs unfused | energy vs unfused | points |"
+        "|---|---|{}---|",
+        "---|---|".repeat(rep.plan.baselines.len())
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|");
     for d in rep.plan.designs.iter().filter(|d| rep.available(&d.arch)) {
         for (scope, name) in [(Scope::Attention, "attention"), (Scope::Layer, "layer")] {
             if scope == Scope::Layer && !rep.plan.layer {
                 continue;
             }
-            let f = rep.mean_relative(scope, &d.arch, FLAT);
-            let u = rep.mean_relative(scope, &d.arch, UNFUSED);
-            let n = |m: Option<(f64, f64, usize)>| m.map_or(0, |m| m.2);
+            let mut cells = String::new();
+            let mut points = 0;
+            for b in &rep.plan.baselines {
+                let m = rep.mean_relative(scope, &d.arch, b);
+                let _ = write!(
+                    cells,
+                    "{} | {} | ",
+                    opt(m.map(|m| m.0), ratio),
+                    opt(m.map(|m| m.1), ratio)
+                );
+                points = points.max(m.map_or(0, |m| m.2));
+            }
             let _ = writeln!(
                 o,
-                "| {} | {name} | {} | {} | {} | {} | {} / {} |",
+                "| {} | {name} | {cells}{points} / {} |",
                 d.label,
-                opt(f.map(|m| m.0), ratio),
-                opt(f.map(|m| m.1), ratio),
-                opt(u.map(|m| m.0), ratio),
-                opt(u.map(|m| m.1), ratio),
-                n(f).max(n(u)),
                 rep.plan.models.len() * rep.plan.lengths.len(),
             );
         }
@@ -240,9 +241,22 @@ fn validation(o: &mut String, results: &[TargetResult]) {
     let _ = writeln!(o);
 }
 
+/// "speedup vs B | energy vs B |" for every baseline B of the plan.
+fn relative_heads(rep: &Reproduction) -> String {
+    rep.plan
+        .baselines
+        .iter()
+        .map(|b| {
+            let l = rep.plan.label(b);
+            format!("speedup vs {l} | energy vs {l} |")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn rel_cells(rep: &Reproduction, scope: Scope, design: &str, model: &str, seq: i64) -> String {
     let mut cells = Vec::new();
-    for base in [FLAT, UNFUSED] {
+    for base in &rep.plan.baselines {
         let r = rep.relative(scope, design, base, model, seq);
         cells.push(opt(r.map(|r| r.0), ratio));
         cells.push(opt(r.map(|r| r.1), ratio));
@@ -258,11 +272,14 @@ fn design_section(o: &mut String, rep: &Reproduction, design: &str) {
     for u in &units {
         let _ = write!(head, " util {u} |");
     }
-    head.push_str(
-        " latency (ms) | DRAM (MB) | energy (J) | speedup vs FLAT | energy vs FLAT | speedup vs unfused | energy vs unfused | P1 |",
+    let _ = write!(
+        head,
+        " latency (ms) | DRAM (MB) | energy (J) | {} P1 |",
+        relative_heads(rep)
     );
+    let nrel = 2 * rep.plan.baselines.len();
     let _ = writeln!(o, "{head}");
-    let _ = writeln!(o, "|{}", "---|".repeat(10 + units.len()));
+    let _ = writeln!(o, "|{}", "---|".repeat(6 + nrel + units.len()));
     for (m, s) in rep.points() {
         let Some(p) = rep.run(design, m, s) else {
             continue;
@@ -272,7 +289,7 @@ fn design_section(o: &mut String, rep: &Reproduction, design: &str) {
                 o,
                 "| {m} | {} |{} failed: see below |",
                 len(s),
-                " |".repeat(units.len() + 7)
+                " |".repeat(units.len() + 3 + nrel)
             );
             continue;
         };
@@ -342,9 +359,14 @@ fn layer_table(o: &mut String, rep: &Reproduction, design: &str) {
     let _ = writeln!(o, "### End-to-end layer\n");
     let _ = writeln!(
         o,
-        "| model | seq | latency (ms) | energy (J) | attention share of latency | speedup vs FLAT | energy vs FLAT | speedup vs unfused | energy vs unfused |"
+        "| model | seq | latency (ms) | energy (J) | attention share of latency | {}",
+        relative_heads(rep)
     );
-    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "|---|---|---|---|---|{}",
+        "---|---|".repeat(rep.plan.baselines.len())
+    );
     for (m, s) in rep.points() {
         let Some(p) = rep.layer(design, m, s) else {
             continue;
@@ -452,7 +474,7 @@ pub fn runs_csv(rep: &Reproduction) -> String {
         ]
         .map(String::from),
     );
-    for b in [FLAT, UNFUSED] {
+    for b in &rep.plan.baselines {
         head.push(format!("speedup_vs_{b}"));
         head.push(format!("energy_vs_{b}"));
     }
@@ -460,7 +482,8 @@ pub fn runs_csv(rep: &Reproduction) -> String {
     let mut o = head.join(",");
     o.push('\n');
     let rel = |scope, d: &str, m: &str, s| {
-        [FLAT, UNFUSED]
+        rep.plan
+            .baselines
             .iter()
             .flat_map(|b| {
                 let r = rep.relative(scope, d, b, m, s);

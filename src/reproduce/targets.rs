@@ -129,7 +129,9 @@ impl TargetResult {
 
 /// Parse a targets file.
 pub fn parse(text: &str) -> Result<TargetFile, String> {
-    ron::from_str(text).map_err(|e| e.to_string())
+    let file: TargetFile = ron::from_str(text).map_err(|e| e.to_string())?;
+    file.plan.check()?;
+    Ok(file)
 }
 
 /// The embedded FuseMax targets. They are checked by a unit test, so this cannot fail in a release.
