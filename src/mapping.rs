@@ -436,6 +436,54 @@ impl<'a> Stage<'a> {
         total
     }
 
+    /// Whether `consumer` takes tensor `t` straight from the PE that makes it instead of re-reading the buffer:
+    /// `t` is made in the same tile of this stage by the same unit, and no other operand of `consumer` is itself
+    /// computed from `t`, so each value is used as it is made. A fused exp-and-sum pass adds each SN into SD as
+    /// it is produced; the divide A = SN / SD must wait for the whole sum and re-reads SN (a new pass).
+    fn forwarded(&self, flow: &crate::dataflow::Dataflow, consumer: EinsumId, t: TensorId) -> bool {
+        let in_stage = |e: &EinsumId| self.einsums.contains(e);
+        let unit = |e: EinsumId| self.file.place.get(&self.c.einsums[e].name);
+        // A value of an earlier iteration (`RM[m1]` next to `RM[m1+1]`) was stored; it is read back.
+        if flow
+            .producers(consumer)
+            .any(|(_, tt, k)| tt == t && k != EdgeKind::Forward)
+        {
+            return false;
+        }
+        let mut makers = flow
+            .producers(consumer)
+            .filter(|(p, tt, k)| *tt == t && *k == EdgeKind::Forward && in_stage(p));
+        let (Some((maker, _, _)), None) = (makers.next(), makers.next()) else {
+            return false;
+        };
+        if unit(maker).is_none() || unit(maker) != unit(consumer) {
+            return false;
+        }
+        // Does `e` depend on `maker` through forward edges inside this stage?
+        let depends = |e: EinsumId| {
+            let mut stack = vec![e];
+            let mut seen = Vec::new();
+            while let Some(x) = stack.pop() {
+                if x == maker {
+                    return true;
+                }
+                if seen.contains(&x) {
+                    continue;
+                }
+                seen.push(x);
+                stack.extend(
+                    flow.producers(x)
+                        .filter(|(p, _, k)| *k == EdgeKind::Forward && in_stage(p))
+                        .map(|(p, _, _)| p),
+                );
+            }
+            false
+        };
+        !flow
+            .producers(consumer)
+            .any(|(p, tt, _)| tt != t && in_stage(&p) && depends(p))
+    }
+
     fn program(&self, servers: &mut Vec<Server>) -> Result<StageProgram, MapError> {
         let c = self.c;
         let arch = self.arch;
@@ -606,7 +654,9 @@ impl<'a> Stage<'a> {
             for r in es.expr.refs() {
                 if in_buffer(r.tensor) && !seen.contains(&r.tensor) {
                     seen.push(r.tensor);
-                    *reads.entry(buffer.name.clone()).or_insert(0) += tile_bytes(r.tensor);
+                    if !self.forwarded(&flow, e, r.tensor) {
+                        *reads.entry(buffer.name.clone()).or_insert(0) += tile_bytes(r.tensor);
+                    }
                 }
             }
             if in_buffer(es.output.tensor) {
