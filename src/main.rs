@@ -318,7 +318,8 @@ fn check(files: &[String]) -> ExitCode {
         } else if head.starts_with("Model") {
             einsim::cascade::load_model(&file).map(|_| ())
         } else if head.starts_with("EnergyTable") {
-            einsim::arch::load_energy(&file).map(|_| ())
+            einsim::arch::load_energy_resolved(&file, &|n| library::get(Kind::Energy, n))
+                .map(|_| ())
         } else if head.starts_with("Layer") {
             einsim::layer::load_layer(&file).map(|_| ())
         } else {
@@ -383,9 +384,10 @@ fn reproduce_cmd(name: &str, out: Option<String>) -> ExitCode {
     }
     let n = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
     outln!(
-        "{} runs and {} layer runs in {:.2} s ({} failed); targets: {} pass, {} FAIL, {} not evaluated",
+        "{} runs and {} layer runs (and again for each of {} what-if variants) in {:.2} s ({} failed); targets: {} pass, {} FAIL, {} not evaluated",
         rep.runs.len(),
         rep.layers.len(),
+        rep.variants.len(),
         elapsed.as_secs_f64(),
         rep.failures().len(),
         n(|s| *s == Status::Pass),

@@ -148,3 +148,56 @@ fn missing_comma_is_located_after_the_previous_value() {
         vec![line_of(&file, "kind: SpatialArray\n")]
     );
 }
+
+// ---- energy tables that amend another (`base`) ----
+
+fn table(name: &str, base: Option<&str>, mac_pj: f64) -> SourceFile {
+    let base = base.map_or("None".to_string(), |b| format!("Some(\"{b}\")"));
+    SourceFile::new(
+        format!("arch/energy/{name}.ron").as_str(),
+        format!(
+            "EnergyTable(name: \"{name}\", node: \"45nm\", source: \"test\", base: {base},\n    \
+             actions: {{ \"mac\": (pj: {mac_pj}, per: \"MAC\", source: \"test\") }})"
+        ),
+    )
+}
+
+#[test]
+fn a_table_amends_its_base() {
+    let shipped = |n: &str| library::get(Kind::Energy, n);
+    let stale = shipped("fusemax-45nm-stale-buffer").expect("shipped what-if table");
+    let t = einsim::arch::load_energy_resolved(&stale, &shipped)
+        .unwrap_or_else(|d| panic!("{}", d.render()));
+    assert_eq!(t.name, "fusemax-45nm-stale-buffer");
+    assert_eq!(t.actions["glb16mb_read"].pj, 484.97, "its own entry wins");
+    assert_eq!(t.actions["mac"].pj, 17.1645, "the rest comes from the base");
+    assert_eq!(t.area["glb_16mb"].um2, 141_957_000.0);
+}
+
+#[test]
+fn a_cyclic_or_unknown_base_is_an_error() {
+    let lookup = |n: &str| match n {
+        "a" => Some(table("a", Some("b"), 1.0)),
+        "b" => Some(table("b", Some("a"), 2.0)),
+        "c" => Some(table("c", Some("nowhere"), 3.0)),
+        _ => None,
+    };
+    let cyclic = einsim::arch::load_energy_resolved(&table("a", Some("b"), 1.0), &lookup)
+        .expect_err("a cycle of bases");
+    assert!(
+        cyclic.render().contains("is based on itself"),
+        "{}",
+        cyclic.render()
+    );
+    let unknown = einsim::arch::load_energy_resolved(&table("c", Some("nowhere"), 3.0), &lookup)
+        .expect_err("an unknown base");
+    let text = unknown.render();
+    assert!(
+        text.contains("unknown base energy table `nowhere`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("arch/energy/c.ron:1:"),
+        "located in the file that names it: {text}"
+    );
+}

@@ -30,8 +30,12 @@ fn fusemax() -> &'static (Reproduction, Vec<TargetResult>) {
         if !full() {
             plan.lengths.truncate(QUICK_LENGTHS);
         }
-        let rep = reproduce::reproduce(&plan, &library::get, SimOptions::default());
-        let results = targets::evaluate(&targets::fusemax(), &rep);
+        let (rep, results) = reproduce::run_targets(
+            &targets::fusemax(),
+            &plan,
+            &library::get,
+            SimOptions::default(),
+        );
         eprintln!(
             "reproduce fusemax ({}): {:.1} s",
             if full() { "full" } else { "quick subset" },

@@ -11,6 +11,10 @@ pub struct EnergyTable {
     /// Technology node, e.g. `45nm`.
     pub node: String,
     pub source: String,
+    /// A table this one amends: its actions and areas, with this table's entries replacing or adding to them.
+    /// Used for what-if variants (another price for one component) without copying the whole table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
     pub actions: BTreeMap<String, ActionEnergy>,
     #[serde(default)]
     pub area: BTreeMap<String, AreaEntry>,

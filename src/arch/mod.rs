@@ -11,7 +11,7 @@ mod resolve;
 
 pub use energy::{ActionEnergy, AreaEntry, EnergyTable};
 pub use file::*;
-pub use resolve::{load, load_energy, resolve, ArchError};
+pub use resolve::{load, load_energy, load_energy_resolved, resolve, ArchError};
 
 use serde::Serialize;
 use std::collections::BTreeMap;

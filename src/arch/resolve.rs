@@ -26,12 +26,60 @@ fn err(near: &str, message: impl Into<String>, expected: impl Into<String>) -> A
     }
 }
 
-/// Parse an energy table.
+/// Parse an energy table on its own (its `base`, if any, is not resolved).
 pub fn load_energy(file: &SourceFile) -> Result<EnergyTable, Diagnostics> {
     parse_ron_as::<EnergyTable>(file, "`EnergyTable(...)`").map_err(|d| Diagnostics {
         file: file.clone(),
         items: vec![d],
     })
+}
+
+/// Parse an energy table and apply it over its `base` chain, found by name with `energy`.
+pub fn load_energy_resolved(
+    file: &SourceFile,
+    energy: &dyn Fn(&str) -> Option<SourceFile>,
+) -> Result<EnergyTable, Diagnostics> {
+    // A chain longer than this is a cycle in practice (`a` based on `b` based on `a`).
+    const MAX_CHAIN: usize = 16;
+    let mut chain = vec![load_energy(file)?];
+    let mut files = vec![file.clone()];
+    while let Some(base) = chain.last().and_then(|t| t.base.clone()) {
+        let (current, table) = (files.last().expect("one file per table"), chain.last());
+        let fail = |msg: String, expected: &str| Diagnostics {
+            file: current.clone(),
+            items: vec![Diagnostic::new(
+                locate(&current.text, &base, 0),
+                msg,
+                expected,
+            )],
+        };
+        if chain.len() > MAX_CHAIN || chain.iter().any(|t| t.name == base) {
+            let name = table.map_or("", |t| t.name.as_str());
+            return Err(fail(
+                format!("energy table `{name}` is based on itself through `{base}`"),
+                "a chain of bases that ends in a table without `base`",
+            ));
+        }
+        let Some(next) = energy(&base) else {
+            return Err(fail(
+                format!("unknown base energy table `{base}`"),
+                "the name of a file in arch/energy/",
+            ));
+        };
+        chain.push(load_energy(&next)?);
+        files.push(next);
+    }
+    let mut tables = chain.into_iter().rev();
+    let mut out = tables.next().expect("at least the table itself");
+    for t in tables {
+        out.actions.extend(t.actions);
+        out.area.extend(t.area);
+        out.name = t.name;
+        out.node = t.node;
+        out.source = t.source;
+        out.base = t.base;
+    }
+    Ok(out)
 }
 
 /// Parse and resolve an arch file. `energy` finds an energy table by name; `overrides` are `--set` values for
@@ -56,7 +104,7 @@ pub fn load(
             items: vec![d],
         });
     };
-    let table = load_energy(&etext)?;
+    let table = load_energy_resolved(&etext, energy)?;
     resolve(&parsed, table, overrides).map_err(|errs| Diagnostics {
         file: file.clone(),
         items: errs

@@ -184,6 +184,8 @@ pub struct Reproduction {
     pub missing: Vec<(String, String)>,
     pub runs: Vec<Point<RunSummary>>,
     pub layers: Vec<Point<LayerSummary>>,
+    /// The targets evaluated again under each what-if variant of the targets file.
+    pub variants: Vec<targets::VariantResult>,
 }
 
 impl Reproduction {
@@ -336,6 +338,7 @@ pub fn reproduce(plan: &Plan, lookup: SyncLookup, opts: SimOptions) -> Reproduct
         missing,
         runs,
         layers,
+        variants: Vec::new(),
     }
 }
 
@@ -403,14 +406,55 @@ pub fn by_name(
     lookup: SyncLookup,
     opts: SimOptions,
 ) -> Option<(Reproduction, Vec<targets::TargetResult>)> {
-    let (plan, file) = match name {
-        "fusemax" => {
-            let file = targets::fusemax();
-            (file.plan.clone(), file)
-        }
+    let file = match name {
+        "fusemax" => targets::fusemax(),
         _ => return None,
     };
-    let rep = reproduce(&plan, lookup, opts);
-    let results = targets::evaluate(&file, &rep);
-    Some((rep, results))
+    Some(run_targets(&file, &file.plan, lookup, opts))
+}
+
+/// Run `plan` (the file's own or a subset of it), evaluate the file's targets, and do both again under each of
+/// its what-if variants.
+pub fn run_targets(
+    file: &targets::TargetFile,
+    plan: &Plan,
+    lookup: SyncLookup,
+    opts: SimOptions,
+) -> (Reproduction, Vec<targets::TargetResult>) {
+    let mut rep = reproduce(plan, lookup, opts);
+    let results = targets::evaluate(file, &rep);
+    for variant in &file.variants {
+        let outcome = energy_swaps(variant, lookup).map(|swaps| {
+            let swapped = |kind: Kind, name: &str| match (kind, swaps.get(name)) {
+                (Kind::Energy, Some(file)) => Some(file.clone()),
+                _ => lookup(kind, name),
+            };
+            targets::evaluate(file, &reproduce(plan, &swapped, opts))
+        });
+        rep.variants.push(targets::VariantResult {
+            variant: variant.clone(),
+            outcome,
+        });
+    }
+    (rep, results)
+}
+
+/// A variant's replacement energy tables, each resolved over its `base` chain (which may include the very table
+/// it replaces) and handed out as a self-contained file under the replaced name.
+fn energy_swaps(
+    variant: &targets::Variant,
+    lookup: SyncLookup,
+) -> Result<BTreeMap<String, SourceFile>, String> {
+    let mut swaps = BTreeMap::new();
+    for (from, to) in &variant.energy {
+        let file = lookup(Kind::Energy, to)
+            .ok_or_else(|| format!("variant `{}`: no energy table `{to}`", variant.name))?;
+        let mut table = crate::arch::load_energy_resolved(&file, &|n| lookup(Kind::Energy, n))
+            .map_err(|d| format!("variant `{}`: {}", variant.name, d.render()))?;
+        table.base = None;
+        let text = ron::ser::to_string_pretty(&table, Default::default())
+            .map_err(|e| format!("variant `{}`: {e}", variant.name))?;
+        swaps.insert(from.clone(), SourceFile::new(file.name.as_str(), text));
+    }
+    Ok(swaps)
 }

@@ -67,6 +67,7 @@ pub fn report_md(rep: &Reproduction, results: &[TargetResult]) -> String {
     designs(&mut o, rep);
     summary(&mut o, rep);
     validation(&mut o, results);
+    variants(&mut o, rep, results);
     for d in &rep.plan.designs {
         if rep.available(&d.arch) {
             design_section(&mut o, rep, &d.arch);
@@ -239,6 +240,78 @@ fn validation(o: &mut String, results: &[TargetResult]) {
         );
     }
     let _ = writeln!(o);
+}
+
+/// Each what-if variant: the targets whose einsim value it changes, with the result under the variant.
+fn variants(o: &mut String, rep: &Reproduction, results: &[TargetResult]) {
+    if rep.variants.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## What-if variants\n");
+    let _ = writeln!(
+        o,
+        "The whole plan run again with other inputs (listed in `{}`); only the targets whose value changes are shown.\n",
+        super::targets::FUSEMAX_PATH
+    );
+    for v in &rep.variants {
+        let swaps: Vec<String> = v
+            .variant
+            .energy
+            .iter()
+            .map(|(a, b)| format!("`{a}` → `{b}`"))
+            .collect();
+        let _ = writeln!(
+            o,
+            "### {}\n\n{} Energy tables: {}.\n",
+            v.variant.name,
+            v.variant.description.trim(),
+            swaps.join(", ")
+        );
+        let vr = match &v.outcome {
+            Ok(vr) => vr,
+            Err(why) => {
+                let _ = writeln!(o, "Not run: {}\n", escape(why));
+                continue;
+            }
+        };
+        let changed: Vec<(&TargetResult, &TargetResult)> = results
+            .iter()
+            .zip(vr)
+            .filter(|(a, b)| a.value != b.value)
+            .collect();
+        let _ = writeln!(
+            o,
+            "Under this variant {} of {} targets pass.\n",
+            vr.iter().filter(|r| r.status == Status::Pass).count(),
+            vr.len()
+        );
+        let _ = writeln!(
+            o,
+            "| target | paper | einsim | result | einsim ({}) | rel. error | result |",
+            v.variant.name
+        );
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|");
+        let word = |s: &Status| match s {
+            Status::Pass => "pass",
+            Status::Fail => "FAIL",
+            Status::NotEvaluated(_) => "not evaluated",
+        };
+        for (a, b) in changed {
+            let _ = writeln!(
+                o,
+                "| `{}` | {} {} | {} | {} | {} | {} | {} |",
+                a.target.id,
+                sig(a.target.value),
+                a.target.unit,
+                opt(a.value, sig),
+                word(&a.status),
+                opt(b.value, sig),
+                opt(b.rel_error, |e| format!("{:+.2}%", e * 100.0)),
+                word(&b.status),
+            );
+        }
+        let _ = writeln!(o);
+    }
 }
 
 /// "speedup vs B | energy vs B |" for every baseline B of the plan.

@@ -20,6 +20,28 @@ pub struct TargetFile {
     /// What to run: the designs, models and lengths the targets are measured on.
     pub plan: super::Plan,
     pub targets: Vec<Target>,
+    /// What-if runs of the whole plan with other inputs, whose target results the report shows next to the
+    /// main ones: which published numbers depend on an input einsim had to choose.
+    #[serde(default)]
+    pub variants: Vec<Variant>,
+}
+
+/// The plan run again with some energy tables replaced by others (`arch/energy/*.ron`), e.g. a table that
+/// amends one price through its `base`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    pub description: String,
+    /// Energy table name → the table used in its place.
+    pub energy: std::collections::BTreeMap<String, String>,
+}
+
+/// A variant's target results, or why it could not run (a replacement table that is missing or invalid).
+#[derive(Clone, Debug, Serialize)]
+pub struct VariantResult {
+    pub variant: Variant,
+    pub outcome: Result<Vec<TargetResult>, String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
