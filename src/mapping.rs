@@ -896,7 +896,7 @@ impl<'a> Stage<'a> {
             ));
         }
         let window = match &self.file.pipeline {
-            Pipeline::Interleave(d) => eval(d, self.sizes)?.clamp(1, u32::MAX as i64) as u32,
+            Pipeline::Interleave(d) => eval(&d.0, self.sizes)?.clamp(1, u32::MAX as i64) as u32,
             Pipeline::Sequential => 1,
         };
         let mut loops = self.loops.clone();

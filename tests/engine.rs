@@ -199,11 +199,16 @@ fn tile_larger_than_buffer_is_rejected() {
     }
 }
 
-// ---- (d) long fill latency: Sequential vs Interleave("4") (tests/fixtures/arch/fill.ron) ----
+// ---- (d) long fill latency: Sequential vs Interleave(4) (tests/fixtures/arch/fill.ron) ----
 
 fn fill_interleaved() -> String {
     let text = fixture("arch/fill.ron").text;
-    edit_after(&text, "Stage(", "Sequential", "Interleave(\"4\")")
+    edit_after(
+        &text,
+        "Stage(",
+        "Sequential",
+        "Interleave(Fig(\"4\", \"tile\", \"test: four tiles in flight\"))",
+    )
 }
 
 fn run_fill(text: String, sets: &[&str], opts: einsim::sim::SimOptions) -> RunReport {
@@ -317,12 +322,14 @@ fn fusemax_smaller_array_is_slower() {
 #[test]
 fn fusemax_sequential_binding_is_slower() {
     let base = fusemax(&[]);
-    let text = edit_after(
-        &fusemax_text(),
-        "name: \"attention\"",
-        "pipeline: Interleave(\"depth\")",
-        "pipeline: Sequential",
-    );
+    let fm = fusemax_text();
+    let at = fm.find("name: \"attention\"").expect("the attention stage");
+    let start = at
+        + fm[at..]
+            .find("pipeline: Interleave(")
+            .expect("its pipeline");
+    let end = start + fm[start..].find('\n').expect("one line");
+    let text = format!("{}pipeline: Sequential,{}", &fm[..start], &fm[end..]);
     let seq = run_fusemax_edited(text, "bert-base", &[]).unwrap_or_else(|e| panic!("{e}"));
     assert!(
         seq.cycles > 2 * base.cycles,
@@ -611,32 +618,26 @@ fn buffer_reads(r: &RunReport) -> u64 {
 /// SD, B·H·P values, of 2 bytes each (BERT-Base 1K: B = 64, H = 12, M = P = 1024).
 #[test]
 fn values_used_as_they_are_made_skip_the_buffer() {
+    let run = |file: &einsim::diag::SourceFile| {
+        run_text(
+            file,
+            Some("bert-base"),
+            None,
+            &[],
+            &library::get,
+            EXTRAPOLATE,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
     let flat = shipped(Kind::Arch, "flat-cloud");
-    let base = run_text(
-        &flat,
-        Some("bert-base"),
-        None,
-        &[],
-        &library::get,
-        EXTRAPOLATE,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let base = run(&flat);
     let text = edit_after(
         &flat.text,
         "name: \"fused\"",
         "\"SD\": \"pe1d\"",
         "\"SD\": \"pe2d\"",
     );
-    let moved = einsim::diag::SourceFile::new("arch/flat-cloud.ron", text);
-    let split = run_text(
-        &moved,
-        Some("bert-base"),
-        None,
-        &[],
-        &library::get,
-        EXTRAPOLATE,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let split = run(&einsim::diag::SourceFile::new("arch/flat-cloud.ron", text));
     assert_eq!(
         buffer_reads(&split) - buffer_reads(&base),
         64 * 12 * 1024 * 1024 * 2 + 64 * 12 * 1024 * 2

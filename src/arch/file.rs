@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// A hardware figure: `Fig("256", "PE", "FuseMax artifact arch-2d.yaml meshY")` — value expression, unit, source.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Fig(pub String, pub String, pub String);
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -165,9 +165,9 @@ pub struct StageFile {
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 pub enum Pipeline {
-    /// Up to `depth` (an expression) consecutive tiles in flight; units pick the oldest ready task
-    /// (fine-grained interleaving).
-    Interleave(String),
+    /// Up to `depth` consecutive tiles in flight (a figure in `tile`s, with its source like every other number);
+    /// units pick the oldest ready task (fine-grained interleaving).
+    Interleave(Fig),
     /// Each tile is fully produced and consumed before the next starts.
     Sequential,
 }

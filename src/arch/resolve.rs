@@ -135,7 +135,7 @@ pub fn load(
     })
 }
 
-const UNITS: &[&str] = &["PE", "cycle", "Hz", "bit", "B", "B/cycle", "B/s"];
+const UNITS: &[&str] = &["PE", "cycle", "Hz", "bit", "B", "B/cycle", "B/s", "tile"];
 
 /// Resolve every figure; collects all problems.
 pub fn resolve(
@@ -360,6 +360,9 @@ pub fn resolve(
         ));
     }
     for st in f.bindings.iter().flat_map(|b| &b.stages) {
+        if let Pipeline::Interleave(depth) = &st.pipeline {
+            fig(depth, &["tile"], &mut errs);
+        }
         for (e, u) in &st.place {
             if !f.units.contains_key(u) {
                 errs.push(err(
