@@ -812,19 +812,20 @@ impl Parser<'_> {
         }
         Ok(())
     }
-    fn sum(&mut self) -> PResult<AstExpr> {
-        let mut e = self.product()?;
+    /// One left-associative precedence level: `next (op next)*`, with `ops` the level's operator symbols.
+    fn binary_level(
+        &mut self,
+        ops: &[(&str, BinOp)],
+        next: fn(&mut Self) -> PResult<AstExpr>,
+    ) -> PResult<AstExpr> {
+        let mut e = next(self)?;
         loop {
-            let op = if self.is_sym("+") {
-                BinOp::Add
-            } else if self.is_sym("-") {
-                BinOp::Sub
-            } else {
+            let Some(op) = ops.iter().find(|(sym, _)| self.is_sym(sym)).map(|o| o.1) else {
                 return Ok(e);
             };
             self.i += 1;
             self.count_op()?;
-            let rhs = self.product()?;
+            let rhs = next(self)?;
             let span = e.span().join(rhs.span());
             e = AstExpr::Binary {
                 op,
@@ -834,27 +835,11 @@ impl Parser<'_> {
             };
         }
     }
+    fn sum(&mut self) -> PResult<AstExpr> {
+        self.binary_level(&[("+", BinOp::Add), ("-", BinOp::Sub)], Self::product)
+    }
     fn product(&mut self) -> PResult<AstExpr> {
-        let mut e = self.unary()?;
-        loop {
-            let op = if self.is_sym("*") {
-                BinOp::Mul
-            } else if self.is_sym("/") {
-                BinOp::Div
-            } else {
-                return Ok(e);
-            };
-            self.i += 1;
-            self.count_op()?;
-            let rhs = self.unary()?;
-            let span = e.span().join(rhs.span());
-            e = AstExpr::Binary {
-                op,
-                lhs: Box::new(e),
-                rhs: Box::new(rhs),
-                span,
-            };
-        }
+        self.binary_level(&[("*", BinOp::Mul), ("/", BinOp::Div)], Self::unary)
     }
     fn unary(&mut self) -> PResult<AstExpr> {
         if self.is_sym("-") {

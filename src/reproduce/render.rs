@@ -4,7 +4,7 @@
 
 use super::targets::{Status, TargetResult};
 use super::{Reproduction, Scope};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 /// `1K`, `64K`, `1M`.
@@ -568,91 +568,87 @@ pub fn runs_csv(rep: &Reproduction) -> String {
             .collect::<Vec<_>>()
     };
     let blank = |n: usize| vec![String::new(); n];
-    for p in &rep.runs {
-        let mut row = vec![
-            "attention".to_string(),
-            p.design.clone(),
-            p.model.clone(),
-            p.seq.to_string(),
+    let energy_cells = |by: &BTreeMap<String, f64>| -> Vec<String> {
+        comps
+            .iter()
+            .map(|c| by.get(*c).map_or(String::new(), |x| e(*x)))
+            .collect()
+    };
+    // The cells from `cascade` to `bound_ratio` of a successful attention run or layer.
+    let attention = |r: &super::RunSummary| -> Vec<String> {
+        let mut c = vec![
+            r.cascade.clone(),
+            r.cycles.to_string(),
+            e(r.seconds),
+            e(r.energy_pj),
         ];
-        match &p.result {
-            Ok(r) => {
-                row.extend([
-                    "ok".into(),
-                    r.cascade.clone(),
-                    r.cycles.to_string(),
-                    e(r.seconds),
-                    e(r.energy_pj),
-                ]);
-                row.extend(
-                    units
-                        .iter()
-                        .map(|u| r.utilization.get(*u).map_or(String::new(), |x| e(*x))),
-                );
-                row.extend(levels.iter().map(|l| {
-                    r.traffic_bytes
-                        .get(*l)
-                        .map_or(String::new(), |x| x.to_string())
-                }));
-                row.extend(comps.iter().map(|c| {
-                    r.energy_by_component
-                        .get(*c)
-                        .map_or(String::new(), |x| e(*x))
-                }));
-                let mac = r.energy_by_action.get("pe2d:mac").copied().unwrap_or(0.0);
-                row.extend([
-                    e(mac / r.energy_pj.max(f64::MIN_POSITIVE)),
-                    e(r.area_mm2),
-                    r.mapping
-                        .iter()
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                    r.limiter.clone(),
-                    e(r.bound_ratio),
-                ]);
-                row.extend(rel(Scope::Attention, &p.design, &p.model, p.seq));
+        c.extend(
+            units
+                .iter()
+                .map(|u| r.utilization.get(*u).map_or(String::new(), |x| e(*x))),
+        );
+        c.extend(levels.iter().map(|l| {
+            r.traffic_bytes
+                .get(*l)
+                .map_or(String::new(), |x| x.to_string())
+        }));
+        c.extend(energy_cells(&r.energy_by_component));
+        let mac = r.energy_by_action.get("pe2d:mac").copied().unwrap_or(0.0);
+        c.extend([
+            e(mac / r.energy_pj.max(f64::MIN_POSITIVE)),
+            e(r.area_mm2),
+            r.mapping
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+            r.limiter.clone(),
+            e(r.bound_ratio),
+        ]);
+        c
+    };
+    let layer = |r: &super::LayerSummary| -> Vec<String> {
+        let mut c = vec![
+            String::new(),
+            r.cycles.to_string(),
+            e(r.seconds),
+            e(r.energy_pj),
+        ];
+        c.extend(blank(units.len() + levels.len()));
+        c.extend(energy_cells(&r.energy_by_component));
+        c.extend(blank(5));
+        c
+    };
+    let rows = rep
+        .runs
+        .iter()
+        .map(|p| (Scope::Attention, p, p.result.as_ref().map(attention)))
+        .map(|(s, p, r)| (s, (&p.design, &p.model, p.seq), r))
+        .chain(rep.layers.iter().map(|p| {
+            let r = p.result.as_ref().map(layer);
+            (Scope::Layer, (&p.design, &p.model, p.seq), r)
+        }));
+    // Every column but the first four, `status` and `error`.
+    let width = head.len() - 6;
+    for (scope, (design, model, seq), cells) in rows {
+        let name = match scope {
+            Scope::Attention => "attention",
+            Scope::Layer => "layer",
+        };
+        let mut row = vec![
+            name.to_string(),
+            design.clone(),
+            model.clone(),
+            seq.to_string(),
+        ];
+        match cells {
+            Ok(cells) => {
+                row.push("ok".into());
+                row.extend(cells);
+                row.extend(rel(scope, design, model, seq));
                 row.push(String::new());
             }
-            Err(f) => failed_row(
-                &mut row,
-                4 + units.len() + levels.len() + comps.len() + 5 + 4,
-                &f.message,
-            ),
-        }
-        push_csv_row(&mut o, &row);
-    }
-    for p in &rep.layers {
-        let mut row = vec![
-            "layer".to_string(),
-            p.design.clone(),
-            p.model.clone(),
-            p.seq.to_string(),
-        ];
-        match &p.result {
-            Ok(r) => {
-                row.extend([
-                    "ok".into(),
-                    String::new(),
-                    r.cycles.to_string(),
-                    e(r.seconds),
-                    e(r.energy_pj),
-                ]);
-                row.extend(blank(units.len() + levels.len()));
-                row.extend(comps.iter().map(|c| {
-                    r.energy_by_component
-                        .get(*c)
-                        .map_or(String::new(), |x| e(*x))
-                }));
-                row.extend(blank(5));
-                row.extend(rel(Scope::Layer, &p.design, &p.model, p.seq));
-                row.push(String::new());
-            }
-            Err(f) => failed_row(
-                &mut row,
-                4 + units.len() + levels.len() + comps.len() + 5 + 4,
-                &f.message,
-            ),
+            Err(f) => failed_row(&mut row, width, &f.message),
         }
         push_csv_row(&mut o, &row);
     }
