@@ -299,3 +299,27 @@ fn a_baseline_outside_the_plan_is_rejected() {
     );
     assert!(targets::parse(targets::FUSEMAX).is_ok());
 }
+
+/// A what-if variant whose replacement table does not exist is reported as not run; the main results stand.
+#[test]
+fn a_variant_with_a_missing_table_is_reported_not_run() {
+    let mut file = targets::fusemax();
+    file.variants = vec![targets::Variant {
+        name: "typo".into(),
+        description: "a table that is not shipped".into(),
+        energy: [("fusemax-45nm".to_string(), "no-such-table".to_string())].into(),
+    }];
+    let mut plan = file.plan.clone();
+    plan.models.truncate(1);
+    plan.lengths.truncate(1);
+    plan.layer = false;
+    let (rep, results) = reproduce::run_targets(&file, &plan, &library::get, SimOptions::default());
+    let outcome = &rep.variants[0].outcome;
+    assert!(
+        matches!(outcome, Err(e) if e.contains("no energy table `no-such-table`")),
+        "{outcome:?}"
+    );
+    let md = reproduce::render::report_md(&rep, &results);
+    assert!(md.contains("Not run: variant `typo`"), "{md}");
+    assert!(results.iter().any(|r| r.status == Status::Pass));
+}
