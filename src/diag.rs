@@ -109,6 +109,14 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
+    /// A single diagnostic in `file`.
+    pub fn one(file: &SourceFile, d: Diagnostic) -> Diagnostics {
+        Diagnostics {
+            file: file.clone(),
+            items: vec![d],
+        }
+    }
+
     /// Render every diagnostic as `error: ...` with file:line:column and the span underlined.
     pub fn render(&self) -> String {
         let file = SimpleFile::new(self.file.name.as_str(), self.file.text.as_str());

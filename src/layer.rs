@@ -42,10 +42,7 @@ pub struct LayerReport {
 }
 
 pub fn load_layer(file: &SourceFile) -> Result<LayerFile, Diagnostics> {
-    crate::cascade::parse_ron_as(file, "`Layer(...)`").map_err(|d| Diagnostics {
-        file: file.clone(),
-        items: vec![d],
-    })
+    crate::cascade::parse_ron_as(file, "`Layer(...)`").map_err(|d| Diagnostics::one(file, d))
 }
 
 /// Run every op of the `encoder` layer (or `layer_file`) on one arch for one model.
@@ -98,14 +95,14 @@ pub fn run_layer_file(
                 .and_then(|x| x.eval(&|n| env.get(n).copied()))
                 .map_err(|err| {
                     let span = crate::diag::locate(&layer_file.text, e, 0);
-                    RunError::Invalid(Diagnostics {
-                        file: layer_file.clone(),
-                        items: vec![Diagnostic::new(
+                    RunError::Invalid(Diagnostics::one(
+                        layer_file,
+                        Diagnostic::new(
                             Span::new(span.start as usize, span.end as usize),
                             format!("in `{e}`: {}", err.message),
                             err.expected,
-                        )],
-                    })
+                        ),
+                    ))
                 })?;
             args.push(format!("{k}={v}"));
         }

@@ -157,14 +157,14 @@ pub fn setup(
     };
     let cname = binding.cascade.clone();
     let cfile = lookup(Kind::Cascade, &cname).ok_or_else(|| {
-        RunError::Invalid(Diagnostics {
-            file: arch_file.clone(),
-            items: vec![Diagnostic::new(
+        RunError::Invalid(Diagnostics::one(
+            arch_file,
+            Diagnostic::new(
                 crate::diag::locate(&arch_file.text, &cname, 0),
                 format!("unknown cascade `{cname}`"),
                 "expected a cascade in workloads/cascades/",
-            )],
-        })
+            ),
+        ))
     })?;
     let cascade = cascade::load(&cfile).map_err(RunError::Invalid)?;
     let model = match model_file {

@@ -28,10 +28,7 @@ fn err(near: &str, message: impl Into<String>, expected: impl Into<String>) -> A
 
 /// Parse an energy table on its own (its `base`, if any, is not resolved).
 pub fn load_energy(file: &SourceFile) -> Result<EnergyTable, Diagnostics> {
-    parse_ron_as::<EnergyTable>(file, "`EnergyTable(...)`").map_err(|d| Diagnostics {
-        file: file.clone(),
-        items: vec![d],
-    })
+    parse_ron_as::<EnergyTable>(file, "`EnergyTable(...)`").map_err(|d| Diagnostics::one(file, d))
 }
 
 /// Parse an energy table and apply it over its `base` chain, found by name with `energy`.
@@ -41,22 +38,22 @@ pub fn load_energy_resolved(
 ) -> Result<EnergyTable, Diagnostics> {
     // A chain longer than this is a cycle in practice (`a` based on `b` based on `a`).
     const MAX_CHAIN: usize = 16;
-    let mut chain = vec![load_energy(file)?];
-    let mut files = vec![file.clone()];
-    while let Some(base) = chain.last().and_then(|t| t.base.clone()) {
-        let (current, table) = (files.last().expect("one file per table"), chain.last());
-        let fail = |msg: String, expected: &str| Diagnostics {
-            file: current.clone(),
-            items: vec![Diagnostic::new(
-                locate(&current.text, &base, 0),
-                msg,
-                expected,
-            )],
+    // Each table with the file it came from, the table itself first and its furthest base last.
+    let mut chain = vec![(file.clone(), load_energy(file)?)];
+    while let Some((current, table)) = chain.last() {
+        let Some(base) = table.base.clone() else {
+            break;
         };
-        if chain.len() > MAX_CHAIN || chain.iter().any(|t| t.name == base) {
-            let name = table.map_or("", |t| t.name.as_str());
+        let fail = |msg: String, expected: &str| {
+            let d = Diagnostic::new(locate(&current.text, &base, 0), msg, expected);
+            Diagnostics::one(current, d)
+        };
+        if chain.len() > MAX_CHAIN || chain.iter().any(|(_, t)| t.name == base) {
             return Err(fail(
-                format!("energy table `{name}` is based on itself through `{base}`"),
+                format!(
+                    "energy table `{}` is based on itself through `{base}`",
+                    table.name
+                ),
                 "a chain of bases that ends in a table without `base`",
             ));
         }
@@ -66,10 +63,10 @@ pub fn load_energy_resolved(
                 "the name of a file in arch/energy/",
             ));
         };
-        chain.push(load_energy(&next)?);
-        files.push(next);
+        let t = load_energy(&next)?;
+        chain.push((next, t));
     }
-    let mut tables = chain.into_iter().rev();
+    let mut tables = chain.into_iter().rev().map(|(_, t)| t);
     let mut out = tables.next().expect("at least the table itself");
     for t in tables {
         out.actions.extend(t.actions);
@@ -89,20 +86,15 @@ pub fn load(
     energy: &dyn Fn(&str) -> Option<SourceFile>,
     overrides: &BTreeMap<String, i64>,
 ) -> Result<Arch, Diagnostics> {
-    let parsed: ArchFile = parse_ron_as(file, "`Arch(...)`").map_err(|d| Diagnostics {
-        file: file.clone(),
-        items: vec![d],
-    })?;
+    let parsed: ArchFile =
+        parse_ron_as(file, "`Arch(...)`").map_err(|d| Diagnostics::one(file, d))?;
     let Some(etext) = energy(&parsed.energy) else {
         let d = Diagnostic::new(
             locate(&file.text, &parsed.energy, 0),
             format!("unknown energy table `{}`", parsed.energy),
             "expected the name of a file in arch/energy/",
         );
-        return Err(Diagnostics {
-            file: file.clone(),
-            items: vec![d],
-        });
+        return Err(Diagnostics::one(file, d));
     };
     let table = load_energy_resolved(&etext, energy)?;
     resolve(&parsed, table, overrides).map_err(|errs| Diagnostics {
