@@ -48,6 +48,9 @@ pub struct Plan {
     pub baselines: Vec<String>,
     /// The baseline of the plots' ratios: the first of these designs that ran.
     pub plot_against: Vec<String>,
+    /// Energy actions (`component:action`) whose share of each run's energy the tables and CSV report.
+    #[serde(default)]
+    pub energy_shares: Vec<String>,
 }
 
 impl Plan {
@@ -94,6 +97,14 @@ pub struct RunSummary {
     pub mapping: BTreeMap<String, u64>,
     pub limiter: String,
     pub bound_ratio: f64,
+}
+
+impl RunSummary {
+    /// The fraction of this run's energy spent on `action` (`component:action`).
+    pub fn energy_share(&self, action: &str) -> f64 {
+        self.energy_by_action.get(action).copied().unwrap_or(0.0)
+            / self.energy_pj.max(f64::MIN_POSITIVE)
+    }
 }
 
 impl From<&RunReport> for RunSummary {

@@ -406,9 +406,12 @@ fn energy_breakdown(o: &mut String, rep: &Reproduction, design: &str) {
     for c in &comps {
         let _ = write!(head, " {c} |");
     }
-    head.push_str(" pe2d:mac |");
+    let shares = &rep.plan.energy_shares;
+    for a in shares {
+        let _ = write!(head, " {a} |");
+    }
     let _ = writeln!(o, "{head}");
-    let _ = writeln!(o, "|{}", "---|".repeat(4 + comps.len()));
+    let _ = writeln!(o, "|{}", "---|".repeat(3 + comps.len() + shares.len()));
     for (m, s) in rep.points() {
         let Some(Ok(r)) = rep.run(design, m, s).map(|p| p.result.as_ref()) else {
             continue;
@@ -422,8 +425,10 @@ fn energy_breakdown(o: &mut String, rep: &Reproduction, design: &str) {
                 pct(r.energy_by_component.get(c).copied().unwrap_or(0.0) / total)
             );
         }
-        let mac = r.energy_by_action.get("pe2d:mac").copied().unwrap_or(0.0);
-        let _ = writeln!(o, "{row} {} |", pct(mac / total));
+        for a in shares {
+            let _ = write!(row, " {} |", pct(r.energy_share(a)));
+        }
+        let _ = writeln!(o, "{row}");
     }
     let _ = writeln!(o);
 }
@@ -537,16 +542,13 @@ pub fn runs_csv(rep: &Reproduction) -> String {
     head.extend(units.iter().map(|u| format!("util_{u}")));
     head.extend(levels.iter().map(|l| format!("traffic_bytes_{l}")));
     head.extend(comps.iter().map(|c| format!("energy_pj_{c}")));
+    let shares = &rep.plan.energy_shares;
     head.extend(
-        [
-            "energy_share_pe2d_mac",
-            "area_mm2",
-            "mapping",
-            "limiter",
-            "bound_ratio",
-        ]
-        .map(String::from),
+        shares
+            .iter()
+            .map(|a| format!("energy_share_{}", a.replace(':', "_"))),
     );
+    head.extend(["area_mm2", "mapping", "limiter", "bound_ratio"].map(String::from));
     for b in &rep.plan.baselines {
         head.push(format!("speedup_vs_{b}"));
         head.push(format!("energy_vs_{b}"));
@@ -593,9 +595,8 @@ pub fn runs_csv(rep: &Reproduction) -> String {
                 .map_or(String::new(), |x| x.to_string())
         }));
         c.extend(energy_cells(&r.energy_by_component));
-        let mac = r.energy_by_action.get("pe2d:mac").copied().unwrap_or(0.0);
+        c.extend(shares.iter().map(|a| e(r.energy_share(a))));
         c.extend([
-            e(mac / r.energy_pj.max(f64::MIN_POSITIVE)),
             e(r.area_mm2),
             r.mapping
                 .iter()
@@ -616,7 +617,7 @@ pub fn runs_csv(rep: &Reproduction) -> String {
         ];
         c.extend(blank(units.len() + levels.len()));
         c.extend(energy_cells(&r.energy_by_component));
-        c.extend(blank(5));
+        c.extend(blank(shares.len() + 4));
         c
     };
     let rows = rep

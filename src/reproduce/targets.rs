@@ -239,8 +239,7 @@ pub fn measure(m: &Metric, rep: &Reproduction) -> Result<f64, String> {
                     .get(l)
                     .map(|&b| b as f64)
                     .ok_or_else(|| format!("{design} has no traffic at `{l}`")),
-                Quantity::EnergyShare(a) => Ok(r.energy_by_action.get(a).copied().unwrap_or(0.0)
-                    / r.energy_pj.max(f64::MIN_POSITIVE)),
+                Quantity::EnergyShare(a) => Ok(r.energy_share(a)),
             }
         }
         Metric::Mean {
