@@ -9,6 +9,7 @@ pub mod arch;
 pub mod cascade;
 pub mod dataflow;
 pub mod diag;
+pub mod divisors;
 pub mod expr;
 pub mod layer;
 pub mod library;

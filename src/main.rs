@@ -175,6 +175,7 @@ fn main() -> ExitCode {
             };
             let opts = SimOptions {
                 extrapolate: !no_extrapolate,
+                ..SimOptions::default()
             };
             match run::run(&a, Some(&w), cascade.as_deref(), &set, &library::get, opts) {
                 Ok(r) => {

@@ -100,6 +100,15 @@ impl Template {
             .map(|(l, _)| l.trip)
             .product()
     }
+
+    /// Instances in 128 bits, saturating: the report narrows it and names what is too large.
+    pub fn instances_wide(&self, loops: &[Loop]) -> u128 {
+        loops
+            .iter()
+            .zip(&self.loops)
+            .filter(|(_, on)| **on)
+            .fold(1u128, |a, (l, _)| a.saturating_mul(l.trip as u128))
+    }
 }
 
 #[derive(Clone, Debug)]

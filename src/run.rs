@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 pub enum RunError {
     /// Bad input with located diagnostics (exit 1).
     Invalid(Diagnostics),
-    /// Bad input without a location: a mapping that cannot work on this hardware (exit 1).
+    /// Bad input without a location: a mapping that cannot work on this hardware, or a configuration whose counts
+    /// exceed what a report holds (exit 1).
     Mapping(String),
-    /// A bug: the simulation beat its own analytical bound (exit 3). (A tile that never gets room in the buffer
-    /// is a mapping problem and reported as [`RunError::Mapping`].)
+    /// A bug: the simulation beat its own analytical bound, or the engine deadlocked (exit 3).
     Internal(String),
 }
 
@@ -245,8 +245,12 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
         }
         return Err(RunError::Mapping(errors.join("\n")));
     };
-    // A tile that can never get room in the buffer is a mapping problem, not an engine bug.
-    let result = sim::simulate(&program, opts).map_err(|e| RunError::Mapping(e.0))?;
+    // The mapping guarantees every tile can get room in the buffer, so a deadlock is an engine bug; a
+    // configuration too large to count is invalid input.
+    let result = sim::simulate(&program, opts).map_err(|e| match e {
+        sim::SimError::TooLarge(m) => RunError::Mapping(m + &report::too_large_context(&s.params)),
+        sim::SimError::Internal(m) => RunError::Internal(m),
+    })?;
     let pass_report = passes::analyse(&s.cascade, &s.sizes, s.params.clone());
     let mut params = s.params.clone();
     for (k, v) in &s.arch.params {
@@ -265,7 +269,10 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
         sim: &result,
         passes: &pass_report,
     })
-    .map_err(RunError::Internal)
+    .map_err(|e| match e {
+        report::BuildError::TooLarge(m) => RunError::Mapping(m),
+        report::BuildError::BelowBound(m) => RunError::Internal(m),
+    })
 }
 
 /// Load and run in one call.

@@ -604,7 +604,7 @@ fn buffer_too_small_for_one_tasks_operands_is_invalid_input() {
     }
 }
 
-fn buffer_reads(r: &RunReport) -> u64 {
+fn buffer_reads(r: &RunReport) -> u128 {
     r.traffic
         .iter()
         .find(|t| t.level == "buffer")

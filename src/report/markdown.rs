@@ -31,6 +31,15 @@ pub fn render(r: &RunReport) -> String {
         r.bound.limiter
     );
     let _ = writeln!(o, "| simulated / bound | {:.4} |", r.bound.ratio);
+    for s in &r.stages {
+        if let Some(e) = &s.estimate {
+            let _ = writeln!(
+                o,
+                "| stage `{}` estimated (no steady state within the budget) | {} to {} cycles |",
+                s.name, e.low_cycles, e.high_cycles
+            );
+        }
+    }
     let _ = writeln!(o, "| energy | {} |", energy(r.energy_pj.total));
     let passes: Vec<String> = r.passes.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "| passes | {} |", passes.join(", "));

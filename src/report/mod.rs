@@ -30,8 +30,9 @@ pub struct RunReport {
     pub utilization: BTreeMap<String, f64>,
     pub units: Vec<UnitReport>,
     pub einsums: Vec<EinsumReport>,
-    /// Storage level → bytes read plus written.
-    pub traffic_bytes: BTreeMap<String, u64>,
+    /// Storage level → bytes read plus written. 128 bits: a billion-token context moves more than 2^64 B
+    /// through the buffer.
+    pub traffic_bytes: BTreeMap<String, u128>,
     pub traffic: Vec<TrafficReport>,
     pub energy_pj: EnergyReport,
     pub passes: BTreeMap<String, u32>,
@@ -67,8 +68,8 @@ pub struct EinsumReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct TrafficReport {
     pub level: String,
-    pub read_bytes: u64,
-    pub write_bytes: u64,
+    pub read_bytes: u128,
+    pub write_bytes: u128,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -101,6 +102,24 @@ pub struct StageReport {
     pub limiter: String,
     pub steps: u64,
     pub simulated_steps: u64,
+    /// Present when the stage found no steady state within the engine's budget: `cycles` is then an estimate
+    /// (the prefix's steady rate) inside this interval, which holds the true value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Interval>,
+}
+
+/// Where a stage's true latency lies when it was not simulated to the end.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq)]
+pub struct Interval {
+    pub low_cycles: u64,
+    pub high_cycles: u64,
+    /// Steps simulated event by event before the estimate.
+    pub prefix_steps: u64,
+}
+
+/// Saturating accumulation: a sum past 2^128 stays at the maximum, which [`fits`] then reports.
+fn add(acc: &mut u128, v: u128) {
+    *acc = acc.saturating_add(v);
 }
 
 /// Everything a run needs to be reported.
@@ -115,39 +134,89 @@ pub struct RunFacts<'a> {
     pub passes: &'a PassReport,
 }
 
-fn cycles(ticks: u64) -> u64 {
-    ticks.div_ceil(TICKS_PER_CYCLE)
+/// Why a report could not be built.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BuildError {
+    /// A count does not fit the report's 64-bit fields: the configuration is too large (invalid input).
+    TooLarge(String),
+    /// The simulation beat its own analytical bound: an engine bug.
+    BelowBound(String),
 }
 
-/// Compute the report. Returns `Err` if the simulation beat its own lower bound (an engine bug).
-pub fn build(f: RunFacts) -> Result<RunReport, String> {
+/// Whole cycles of a tick count, or the error naming what overflowed.
+fn cycles(ticks: u128, what: &str) -> Result<u64, BuildError> {
+    fits(ticks.div_ceil(TICKS_PER_CYCLE as u128), what, "cycles")
+}
+
+/// A count narrowed to the report's 64 bits. Counts are accumulated in 128 bits (saturating), so only this
+/// narrowing can fail, and it says what did not fit.
+fn fits(v: u128, what: &str, unit: &str) -> Result<u64, BuildError> {
+    u64::try_from(v).map_err(|_| {
+        let v = if v == u128::MAX {
+            "at least 2^128".to_string()
+        } else {
+            format!("{v}")
+        };
+        BuildError::TooLarge(format!(
+            "{what} is {v} {unit}, more than the 2^64 - 1 {unit} a report holds"
+        ))
+    })
+}
+
+/// The parameters of a run, for the error that says a result is too large to report.
+pub fn too_large_context(params: &BTreeMap<String, i64>) -> String {
+    let ps: Vec<String> = params
+        .iter()
+        .filter(|(k, _)| !k.contains('.'))
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!("; reduce the workload ({})", ps.join(", "))
+}
+
+/// Compute the report. Fails if a count does not fit 64 bits, or if the simulation beat its own lower bound (an
+/// engine bug).
+pub fn build(f: RunFacts) -> Result<RunReport, BuildError> {
+    build_checked(&f).map_err(|e| match e {
+        BuildError::TooLarge(m) => BuildError::TooLarge(m + &too_large_context(&f.params)),
+        other => other,
+    })
+}
+
+fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
     let p = f.program;
-    let total_cycles = cycles(f.sim.ticks).max(1);
-    let mut busy: BTreeMap<String, (u64, f64)> = BTreeMap::new();
+    let total_cycles = cycles(f.sim.ticks, "the latency")?.max(1);
+    let total_ticks = total_cycles as f64 * TICKS_PER_CYCLE as f64;
+    let mut busy: BTreeMap<String, (u128, f64)> = BTreeMap::new();
     let mut einsums: Vec<EinsumReport> = Vec::new();
-    let mut read_b: BTreeMap<String, u64> = BTreeMap::new();
-    let mut write_b: BTreeMap<String, u64> = BTreeMap::new();
+    let mut read_b: BTreeMap<String, u128> = BTreeMap::new();
+    let mut write_b: BTreeMap<String, u128> = BTreeMap::new();
     let mut by_component: BTreeMap<String, f64> = BTreeMap::new();
     let mut by_action: BTreeMap<String, f64> = BTreeMap::new();
     let mut by_einsum: BTreeMap<String, f64> = BTreeMap::new();
     let mut stages = Vec::new();
-    let mut bound_total = 0;
-    let mut limiter = (0u64, String::new());
+    let mut bound_ticks: u128 = 0;
+    let mut limiter = (0u128, String::new());
     for (si, st) in p.stages.iter().enumerate() {
-        let mut per_server: BTreeMap<usize, u64> = BTreeMap::new();
+        let mut per_server: BTreeMap<usize, u128> = BTreeMap::new();
         for t in &st.templates {
-            let n = t.instances(&st.loops);
+            let n = t.instances_wide(&st.loops);
             let server = &p.servers[t.server];
-            let work = n * t.work;
-            *per_server.entry(t.server).or_default() += work;
+            let work = n.saturating_mul(t.work as u128);
+            add(per_server.entry(t.server).or_default(), work);
             let b = busy.entry(server.name.clone()).or_default();
-            b.0 += work;
-            b.1 += (n * t.useful) as f64 * t.pe_fraction;
+            add(&mut b.0, work);
+            b.1 += (n * t.useful as u128) as f64 * t.pe_fraction;
             for (lvl, bytes) in &t.reads {
-                *read_b.entry(lvl.clone()).or_default() += n * bytes;
+                add(
+                    read_b.entry(lvl.clone()).or_default(),
+                    n.saturating_mul(*bytes as u128),
+                );
             }
             for (lvl, bytes) in &t.writes {
-                *write_b.entry(lvl.clone()).or_default() += n * bytes;
+                add(
+                    write_b.entry(lvl.clone()).or_default(),
+                    n.saturating_mul(*bytes as u128),
+                );
             }
             let mut e_total = 0.0;
             for ((component, action), count) in &t.actions {
@@ -160,14 +229,14 @@ pub fn build(f: RunFacts) -> Result<RunReport, String> {
             }
             *by_einsum.entry(t.name.clone()).or_default() += e_total;
             if let TemplateKind::Compute(_) = t.kind {
+                let what = format!("Einsum `{}`'s busy time", t.name);
                 einsums.push(EinsumReport {
                     name: t.name.clone(),
                     unit: server.name.clone(),
-                    cycles: cycles(work),
-                    utilization: (n * t.useful) as f64 * t.pe_fraction
-                        / (total_cycles * TICKS_PER_CYCLE) as f64,
+                    cycles: cycles(work, &what)?,
+                    utilization: (n * t.useful as u128) as f64 * t.pe_fraction / total_ticks,
                     pe_fraction: t.pe_fraction,
-                    tasks: n,
+                    tasks: fits(n, &format!("Einsum `{}`'s task count", t.name), "tasks")?,
                     points: n as f64 * t.elements as f64,
                 });
             }
@@ -176,28 +245,45 @@ pub fn build(f: RunFacts) -> Result<RunReport, String> {
             .iter()
             .max_by_key(|(_, w)| **w)
             .unwrap_or((&0, &0));
-        let bound = cycles(ticks);
         let name = p.servers.get(srv).map_or(String::new(), |s| s.name.clone());
-        if bound > limiter.0 {
-            limiter = (bound, name.clone());
+        if ticks > limiter.0 {
+            limiter = (ticks, name.clone());
         }
-        bound_total += bound;
+        // Stages start on cycle boundaries (the engine rounds each stage up), so their bounds round the same way
+        // and add up.
+        let bound = cycles(ticks, &format!("stage `{}`'s bound", st.name))?;
+        add(&mut bound_ticks, bound as u128 * TICKS_PER_CYCLE as u128);
         let st_time = &f.sim.stages[si];
         stages.push(StageReport {
             name: st.name.clone(),
-            cycles: cycles(st_time.ticks),
+            cycles: cycles(st_time.ticks, &format!("stage `{}`'s latency", st.name))?,
             bound_cycles: bound,
             limiter: name,
             steps: st_time.steps,
             simulated_steps: st_time.simulated_steps,
+            estimate: st_time
+                .estimate
+                .map(|e| -> Result<_, BuildError> {
+                    Ok(Interval {
+                        low_cycles: cycles(e.low, "the estimate's low end")?,
+                        high_cycles: cycles(e.high, "the estimate's high end")?,
+                        prefix_steps: e.prefix_steps,
+                    })
+                })
+                .transpose()?,
         });
     }
+    let bound_total = cycles(bound_ticks, "the bound")?;
     if total_cycles < bound_total {
-        return Err(format!(
-            "internal error: simulated {total_cycles} cycles is below the analytical bound {bound_total} ({})",
+        return Err(BuildError::BelowBound(format!(
+            "simulated {total_cycles} cycles is below the analytical bound {bound_total} ({})",
             limiter.1
-        ));
+        )));
     }
+    let busy: BTreeMap<String, (u64, f64)> = busy
+        .into_iter()
+        .map(|(k, (t, w))| Ok((k.clone(), (cycles(t, &format!("`{k}`'s busy time"))?, w))))
+        .collect::<Result<_, BuildError>>()?;
     let units: Vec<UnitReport> = p
         .servers
         .iter()
@@ -212,8 +298,8 @@ pub fn build(f: RunFacts) -> Result<RunReport, String> {
             UnitReport {
                 name: s.name.clone(),
                 pes,
-                busy_cycles: cycles(b),
-                utilization: w / (total_cycles * TICKS_PER_CYCLE) as f64,
+                busy_cycles: b,
+                utilization: w / total_ticks,
             }
         })
         .collect();
@@ -253,7 +339,7 @@ pub fn build(f: RunFacts) -> Result<RunReport, String> {
         workload: f.workload.to_string(),
         cascade: f.cascade.to_string(),
         binding: f.binding.to_string(),
-        params: f.params,
+        params: f.params.clone(),
         mapping: p.chosen.clone(),
         cycles: total_cycles,
         seconds: total_cycles as f64 / f.arch.clock_hz,
@@ -267,7 +353,7 @@ pub fn build(f: RunFacts) -> Result<RunReport, String> {
         einsums,
         traffic_bytes: traffic
             .iter()
-            .map(|t| (t.level.clone(), t.read_bytes + t.write_bytes))
+            .map(|t| (t.level.clone(), t.read_bytes.saturating_add(t.write_bytes)))
             .collect(),
         traffic,
         energy_pj: EnergyReport {

@@ -17,7 +17,7 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// Bytes with a binary-prefixed unit.
-pub fn bytes(b: u64) -> String {
+pub fn bytes(b: u128) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = b as f64;
     let mut i = 0;
@@ -184,6 +184,16 @@ pub fn render(r: &RunReport) -> String {
             thousands(s.simulated_steps),
             thousands(s.steps)
         );
+        if let Some(e) = &s.estimate {
+            let _ = writeln!(
+                o,
+                "            no steady state within the engine's budget: cycles estimated from the first {} tiles' \
+                 rate; the true value lies in [{}, {}]",
+                thousands(e.prefix_steps),
+                thousands(e.low_cycles),
+                thousands(e.high_cycles)
+            );
+        }
     }
     o
 }

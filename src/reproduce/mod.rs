@@ -88,7 +88,7 @@ pub struct RunSummary {
     pub cycles: u64,
     pub seconds: f64,
     pub utilization: BTreeMap<String, f64>,
-    pub traffic_bytes: BTreeMap<String, u64>,
+    pub traffic_bytes: BTreeMap<String, u128>,
     pub energy_pj: f64,
     pub energy_by_component: BTreeMap<String, f64>,
     pub energy_by_action: BTreeMap<String, f64>,

@@ -1,6 +1,6 @@
-use crate::mapping::{Program, StageProgram};
+use crate::mapping::{Program, StageProgram, TemplateKind};
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A multiplicative hash for the small integer keys of the live-instance table (SipHash's DoS resistance buys
@@ -13,7 +13,12 @@ impl Hasher for KeyHasher {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
+        // Word by word: snapshot keys are long slices of integers, hashed as their bytes.
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.write_u64(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        for &b in chunks.remainder() {
             self.write_u64(b as u64);
         }
     }
@@ -27,27 +32,63 @@ impl Hasher for KeyHasher {
 
 type FastHash = BuildHasherDefault<KeyHasher>;
 
-type Tick = u64;
+/// Time in ticks (`arch::TICKS_PER_CYCLE` per cycle). 128 bits: a million-token context on a large array runs for
+/// more than 2^64 ticks, and a count that wraps would be a silent wrong answer.
+pub type Tick = u128;
+
+/// Instances simulated event by event per run before the engine stops looking for a steady state.
+///
+/// Chosen so that no run takes more than about a second on one core: an instance costs about 0.4 µs with a few
+/// tiles in flight and up to 1.3 µs with thousands (the live set then misses the caches), measured on the 2-core
+/// CI machine with `einsim run --no-extrapolate`. Shipped designs at their shipped depths find their period within a few
+/// thousand tiles.
+pub const DEFAULT_BUDGET: u64 = 1 << 19;
+
+/// Snapshot words kept for period detection per stage (8 B each: 64 MiB).
+const HISTORY_WORDS: usize = 1 << 23;
 
 #[derive(Clone, Copy, Debug)]
 pub struct SimOptions {
     /// Skip periodic steady states (exact); off = simulate every tile.
     pub extrapolate: bool,
+    /// Instances simulated event by event per stage; past it, a stage without a period is estimated (see
+    /// [`Estimate`]). Only applies when extrapolating: `--no-extrapolate` always simulates everything.
+    pub budget: u64,
 }
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions { extrapolate: true }
+        SimOptions {
+            extrapolate: true,
+            budget: DEFAULT_BUDGET,
+        }
     }
+}
+
+/// A stage that found no period within the budget: its time is not simulated to the end but bracketed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    /// No schedule can finish sooner: each server's remaining work after what it has already committed.
+    pub low: Tick,
+    /// No list schedule that never idles past a result's latency can finish later: all remaining work run back to
+    /// back with the longest latency between every two tasks.
+    pub high: Tick,
+    /// Steps simulated before the estimate.
+    pub prefix_steps: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct StageTime {
     pub name: String,
+    /// Stage time, rounded up to a whole cycle (the next stage starts on a cycle boundary), so stage times add up
+    /// to the run's time exactly.
     pub ticks: Tick,
     /// Steps (innermost tile iterations) in the stage, and how many were simulated event by event.
     pub steps: u64,
     pub simulated_steps: u64,
+    /// Set when the stage was not simulated to the end: `ticks` is then the steady rate of the simulated prefix
+    /// extrapolated over the rest, clamped into `[low, high]`.
+    pub estimate: Option<Estimate>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -56,12 +97,20 @@ pub struct SimResult {
     pub stages: Vec<StageTime>,
 }
 
+/// Why a simulation could not produce a time.
 #[derive(Clone, Debug, PartialEq)]
-pub struct SimError(pub String);
+pub enum SimError {
+    /// The configuration is too large to represent (a count past 128 bits): invalid input.
+    TooLarge(String),
+    /// The engine got stuck: a bug (the mapping guarantees every tile can get room).
+    Internal(String),
+}
 
 impl std::fmt::Display for SimError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            SimError::TooLarge(m) | SimError::Internal(m) => f.write_str(m),
+        }
     }
 }
 impl std::error::Error for SimError {}
@@ -69,10 +118,17 @@ impl std::error::Error for SimError {}
 /// Run every stage back to back.
 pub fn simulate(p: &Program, opts: SimOptions) -> Result<SimResult, SimError> {
     let mut stages = Vec::new();
-    let mut total = 0;
+    let mut total: Tick = 0;
+    // The budget is the run's: each stage gets its share, so a run of several stages costs no more than one.
+    let opts = SimOptions {
+        budget: opts.budget / p.stages.len().max(1) as u64,
+        ..opts
+    };
     for st in &p.stages {
-        let t = Stage::new(p, st, opts).run()?;
-        total += t.ticks;
+        let t = Stage::new(p, st, opts)?.run()?;
+        total = total
+            .checked_add(t.ticks)
+            .ok_or_else(|| SimError::TooLarge("the run's time exceeds 2^128 ticks".into()))?;
         stages.push(t);
     }
     Ok(SimResult {
@@ -110,28 +166,30 @@ struct Inst {
     alloc: u64,
 }
 
+/// Events at one tick are handled in this order: all `Ready`s (oldest instance first, so loads claim buffer space
+/// in program order whatever slot ids the instances have), then `Done`s, then `StepDone`s. The order among `Done`s
+/// does not matter: a release only grows the free space, and waiting loads are granted in sequence order. A
+/// server frees when its task's `Done` fires, which also wakes the loop to dispatch the next task.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Ev {
-    // Order within one tick does not matter (a batch is processed before any dispatch); kept total for determinism.
-    Ready(usize),
+    Ready { seq: u64, id: usize },
     Done(usize),
     StepDone(u64),
-    /// A server's occupancy ends: no state changes, but the loop wakes at this time so the server dispatches.
-    Free(usize),
 }
 
+/// A step (tile) in flight: how many of its compute tasks are left and when its last result has drained.
 struct StepRec {
-    step: u64,
     left: u32,
     complete_at: Tick,
 }
 
+/// Where the engine stood at the start of an iteration of a loop, for period detection.
 struct Snap {
     iter: u64,
-    key: Vec<i64>,
     now: Tick,
     step: u64,
     seq: u64,
+    admitted: Vec<u64>,
 }
 
 struct Stage<'a> {
@@ -140,6 +198,8 @@ struct Stage<'a> {
     opts: SimOptions,
     n: usize,
     trips: Vec<u64>,
+    /// Steps per iteration of each loop (mixed-radix weights of the odometer).
+    weights: Vec<u64>,
     strides: Vec<Vec<u64>>,
     /// Templates in admission order within a step (loads first, so consumers find them).
     admit_order: Vec<usize>,
@@ -148,33 +208,66 @@ struct Stage<'a> {
     counts: Vec<bool>,
     /// The longest server latency: after it, a finished task's result has reached every consumer.
     max_latency: Tick,
+    window: u64,
     insts: Vec<Option<Inst>>,
     free_ids: Vec<usize>,
     live: HashMap<(usize, u64), usize, FastHash>,
     /// Live instances by sequence number (program order), for canonical snapshots.
     order: BTreeMap<u64, usize>,
+    /// Live instances after the last prune: the next prune comes when the table has doubled.
+    pruned_at: usize,
     events: BinaryHeap<Reverse<(Tick, Ev)>>,
     server_free: Vec<Tick>,
     ready: Vec<BTreeSet<(u64, usize)>>,
     alloc_wait: BTreeSet<(u64, usize)>,
     buffer_free: u64,
-    inflight: VecDeque<StepRec>,
+    inflight: BTreeMap<u64, StepRec>,
     now: Tick,
     seq: u64,
     coords: Vec<u64>,
     step: u64,
     total_steps: u64,
     simulated: u64,
+    /// Instances admitted, per template (so the work still to come is known when the budget runs out).
+    admitted: Vec<u64>,
+    /// Instances admitted event by event (what the budget counts).
+    work_done: u64,
     last_time: Tick,
-    history: Vec<Vec<Snap>>,
+    /// Per loop level, the snapshots of the current execution of that loop, by key.
+    history: Vec<HashMap<Vec<i64>, Snap, FastHash>>,
+    /// Words held by `history`, and how many times every snapshot stride has been doubled to keep it bounded.
+    history_words: usize,
+    stride_shift: u32,
     /// Step at which the current execution of each loop began.
     loop_start: Vec<u64>,
+    /// (step, now) at the middle of the prefix, for the steady rate if the budget runs out.
+    midpoint: Option<(u64, Tick)>,
+}
+
+fn too_large(what: &str) -> SimError {
+    SimError::TooLarge(format!("{what} exceeds 2^64"))
 }
 
 impl<'a> Stage<'a> {
-    fn new(p: &'a Program, st: &'a StageProgram, opts: SimOptions) -> Self {
+    fn new(p: &'a Program, st: &'a StageProgram, opts: SimOptions) -> Result<Self, SimError> {
         let n = st.loops.len();
-        let trips: Vec<u64> = st.loops.iter().map(|l| l.trip).collect();
+        let trips: Vec<u64> = st.loops.iter().map(|l| l.trip.max(1)).collect();
+        let total_steps = trips
+            .iter()
+            .try_fold(1u64, |a, &t| a.checked_mul(t))
+            .ok_or_else(|| {
+                let loops: Vec<String> = st
+                    .loops
+                    .iter()
+                    .map(|l| format!("{}={}", l.index, l.trip))
+                    .collect();
+                too_large(&format!(
+                    "stage `{}`: the number of tile steps ({})",
+                    st.name,
+                    loops.join(" x ")
+                ))
+            })?;
+        let weights = (0..n).map(|j| trips[j + 1..].iter().product()).collect();
         let strides = st
             .templates
             .iter()
@@ -191,63 +284,85 @@ impl<'a> Stage<'a> {
             })
             .collect();
         let mut admit_order: Vec<usize> = (0..st.templates.len()).collect();
-        admit_order.sort_by_key(|&i| {
-            (
-                !matches!(st.templates[i].kind, crate::mapping::TemplateKind::Load(_)),
-                i,
-            )
-        });
+        admit_order.sort_by_key(|&i| (!matches!(st.templates[i].kind, TemplateKind::Load(_)), i));
         let counts = st
             .templates
             .iter()
             .map(|t| !p.servers[t.server].is_memory)
             .collect();
-        Stage {
+        Ok(Stage {
             p,
             st,
             counts,
-            max_latency: p.servers.iter().map(|s| s.latency).max().unwrap_or(0),
+            max_latency: p.servers.iter().map(|s| s.latency).max().unwrap_or(0) as Tick,
+            // More tiles in flight than the stage has is the same schedule as all of them.
+            window: (st.window as u64).clamp(1, total_steps.max(1)),
             opts,
             n,
-            total_steps: trips.iter().product(),
+            total_steps,
             trips,
+            weights,
             strides,
             admit_order,
             insts: Vec::new(),
             free_ids: Vec::new(),
             live: HashMap::default(),
             order: BTreeMap::new(),
+            pruned_at: 0,
             events: BinaryHeap::new(),
             server_free: vec![0; p.servers.len()],
             ready: vec![BTreeSet::new(); p.servers.len()],
             alloc_wait: BTreeSet::new(),
             buffer_free: st.buffer_free,
-            inflight: VecDeque::new(),
+            inflight: BTreeMap::new(),
             now: 0,
             seq: 0,
             coords: vec![0; n],
             step: 0,
             simulated: 0,
+            admitted: vec![0; st.templates.len()],
+            work_done: 0,
             last_time: 0,
-            history: (0..n).map(|_| Vec::new()).collect(),
+            history: (0..n).map(|_| HashMap::default()).collect(),
             loop_start: vec![0; n],
-        }
+            history_words: 0,
+            stride_shift: 0,
+            midpoint: None,
+        })
     }
 
     fn run(mut self) -> Result<StageTime, SimError> {
+        let mut estimate = None;
         loop {
-            while self.step < self.total_steps && (self.inflight.len() as u32) < self.st.window {
+            while self.step < self.total_steps && (self.inflight.len() as u64) < self.window {
                 if self.opts.extrapolate {
+                    if self.work_done >= self.opts.budget {
+                        break;
+                    }
+                    if self.midpoint.is_none() && self.work_done >= self.opts.budget / 2 {
+                        self.midpoint = Some((self.step, self.now));
+                    }
                     self.try_extrapolate();
                 }
+                if self.live.len() >= 2 * self.pruned_at + 1024 {
+                    // Between snapshots (or without them) nothing else prunes; finished instances would pile up.
+                    self.prune();
+                }
                 self.admit_step();
+            }
+            if self.opts.extrapolate
+                && self.work_done >= self.opts.budget
+                && self.step < self.total_steps
+            {
+                estimate = Some(self.estimate());
+                break;
             }
             self.dispatch();
             let Some(&Reverse((t, _))) = self.events.peek() else {
                 if self.step >= self.total_steps && self.inflight.is_empty() {
                     break;
                 }
-                return Err(SimError(format!(
+                return Err(SimError::Internal(format!(
                     "stage `{}` deadlocked at step {} of {}: a tile cannot get room in `{}` ({} B free)",
                     self.st.name, self.step, self.total_steps, self.st.buffer, self.buffer_free
                 )));
@@ -261,11 +376,17 @@ impl<'a> Stage<'a> {
                 self.handle(ev);
             }
         }
+        let ticks = match &estimate {
+            Some(e) => self.rate_estimate(e),
+            None => self.last_time,
+        };
+        let cycle = crate::arch::TICKS_PER_CYCLE as Tick;
         Ok(StageTime {
             name: self.st.name.clone(),
-            ticks: self.last_time,
+            ticks: ticks.div_ceil(cycle) * cycle,
             steps: self.total_steps,
             simulated_steps: self.simulated,
+            estimate,
         })
     }
 
@@ -274,7 +395,7 @@ impl<'a> Stage<'a> {
         if ps == self.st.templates[consumer].server {
             0
         } else {
-            self.p.servers[ps].latency
+            self.p.servers[ps].latency as Tick
         }
     }
 
@@ -289,10 +410,11 @@ impl<'a> Stage<'a> {
         })
     }
 
+    /// Admit the current step: one instance of every template issued at these coordinates, wired to the live
+    /// instances it depends on.
     fn admit_step(&mut self) {
         self.simulated += 1;
         let mut rec = StepRec {
-            step: self.step,
             left: 0,
             complete_at: self.now,
         };
@@ -301,71 +423,76 @@ impl<'a> Stage<'a> {
             if !self.attaches(ti) {
                 continue;
             }
-            let t = &self.st.templates[ti];
-            let key = self.key(ti, &self.coords);
-            let inst_seq = self.seq;
-            let id = self.alloc_id();
-            let mut inst = Inst {
-                tmpl: ti,
-                key,
-                step: self.step,
-                seq: self.seq,
-                state: State::Waiting,
-                deps_left: 0,
-                ready_at: self.now,
-                end: 0,
-                dependents: vec![],
-                loads: vec![],
-                consumers_left: t.consumers,
-                free_step: self.last_use_step(ti),
-                alloc: t.alloc,
-            };
-            self.seq += 1;
-            for d in &t.deps {
-                let mut pc = self.coords.clone();
-                if let Some(j) = d.carried {
-                    if pc[j] == 0 {
-                        continue; // first iteration reads the initial value
-                    }
-                    pc[j] -= 1;
-                }
-                let pkey = self.key(d.template, &pc);
-                let Some(&pid) = self.live.get(&(d.template, pkey)) else {
-                    continue;
-                };
-                let lat = self.latency(d.template, ti);
-                let producer = self.insts[pid].as_mut().expect("live instance");
-                if self.st.templates[d.template].alloc > 0 {
-                    let lt = &self.st.templates[d.template];
-                    let last = (0..self.n)
-                        .all(|j| !t.loops[j] || lt.loops[j] || self.coords[j] == self.trips[j] - 1);
-                    inst.loads.push((pid, last));
-                }
-                if producer.state == State::Done {
-                    inst.ready_at = inst.ready_at.max(producer.end + lat);
-                } else {
-                    producer.dependents.push(id);
-                    inst.deps_left += 1;
-                }
-            }
+            self.admitted[ti] += 1;
+            self.work_done += 1;
+            self.admit(ti);
             if self.counts[ti] {
                 rec.left += 1;
-            }
-            let ready_now = inst.deps_left == 0;
-            let ready_at = inst.ready_at;
-            self.insts[id] = Some(inst);
-            self.live.insert((ti, key), id);
-            self.order.insert(inst_seq, id);
-            if ready_now {
-                self.events.push(Reverse((ready_at, Ev::Ready(id))));
             }
         }
         if rec.left == 0 {
             self.events
                 .push(Reverse((self.now, Ev::StepDone(self.step))));
         }
-        self.inflight.push_back(rec);
+        self.inflight.insert(self.step, rec);
         self.advance();
+    }
+
+    /// One instance of template `ti` at the current coordinates.
+    fn admit(&mut self, ti: usize) {
+        let t = &self.st.templates[ti];
+        let key = self.key(ti, &self.coords);
+        let id = self.alloc_id();
+        let mut inst = Inst {
+            tmpl: ti,
+            key,
+            step: self.step,
+            seq: self.seq,
+            state: State::Waiting,
+            deps_left: 0,
+            ready_at: self.now,
+            end: 0,
+            dependents: vec![],
+            loads: vec![],
+            consumers_left: t.consumers,
+            free_step: self.last_use_step(ti),
+            alloc: t.alloc,
+        };
+        self.seq += 1;
+        for d in &t.deps {
+            let mut pkey = self.key(d.template, &self.coords);
+            if let Some(j) = d.carried {
+                if self.coords[j] == 0 {
+                    continue; // first iteration reads the initial value
+                }
+                pkey -= self.strides[d.template][j]; // the previous iteration of loop j
+            }
+            // Nothing live: the producer finished long enough ago that its result is everywhere (pruned).
+            let Some(&pid) = self.live.get(&(d.template, pkey)) else {
+                continue;
+            };
+            let lat = self.latency(d.template, ti);
+            let producer = self.insts[pid].as_mut().expect("live instance");
+            if self.st.templates[d.template].alloc > 0 {
+                let lt = &self.st.templates[d.template];
+                let last = (0..self.n)
+                    .all(|j| !t.loops[j] || lt.loops[j] || self.coords[j] == self.trips[j] - 1);
+                inst.loads.push((pid, last));
+            }
+            if producer.state == State::Done {
+                inst.ready_at = inst.ready_at.max(producer.end + lat);
+            } else {
+                producer.dependents.push(id);
+                inst.deps_left += 1;
+            }
+        }
+        let (seq, ready_now, ready_at) = (inst.seq, inst.deps_left == 0, inst.ready_at);
+        self.insts[id] = Some(inst);
+        self.live.insert((ti, key), id);
+        self.order.insert(seq, id);
+        if ready_now {
+            self.events.push(Reverse((ready_at, Ev::Ready { seq, id })));
+        }
     }
 
     fn alloc_id(&mut self) -> usize {
@@ -394,7 +521,7 @@ impl<'a> Stage<'a> {
 
     fn handle(&mut self, ev: Ev) {
         match ev {
-            Ev::Ready(id) => {
+            Ev::Ready { id, .. } => {
                 let (alloc, seq) = {
                     let i = self.insts[id].as_ref().expect("live");
                     (i.alloc, i.seq)
@@ -410,58 +537,58 @@ impl<'a> Stage<'a> {
                 }
                 self.enqueue(id);
             }
-            Ev::Free(server) => {
-                let _ = server;
-            }
-            Ev::Done(id) => {
-                let (tmpl, end, dependents, loads, step) = {
-                    let i = self.insts[id].as_mut().expect("live");
-                    i.state = State::Done;
-                    (
-                        i.tmpl,
-                        i.end,
-                        std::mem::take(&mut i.dependents),
-                        std::mem::take(&mut i.loads),
-                        i.step,
-                    )
-                };
-                for d in dependents {
-                    let lat = self.latency(tmpl, self.insts[d].as_ref().expect("live").tmpl);
-                    let di = self.insts[d].as_mut().expect("live");
-                    di.ready_at = di.ready_at.max(end + lat);
-                    di.deps_left -= 1;
-                    if di.deps_left == 0 {
-                        let at = di.ready_at;
-                        self.events.push(Reverse((at, Ev::Ready(d))));
-                    }
-                }
-                for (l, last) in loads {
-                    if !last {
-                        continue;
-                    }
-                    let li = self.insts[l].as_mut().expect("live load");
-                    li.consumers_left = li.consumers_left.saturating_sub(1);
-                    if li.consumers_left == 0 {
-                        self.buffer_free += li.alloc;
-                        li.alloc = 0;
-                    }
-                }
-                self.retry_allocs();
-                let server_lat = self.p.servers[self.st.templates[tmpl].server].latency;
-                let complete = end + server_lat;
-                self.last_time = self.last_time.max(complete);
-                let counted = self.counts[tmpl];
-                if let Some(rec) = self.inflight.iter_mut().find(|r| counted && r.step == step) {
-                    rec.complete_at = rec.complete_at.max(complete);
-                    rec.left -= 1;
-                    if rec.left == 0 {
-                        let at = rec.complete_at;
-                        self.events.push(Reverse((at, Ev::StepDone(step))));
-                    }
-                }
-            }
+            Ev::Done(id) => self.finish(id),
             Ev::StepDone(step) => {
-                self.inflight.retain(|r| r.step != step);
+                self.inflight.remove(&step);
+            }
+        }
+    }
+
+    /// A task ends: wake its dependents, release the tiles it was the last reader of, account its step.
+    fn finish(&mut self, id: usize) {
+        let (tmpl, end, dependents, loads, step) = {
+            let i = self.insts[id].as_mut().expect("live");
+            i.state = State::Done;
+            (
+                i.tmpl,
+                i.end,
+                std::mem::take(&mut i.dependents),
+                std::mem::take(&mut i.loads),
+                i.step,
+            )
+        };
+        for d in dependents {
+            let lat = self.latency(tmpl, self.insts[d].as_ref().expect("live").tmpl);
+            let di = self.insts[d].as_mut().expect("live");
+            di.ready_at = di.ready_at.max(end + lat);
+            di.deps_left -= 1;
+            if di.deps_left == 0 {
+                let (at, seq) = (di.ready_at, di.seq);
+                self.events.push(Reverse((at, Ev::Ready { seq, id: d })));
+            }
+        }
+        for (l, last) in loads {
+            if !last {
+                continue;
+            }
+            let li = self.insts[l].as_mut().expect("live load");
+            li.consumers_left = li.consumers_left.saturating_sub(1);
+            if li.consumers_left == 0 {
+                self.buffer_free += li.alloc;
+                li.alloc = 0;
+            }
+        }
+        self.retry_allocs();
+        let complete = end + self.p.servers[self.st.templates[tmpl].server].latency as Tick;
+        self.last_time = self.last_time.max(complete);
+        if self.counts[tmpl] {
+            if let Some(rec) = self.inflight.get_mut(&step) {
+                rec.complete_at = rec.complete_at.max(complete);
+                rec.left -= 1;
+                if rec.left == 0 {
+                    let at = rec.complete_at;
+                    self.events.push(Reverse((at, Ev::StepDone(step))));
+                }
             }
         }
     }
@@ -495,7 +622,7 @@ impl<'a> Stage<'a> {
             };
             let work = {
                 let i = self.insts[id].as_ref().expect("live");
-                self.st.templates[i.tmpl].work
+                self.st.templates[i.tmpl].work as Tick
             };
             let end = self.now + work;
             let i = self.insts[id].as_mut().expect("live");
@@ -503,18 +630,18 @@ impl<'a> Stage<'a> {
             i.end = end;
             self.server_free[s] = end;
             self.events.push(Reverse((end, Ev::Done(id))));
-            self.events.push(Reverse((end, Ev::Free(s))));
         }
     }
 
     /// Drop finished instances whose results every consumer has received and whose buffer tile is released:
-    /// a later lookup that finds nothing treats the dependency as satisfied.
+    /// a later lookup that finds nothing treats the dependency as satisfied, which is what it would have found.
+    /// So pruning never changes a result, only memory and the size of snapshots.
     fn prune(&mut self) {
         let now = self.now;
         let mut gone = Vec::new();
         for (&k, &id) in &self.live {
             let i = self.insts[id].as_ref().expect("live");
-            let lat = self.p.servers[self.st.templates[i.tmpl].server].latency;
+            let lat = self.p.servers[self.st.templates[i.tmpl].server].latency as Tick;
             if i.state == State::Done && i.end + lat <= now && i.consumers_left == 0 {
                 gone.push((k, id));
             }
@@ -527,11 +654,7 @@ impl<'a> Stage<'a> {
             self.insts[id] = None;
             self.free_ids.push(id);
         }
-    }
-
-    /// Steps per iteration of each loop (mixed-radix weights of the odometer).
-    fn step_weight(&self, level: usize) -> u64 {
-        self.trips[level + 1..].iter().product()
+        self.pruned_at = self.live.len();
     }
 
     /// The step of a load's last reader: its own coordinates on the loops it is instantiated for, the last
@@ -546,7 +669,7 @@ impl<'a> Stage<'a> {
                 } else {
                     self.trips[j] - 1
                 };
-                c * self.step_weight(j)
+                c * self.weights[j]
             })
             .sum()
     }
@@ -554,9 +677,9 @@ impl<'a> Stage<'a> {
     /// First step of the last iteration of the current execution of loop `level`: extrapolation never skips it.
     fn last_iteration_start(&self, level: usize) -> u64 {
         (0..level)
-            .map(|j| self.coords[j] * self.step_weight(j))
+            .map(|j| self.coords[j] * self.weights[j])
             .sum::<u64>()
-            + (self.trips[level] - 1) * self.step_weight(level)
+            + (self.trips[level] - 1) * self.weights[level]
     }
 
     /// A finished load whose tile stays in the buffer past any step extrapolation could skip at `level`: only the
@@ -568,10 +691,13 @@ impl<'a> Stage<'a> {
             && i.free_step >= last_start
     }
 
-    /// Everything that can influence the future, relative to now and the current step.
-    fn snapshot(&self, level: usize) -> Vec<i64> {
-        let now = self.now as i64;
-        let rel = |t: Tick| (t as i64 - now).max(0);
+    /// Everything that can influence the future, relative to now and the current step; `None` when a relative
+    /// value does not fit 64 bits (no period is looked for then: skipping needs exact keys).
+    fn snapshot(&self, level: usize) -> Option<Vec<i64>> {
+        let now = self.now;
+        let rel = |t: Tick| i64::try_from(t.saturating_sub(now)).ok();
+        let rs = |s: u64| i64::try_from(s as i128 - self.step as i128).ok();
+        let word = |v: u64| i64::try_from(v).ok();
         let mut key: Vec<i64> = Vec::with_capacity(self.live.len() * 10 + 64);
         let last_start = self.last_iteration_start(level);
         // In sequence order, which is canonical: no sort needed.
@@ -581,32 +707,44 @@ impl<'a> Stage<'a> {
                 continue;
             }
             key.extend_from_slice(&[
-                i.step as i64 - self.step as i64,
+                rs(i.step)?,
                 i.tmpl as i64,
                 i.seq as i64 - self.seq as i64,
                 i.state as i64,
                 i.deps_left as i64,
-                rel(i.ready_at),
+                rel(i.ready_at)?,
                 if matches!(i.state, State::Running | State::Done) {
-                    rel(i.end)
+                    rel(i.end)?
                 } else {
                     -1
                 },
-                i.consumers_left as i64,
-                i.alloc as i64,
-                i.free_step as i64 - self.step as i64,
+                word(i.consumers_left)?,
+                word(i.alloc)?,
+                rs(i.free_step)?,
             ]);
         }
-        key.push(self.buffer_free as i64);
-        key.extend(self.server_free.iter().map(|&t| rel(t)));
-        for r in &self.inflight {
-            key.extend([
-                r.step as i64 - self.step as i64,
-                r.left as i64,
-                rel(r.complete_at),
-            ]);
+        key.push(word(self.buffer_free)?);
+        for &t in &self.server_free {
+            key.push(rel(t)?);
         }
-        key
+        for (&s, r) in &self.inflight {
+            key.extend([rs(s)?, r.left as i64, rel(r.complete_at)?]);
+        }
+        Some(key)
+    }
+
+    /// Iterations of loop `level` between two snapshots: a power of two chosen so that taking snapshots (each
+    /// reads the whole live set, about ten words an instance) costs a fraction of simulating the steps between
+    /// them, and so that the stored snapshots stay within [`HISTORY_WORDS`]. Snapshots at iterations i and i + p
+    /// match for any period p once every snapshot stride divides the later ones, which powers of two do.
+    fn snapshot_stride(&self, level: usize) -> u64 {
+        let per_iteration =
+            self.weights[level].max(1) as u128 * self.st.templates.len().max(1) as u128;
+        // A few hundred live instances are cheap to snapshot at every iteration (and small loops need it to find
+        // their period before they end); past that, the stride grows with the live set.
+        let cost = (4 * self.live.len() as u128).saturating_sub(1024);
+        let want = cost.div_ceil(per_iteration).max(1) << self.stride_shift;
+        want.next_power_of_two().min(1 << 62) as u64
     }
 
     /// At the start of an iteration of some loops, look for a period and skip whole periods of the outermost
@@ -623,45 +761,65 @@ impl<'a> Stage<'a> {
         if !self.coords[first + 1..].iter().all(|&c| c == 0) {
             first += 1;
         }
-        self.prune();
+        let mut pruned = false;
         for level in first..self.n {
             let iter = self.coords[level];
             if iter == 0 {
+                self.history_words -= self.history[level].keys().map(Vec::len).sum::<usize>();
                 self.history[level].clear();
             }
-            if self.trips[level] < 4 {
+            // A skip needs two matching iterations ≥ 1 and at least one whole period left before the last
+            // iteration, which is never skipped: 1 + 2k ≤ trips - 1.
+            if self.trips[level] < 4 || iter == 0 || iter % self.snapshot_stride(level) != 0 {
                 continue;
             }
-            let key = self.snapshot(level);
-            let found = self.history[level]
-                .iter()
-                .rev()
-                .take(8)
-                .position(|s| s.key == key && s.iter >= 1);
-            if let Some(back) = found {
-                let h = &self.history[level][self.history[level].len() - 1 - back];
+            if !pruned {
+                self.prune();
+                pruned = true;
+            }
+            let Some(key) = self.snapshot(level) else {
+                continue;
+            };
+            if let Some(h) = self.history[level].get(&key) {
                 let k = iter - h.iter;
                 let n = (self.trips[level] - 1 - iter) / k;
                 if n >= 1 {
                     let (dt, ds, dseq) = (self.now - h.now, self.step - h.step, self.seq - h.seq);
+                    let dadm: Vec<u64> = self
+                        .admitted
+                        .iter()
+                        .zip(&h.admitted)
+                        .map(|(a, b)| a - b)
+                        .collect();
                     self.jump(level, n, k, dt, ds, dseq);
+                    for (a, d) in self.admitted.iter_mut().zip(dadm) {
+                        *a += n * d;
+                    }
                     for l in level..self.n {
+                        self.history_words -= self.history[l].keys().map(Vec::len).sum::<usize>();
                         self.history[l].clear();
                     }
                     return;
                 }
+                continue;
             }
             let snap = Snap {
                 iter,
-                key,
                 now: self.now,
                 step: self.step,
                 seq: self.seq,
+                admitted: self.admitted.clone(),
             };
-            let hist = &mut self.history[level];
-            hist.push(snap);
-            if hist.len() > 9 {
-                hist.remove(0);
+            self.history_words += key.len();
+            self.history[level].insert(key, snap);
+            if self.history_words > HISTORY_WORDS {
+                // Too many snapshots kept: start again with every stride doubled (periods stay detectable, at
+                // twice the delay).
+                for h in &mut self.history {
+                    h.clear();
+                }
+                self.history_words = 0;
+                self.stride_shift += 1;
             }
         }
     }
@@ -669,7 +827,7 @@ impl<'a> Stage<'a> {
     /// Skip `n` periods of `k` iterations of loop `level`, each lasting `dt` ticks, `ds` steps and `dseq`
     /// instances: shift every time, step, sequence number and coordinate of what started in this execution.
     fn jump(&mut self, level: usize, n: u64, k: u64, dt: Tick, ds: u64, dseq: u64) {
-        let shift_t = n * dt;
+        let shift_t = n as Tick * dt;
         let start = self.loop_start[level];
         self.now += shift_t;
         self.last_time = self.last_time.max(self.now);
@@ -697,23 +855,29 @@ impl<'a> Stage<'a> {
         for t in &mut self.server_free {
             *t += shift_t;
         }
+        let insts = &self.insts;
         self.events = self
             .events
             .drain()
             .map(|Reverse((t, ev))| {
                 let ev = match ev {
                     Ev::StepDone(s) if s >= start => Ev::StepDone(s + n * ds),
+                    Ev::Ready { id, .. } => Ev::Ready {
+                        seq: insts[id].as_ref().expect("live").seq,
+                        id,
+                    },
                     other => other,
                 };
                 Reverse((t + shift_t, ev))
             })
             .collect();
-        for r in &mut self.inflight {
-            if r.step >= start {
-                r.step += n * ds;
-            }
-            r.complete_at += shift_t;
-        }
+        self.inflight = std::mem::take(&mut self.inflight)
+            .into_iter()
+            .map(|(s, mut r)| {
+                r.complete_at += shift_t;
+                (if s >= start { s + n * ds } else { s }, r)
+            })
+            .collect();
         self.alloc_wait = self
             .alloc_wait
             .iter()
@@ -725,5 +889,65 @@ impl<'a> Stage<'a> {
         self.step += n * ds;
         self.seq += n * dseq;
         self.coords[level] += n * k;
+        // The loops inside `level` start a new execution here: a later skip on them shifts only what comes after.
+        for l in level + 1..self.n {
+            self.loop_start[l] = self.step;
+        }
+    }
+
+    /// Work (ticks, instances) on each server not yet started: what is admitted but not running, and every
+    /// instance still to be admitted.
+    fn remaining_work(&self) -> (Vec<Tick>, u128) {
+        let mut work = vec![0 as Tick; self.p.servers.len()];
+        let mut tasks: u128 = 0;
+        for i in self.insts.iter().flatten() {
+            if matches!(i.state, State::Waiting | State::AllocWait | State::Ready) {
+                let t = &self.st.templates[i.tmpl];
+                work[t.server] += t.work as Tick;
+                tasks += 1;
+            }
+        }
+        for (ti, t) in self.st.templates.iter().enumerate() {
+            let total: u128 = (0..self.n)
+                .filter(|&j| t.loops[j])
+                .map(|j| self.trips[j] as u128)
+                .product();
+            let left = total.saturating_sub(self.admitted[ti] as u128);
+            work[t.server] += left * t.work as Tick;
+            tasks += left;
+        }
+        (work, tasks)
+    }
+
+    /// Bracket the stage's time from where the budget ran out (see [`Estimate`]).
+    fn estimate(&self) -> Estimate {
+        let (work, tasks) = self.remaining_work();
+        let busy_until = |s: usize| self.server_free[s].max(self.now);
+        let low = (0..work.len())
+            .map(|s| busy_until(s) + work[s])
+            .max()
+            .unwrap_or(self.now)
+            .max(self.last_time);
+        let start = (0..work.len())
+            .map(busy_until)
+            .max()
+            .unwrap_or(self.now)
+            .max(self.last_time);
+        let high = start + work.iter().sum::<Tick>() + (tasks + 1) * self.max_latency;
+        Estimate {
+            low,
+            high: high.max(low),
+            prefix_steps: self.step,
+        }
+    }
+
+    /// The steady rate of the second half of the simulated prefix, carried over the steps left, within the
+    /// bracket.
+    fn rate_estimate(&self, e: &Estimate) -> Tick {
+        let (s0, t0) = self.midpoint.unwrap_or((0, 0));
+        let steps = (self.step - s0).max(1) as Tick;
+        let left = (self.total_steps - self.step) as Tick;
+        let guess = self.now + (self.now - t0) * left / steps;
+        guess.clamp(e.low, e.high)
     }
 }

@@ -16,4 +16,6 @@
 
 mod engine;
 
-pub use engine::{simulate, SimError, SimOptions, SimResult, StageTime};
+pub use engine::{
+    simulate, Estimate, SimError, SimOptions, SimResult, StageTime, Tick, DEFAULT_BUDGET,
+};
