@@ -142,91 +142,7 @@ pub fn map(
             arch.name, b.cascade, c.name
         ));
     }
-    // Size table: parameters, cascade ranks, arch parameters, then binding partition parts in rule order.
-    let mut sizes: BTreeMap<String, i64> = params.clone();
-    for (k, v) in &arch.params {
-        sizes.entry(k.clone()).or_insert(*v);
-    }
-    for (r, s) in c.ranks.iter().zip(rank_sizes) {
-        sizes.insert(r.name.clone(), *s);
-    }
-    for (rank, parts) in &b.partitions {
-        if c.rank_id(rank).is_none() {
-            return bad(format!("binding partitions unknown rank `{rank}`"));
-        }
-        for p in parts {
-            if sizes.contains_key(p) {
-                return bad(format!(
-                    "partition part `{p}` clashes with an existing name"
-                ));
-            }
-        }
-    }
-    for (name, _) in &b.sizes {
-        sizes.insert(name.clone(), 1); // provisional, so rules may be evaluated in order
-    }
-    for (name, rule) in &b.sizes {
-        let v = match rule {
-            SizeRule::Fixed(e) => eval(e, &sizes)?,
-            SizeRule::Largest {
-                divisor_of,
-                fits,
-                stage,
-                at_least,
-            } => {
-                let n = eval(divisor_of, &sizes)?;
-                let floor = match at_least {
-                    Some(e) => eval(e, &sizes)?,
-                    None => 1,
-                };
-                let st = b.stages.iter().find(|s| &s.name == stage).ok_or_else(|| {
-                    MapError(format!(
-                        "size rule for `{name}` names unknown stage `{stage}`"
-                    ))
-                })?;
-                let cap = arch
-                    .storage
-                    .iter()
-                    .find(|s| &s.name == fits)
-                    .and_then(|s| s.capacity_bytes)
-                    .ok_or_else(|| {
-                        MapError(format!("size rule for `{name}`: `{fits}` has no capacity"))
-                    })?;
-                let mut best = None;
-                for d in (floor.max(1)..=n).rev().filter(|d| n % d == 0) {
-                    sizes.insert(name.clone(), d);
-                    let fp = Stage::new(c, arch, b, st, &sizes)?.footprint();
-                    if fp <= cap {
-                        best = Some(d);
-                        break;
-                    }
-                }
-                best.ok_or_else(|| {
-                    MapError(format!(
-                        "no divisor of {n} (at least {floor}) makes stage `{stage}` fit `{fits}` ({cap} B) for `{name}`"
-                    ))
-                })?
-            }
-        };
-        if v <= 0 {
-            return bad(format!(
-                "partition size `{name}` = {v}; expected a positive size"
-            ));
-        }
-        sizes.insert(name.clone(), v);
-    }
-    for (rank, parts) in &b.partitions {
-        let prod: i64 = parts
-            .iter()
-            .map(|p| sizes.get(p).copied().unwrap_or(0))
-            .product();
-        if Some(&prod) != sizes.get(rank) {
-            return bad(format!(
-                "partition of `{rank}` into {parts:?} multiplies to {prod}, not {}",
-                sizes[rank]
-            ));
-        }
-    }
+    let sizes = size_table(c, rank_sizes, params, arch, b)?;
     let mut servers: Vec<Server> = arch
         .units
         .iter()
@@ -257,6 +173,109 @@ pub fn map(
         sizes,
         chosen,
     })
+}
+
+/// The size table every size expression is evaluated in: parameters, arch parameters, cascade ranks, then the
+/// binding's partition parts in rule order (a rule may use the parts before it). Each part must be positive and
+/// the parts of a rank must multiply to its size, so the tile loops cover the rank exactly.
+fn size_table(
+    c: &Cascade,
+    rank_sizes: &[i64],
+    params: &BTreeMap<String, i64>,
+    arch: &Arch,
+    b: &BindingFile,
+) -> Result<BTreeMap<String, i64>, MapError> {
+    let mut sizes: BTreeMap<String, i64> = params.clone();
+    for (k, v) in &arch.params {
+        sizes.entry(k.clone()).or_insert(*v);
+    }
+    for (r, s) in c.ranks.iter().zip(rank_sizes) {
+        sizes.insert(r.name.clone(), *s);
+    }
+    for (rank, parts) in &b.partitions {
+        if c.rank_id(rank).is_none() {
+            return bad(format!("binding partitions unknown rank `{rank}`"));
+        }
+        for p in parts {
+            if sizes.contains_key(p) {
+                return bad(format!(
+                    "partition part `{p}` clashes with an existing name"
+                ));
+            }
+        }
+    }
+    for (name, _) in &b.sizes {
+        sizes.insert(name.clone(), 1); // provisional, so rules may be evaluated in order
+    }
+    for (name, rule) in &b.sizes {
+        let v = rule_value(c, arch, b, &mut sizes, name, rule)?;
+        if v <= 0 {
+            return bad(format!(
+                "partition size `{name}` = {v}; expected a positive size"
+            ));
+        }
+        sizes.insert(name.clone(), v);
+    }
+    for (rank, parts) in &b.partitions {
+        let prod: i64 = parts
+            .iter()
+            .map(|p| sizes.get(p).copied().unwrap_or(0))
+            .product();
+        if Some(&prod) != sizes.get(rank) {
+            return bad(format!(
+                "partition of `{rank}` into {parts:?} multiplies to {prod}, not {}",
+                sizes[rank]
+            ));
+        }
+    }
+    Ok(sizes)
+}
+
+/// The value of one size rule. `Fixed` is an expression. `Largest` is the largest divisor of `divisor_of` (at
+/// least `at_least`) whose stage working set fits the storage `fits`, found by trying footprints from the largest
+/// divisor down (the artifact's tile-size rule).
+fn rule_value(
+    c: &Cascade,
+    arch: &Arch,
+    b: &BindingFile,
+    sizes: &mut BTreeMap<String, i64>,
+    name: &str,
+    rule: &SizeRule,
+) -> Result<i64, MapError> {
+    let (divisor_of, fits, stage, at_least) = match rule {
+        SizeRule::Fixed(e) => return eval(e, sizes),
+        SizeRule::Largest {
+            divisor_of,
+            fits,
+            stage,
+            at_least,
+        } => (divisor_of, fits, stage, at_least),
+    };
+    let n = eval(divisor_of, sizes)?;
+    let floor = match at_least {
+        Some(e) => eval(e, sizes)?,
+        None => 1,
+    };
+    let st = b.stages.iter().find(|s| &s.name == stage).ok_or_else(|| {
+        MapError(format!(
+            "size rule for `{name}` names unknown stage `{stage}`"
+        ))
+    })?;
+    let cap = arch
+        .storage
+        .iter()
+        .find(|s| &s.name == fits)
+        .and_then(|s| s.capacity_bytes)
+        .ok_or_else(|| MapError(format!("size rule for `{name}`: `{fits}` has no capacity")))?;
+    for d in (floor.max(1)..=n).rev().filter(|d| n % d == 0) {
+        sizes.insert(name.to_string(), d);
+        if Stage::new(c, arch, b, st, sizes)?.footprint() <= cap {
+            return Ok(d);
+        }
+    }
+    bad(format!(
+        "no divisor of {n} (at least {floor}) makes stage `{stage}` fit `{fits}` ({cap} B) for `{name}`"
+    ))
 }
 
 fn eval(e: &str, sizes: &BTreeMap<String, i64>) -> Result<i64, MapError> {
