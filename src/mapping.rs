@@ -81,7 +81,7 @@ pub struct Template {
     /// Consumer templates of a load: the allocation is freed when the last instance of each (in the tile's
     /// scope) has finished.
     pub consumers: u64,
-    /// Fraction of the server's PEs doing useful work while busy.
+    /// Fraction of the server's PEs doing useful work while it computes, over all folds of a folded tile.
     pub pe_fraction: f64,
     /// Iteration points per instance.
     pub elements: u64,
@@ -670,7 +670,9 @@ impl<'a> Stage<'a> {
     }
 
     /// Spatial mapping: each unit dimension holds the listed intra-tile parts, outer first; a part larger than the
-    /// room left is folded into extra temporal steps, and unmapped intra-tile parts run in time.
+    /// room left is folded into extra temporal steps (ceil(size / room) folds, the last one partial), and unmapped
+    /// intra-tile parts run in time. The PE fraction is, per dimension, the elements placed over all folds divided
+    /// by folds × the dimension, so the idle PEs of a partial fold are not counted as busy.
     fn spatial(&self, unit: &Unit, intra: &[&String]) -> Result<Spatial, MapError> {
         let dims = self
             .file
@@ -692,19 +694,23 @@ impl<'a> Stage<'a> {
         let mut placed: Vec<&String> = Vec::new();
         for (d, ranks) in dims.iter().enumerate() {
             let mut room = unit.shape[d];
-            let mut used_d = 1u64;
+            // Elements this dimension holds over all its folds, and its folds (time steps).
+            let (mut elements_d, mut folds_d) = (1u64, 1u64);
             for r in ranks {
                 let up = r.to_uppercase();
                 if let Some(p) = intra.iter().find(|p| **p == &up) {
                     let size = self.size(p);
                     let ext = size.min(room).max(1);
                     room /= ext;
-                    used_d *= ext;
-                    temporal *= size.div_ceil(ext);
+                    let folds = size.div_ceil(ext);
+                    elements_d *= size;
+                    folds_d *= folds;
+                    temporal *= folds;
                     placed.push(p);
                 }
             }
-            used *= used_d as f64 / unit.shape[d] as f64;
+            // A 256-row tile on 200 rows folds as 200 + 56: 256 of its 2 × 200 PE-steps do useful work.
+            used *= elements_d as f64 / (folds_d * unit.shape[d]) as f64;
         }
         for p in intra {
             if !placed.contains(p) {

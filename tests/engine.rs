@@ -128,6 +128,19 @@ fn gemm_underfilled_array() {
     assert!(close(r.utilization["pe"], 0.5 * 16.0 / 19.0));
 }
 
+#[test]
+fn folded_tile_counts_only_occupied_pes() {
+    // N = 6 on the 4 array columns folds into ceil(6/4) = 2 column steps, 4 + 2: k (16) × 2 folds = 32 cycles,
+    // then the 3-cycle drain, 35. Over the 2 folds 6 of 2 × 4 columns are busy: PE fraction 6/8 = 0.75, so the
+    // array does 0.75 × 16 PEs × 32 cycles = 384 = 4 × 6 × 16 useful MACs.
+    let r = run_fixture("grid4", &["msize=4", "nsize=6"], FULL);
+    assert_eq!(r.cycles, 35);
+    let z = einsum(&r, "Z");
+    assert_eq!((z.cycles, z.points), (32, 384.0));
+    assert!(close(z.pe_fraction, 0.75), "{}", z.pe_fraction);
+    assert!(close(r.utilization["pe"], 0.75 * 32.0 / 35.0));
+}
+
 // ---- (b) a load/compute pair limited by DRAM bandwidth (tests/fixtures/arch/stream.ron) ----
 
 #[test]
@@ -317,6 +330,35 @@ fn fusemax_smaller_array_is_slower() {
     let macs = |r: &RunReport| einsum(r, "BQK").points;
     assert_eq!(macs(&cols), macs(&base));
     assert_eq!(macs(&rows), macs(&base));
+}
+
+#[test]
+fn fusemax_rows_not_dividing_the_tile_lower_utilization() {
+    // 200 rows hold M0 = 256 as 200 + 56: 2 row folds, of which 256 / (2 × 200) = 0.64 of the PE-steps are
+    // useful; P0 = 256 fills the 256 columns (1.0). So every pe2d Einsum has PE fraction 0.64 × 1.0 = 0.64, and
+    // BQK's utilization is its compute cycles × 0.64 / latency (counting the idle PEs of the partial fold as busy
+    // would give 1.0).
+    let r = fusemax(&["rows=200", "batch=1"]);
+    let bqk = einsum(&r, "BQK");
+    assert!(close(bqk.pe_fraction, 0.64), "{}", bqk.pe_fraction);
+    // BQK per task: E = 64 MACs in time × 2 row folds = 128 cycles, over 12 heads × 4 M1 × 4 P1 = 192 tasks.
+    assert_eq!((bqk.tasks, bqk.cycles), (192, 192 * 128));
+    assert!(close(
+        bqk.utilization,
+        (192 * 128) as f64 * 0.64 / r.cycles as f64
+    ));
+    for e in r.einsums.iter().filter(|e| e.unit == "pe2d") {
+        assert!(close(e.pe_fraction, 0.64), "{}: {}", e.name, e.pe_fraction);
+    }
+    // The units' column is the sum of their Einsums'.
+    let pe2d: f64 = r
+        .einsums
+        .iter()
+        .filter(|e| e.unit == "pe2d")
+        .map(|e| e.utilization)
+        .sum();
+    assert!(close(r.utilization["pe2d"], pe2d));
+    assert!(r.utilization["pe2d"] < 0.65, "{}", r.utilization["pe2d"]);
 }
 
 #[test]
