@@ -9,7 +9,7 @@
 use crate::arch::{
     Arch, BindingFile, Pipeline, SizeRule, StageFile, Storage, StorageKind, Unit, TICKS_PER_CYCLE,
 };
-use crate::cascade::{Cascade, EinsumId, Section, TensorId};
+use crate::cascade::{print_ref, Cascade, EinsumId, Section, TensorId, TensorRef};
 use crate::dataflow::{read_kind, Dataflow, EdgeKind};
 use crate::expr::SizeExpr;
 use crate::ops::{einsum_ops, is_free};
@@ -457,20 +457,21 @@ impl<'a> Stage<'a> {
         total
     }
 
-    /// Whether `consumer` takes tensor `t` straight from the PE that makes it instead of re-reading the buffer:
-    /// `t` is made in the same tile of this stage by the same unit, and no other operand of `consumer` is itself
-    /// computed from `t`, so each value is used as it is made. A fused exp-and-sum pass adds each SN into SD as
-    /// it is produced; the divide A = SN / SD must wait for the whole sum and re-reads SN (a new pass).
-    fn forwarded(&self, flow: &crate::dataflow::Dataflow, consumer: EinsumId, t: TensorId) -> bool {
+    /// Whether `consumer` takes the tile that reference `r` names straight from the PE that makes it instead of
+    /// re-reading the buffer: it is this iteration's value, made in the same tile of this stage by the same unit,
+    /// and no other operand of `consumer` is itself computed from it, so each value is used as it is made. A fused
+    /// exp-and-sum pass adds each SN into SD as it is produced; the divide A = SN / SD must wait for the whole sum
+    /// and re-reads SN (a new pass). Decided per reference: of `R[m1,p]` and `R[m1+1,p]` in one expression, the
+    /// second may be forwarded while the first is read back.
+    fn forwarded(&self, flow: &Dataflow, consumer: EinsumId, r: &TensorRef) -> bool {
         let in_stage = |e: &EinsumId| self.einsums.contains(e);
         let unit = |e: EinsumId| self.file.place.get(&self.c.einsums[e].name);
-        // A value of an earlier iteration (`RM[m1]` next to `RM[m1+1]`) was stored; it is read back.
-        if flow
-            .producers(consumer)
-            .any(|(_, tt, k)| tt == t && k != EdgeKind::Forward)
-        {
+        // A value of an earlier iteration (`R[m1,p]` next to `R[m1+1,p]`), or an iteration's final value, was
+        // stored by an earlier task; it is read back.
+        if read_kind(self.c, r) != EdgeKind::Forward {
             return false;
         }
+        let t = r.tensor;
         let mut makers = flow
             .producers(consumer)
             .filter(|(p, tt, k)| *tt == t && *k == EdgeKind::Forward && in_stage(p));
@@ -772,8 +773,10 @@ impl<'a> Stage<'a> {
         }
     }
 
-    /// Buffer traffic of one task, in bytes read and written: the tiles of the buffer-resident operands it reads
-    /// (unless forwarded from the PE that makes them) and of the result it writes.
+    /// Buffer traffic of one task, in bytes read and written: the tile of each distinct buffer-resident operand
+    /// reference it reads (unless forwarded from the PE that makes it), and the tile of the result it writes.
+    /// References are told apart by their index expressions, not just their tensor: `R[m1,p]` and `R[m1+1,p]` are
+    /// two tiles of R; the same reference written twice is one read.
     fn buffer_traffic(
         &self,
         e: EinsumId,
@@ -792,11 +795,12 @@ impl<'a> Stage<'a> {
         };
         let mut reads = BTreeMap::new();
         let mut writes = BTreeMap::new();
-        let mut seen = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
         for r in es.expr.refs() {
-            if self.in_buffer(r.tensor) && !seen.contains(&r.tensor) {
-                seen.push(r.tensor);
-                if !self.forwarded(flow, e, r.tensor) {
+            let key = print_ref(self.c, r);
+            if self.in_buffer(r.tensor) && !seen.contains(&key) {
+                seen.push(key);
+                if !self.forwarded(flow, e, r) {
                     *reads.entry(buffer.name.clone()).or_insert(0) += tile_bytes(r.tensor);
                 }
             }
@@ -1120,9 +1124,9 @@ fn charge_accesses(
 }
 
 /// Issue positions. A template does not iterate some loops; it issues with such a loop's last iteration when
-/// any same-iteration producer iterates that loop (or itself issues last on it), so it sees the whole result
-/// (AV after the last `m1`), and with the first otherwise. Compute producers precede their consumers and stores
-/// follow their producers; loads follow their readers but depend on nothing, so one pass in order suffices.
+/// any same-iteration producer iterates that loop (or itself issues last on it), so it sees the whole result,
+/// and with the first otherwise. Compute producers precede their consumers and stores follow their producers;
+/// loads follow their readers but depend on nothing, so one pass in order suffices.
 fn set_issue_positions(templates: &mut [Template], nl: usize) {
     for i in 0..templates.len() {
         for j in 0..nl {

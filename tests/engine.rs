@@ -685,3 +685,44 @@ fn values_used_as_they_are_made_skip_the_buffer() {
         64 * 12 * 1024 * 1024 * 2 + 64 * 12 * 1024 * 2
     );
 }
+
+/// The first binding of an arch mapped on a model (no simulation): per-template counts, for traffic tests.
+fn program(
+    arch: &einsim::diag::SourceFile,
+    model: Option<&str>,
+    sets: &[&str],
+    lookup: einsim::run::Lookup,
+) -> einsim::mapping::Program {
+    let model = model.map(|m| shipped(Kind::Model, m));
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let s = einsim::run::setup(arch, model.as_ref(), None, &sets, lookup)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = &s.arch.bindings[0];
+    einsim::mapping::map(&s.cascade, &s.sizes, &s.params, &s.arch, b)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Buffer bytes one instance of template `name` reads.
+fn template_buffer_reads(p: &einsim::mapping::Program, name: &str) -> u64 {
+    let t = p
+        .stages
+        .iter()
+        .flat_map(|s| &s.templates)
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no template `{name}`"));
+    t.reads.get("buffer").copied().unwrap_or(0)
+}
+
+/// PRM = exp(RM[m1,p] - RM[m1+1,p]) reads two tiles of RM, each P0 = 256 values of 2 bytes. RM[m1,p] is the
+/// previous iteration's value, stored by an earlier task: it is read back from the buffer (512 B). RM[m1+1,p] is
+/// made in the same tile by RM on the same 1D array and used as it is made, so it is forwarded (0 B). Moved to
+/// the 2D array, PRM no longer shares RM's unit and reads both tiles: 1,024 B (a per-tensor count gave 512).
+#[test]
+fn each_distinct_reference_reads_its_own_tile() {
+    let fm = shipped(Kind::Arch, "fusemax");
+    let base = program(&fm, Some("bert-base"), &[], &library::get);
+    assert_eq!(template_buffer_reads(&base, "PRM"), 512);
+    let moved = einsim::diag::SourceFile::new("arch/fusemax.ron", moved("PRM"));
+    let moved = program(&moved, Some("bert-base"), &[], &library::get);
+    assert_eq!(template_buffer_reads(&moved, "PRM"), 1024);
+}
