@@ -774,7 +774,8 @@ impl<'a> Stage<'a> {
     }
 
     /// Buffer traffic of one task, in bytes read and written: the tile of each distinct buffer-resident operand
-    /// reference it reads (unless forwarded from the PE that makes it), and the tile of the result it writes.
+    /// reference it reads (unless forwarded from the PE that makes it), and the tile of the result it writes (and
+    /// reads back first, when it accumulates across tiles).
     /// References are told apart by their index expressions, not just their tensor: `R[m1,p]` and `R[m1+1,p]` are
     /// two tiles of R; the same reference written twice is one read.
     fn buffer_traffic(
@@ -806,9 +807,25 @@ impl<'a> Stage<'a> {
             }
         }
         if self.in_buffer(es.output.tensor) {
-            *writes.entry(buffer.name.clone()).or_insert(0) += tile_bytes(es.output.tensor);
+            let bytes = tile_bytes(es.output.tensor);
+            *writes.entry(buffer.name.clone()).or_insert(0) += bytes;
+            if self.accumulates(e) {
+                *reads.entry(buffer.name.clone()).or_insert(0) += bytes;
+            }
         }
         (reads, writes)
+    }
+
+    /// Whether Einsum `e` accumulates its result across a stage loop: it iterates a loop its result is not indexed
+    /// by (a reduced rank is tiled by it), so each task updates in place the partial result that the previous
+    /// iteration's task wrote to the buffer, and must read it back (read-modify-write). The first iteration has
+    /// nothing to read back; it is charged too, so every instance costs the same: an overcount of one read of the
+    /// result tile per pass over the loop.
+    fn accumulates(&self, e: EinsumId) -> bool {
+        let out = self.tensor_parts(self.c.einsums[e].output.tensor);
+        self.einsum_parts(e)
+            .iter()
+            .any(|p| self.loop_of(p).is_some() && !out.contains(p))
     }
 
     /// Bytes of on-chip state statically resident in the buffer: kept tensors with no DRAM home, each with its
