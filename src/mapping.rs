@@ -6,9 +6,11 @@
 //! and what each instance moves and spends. Counts, traffic and energy follow from the program alone; only time
 //! needs the simulator ([`crate::sim`]).
 
-use crate::arch::{Arch, BindingFile, Pipeline, SizeRule, StageFile, StorageKind, TICKS_PER_CYCLE};
-use crate::cascade::{Cascade, EinsumId, Section, TensorId};
-use crate::dataflow::{read_kind, EdgeKind};
+use crate::arch::{
+    Arch, BindingFile, Pipeline, SizeRule, StageFile, Storage, StorageKind, Unit, TICKS_PER_CYCLE,
+};
+use crate::cascade::{print_ref, Cascade, EinsumId, Section, TensorId, TensorRef};
+use crate::dataflow::{read_kind, Dataflow, EdgeKind};
 use crate::expr::SizeExpr;
 use crate::ops::{einsum_ops, is_free};
 use std::collections::BTreeMap;
@@ -79,7 +81,7 @@ pub struct Template {
     /// Consumer templates of a load: the allocation is freed when the last instance of each (in the tile's
     /// scope) has finished.
     pub consumers: u64,
-    /// Fraction of the server's PEs doing useful work while busy.
+    /// Fraction of the server's PEs doing useful work while it computes, over all folds of a folded tile.
     pub pe_fraction: f64,
     /// Iteration points per instance.
     pub elements: u64,
@@ -149,91 +151,7 @@ pub fn map(
             arch.name, b.cascade, c.name
         ));
     }
-    // Size table: parameters, cascade ranks, arch parameters, then binding partition parts in rule order.
-    let mut sizes: BTreeMap<String, i64> = params.clone();
-    for (k, v) in &arch.params {
-        sizes.entry(k.clone()).or_insert(*v);
-    }
-    for (r, s) in c.ranks.iter().zip(rank_sizes) {
-        sizes.insert(r.name.clone(), *s);
-    }
-    for (rank, parts) in &b.partitions {
-        if c.rank_id(rank).is_none() {
-            return bad(format!("binding partitions unknown rank `{rank}`"));
-        }
-        for p in parts {
-            if sizes.contains_key(p) {
-                return bad(format!(
-                    "partition part `{p}` clashes with an existing name"
-                ));
-            }
-        }
-    }
-    for (name, _) in &b.sizes {
-        sizes.insert(name.clone(), 1); // provisional, so rules may be evaluated in order
-    }
-    for (name, rule) in &b.sizes {
-        let v = match rule {
-            SizeRule::Fixed(e) => eval(e, &sizes)?,
-            SizeRule::Largest {
-                divisor_of,
-                fits,
-                stage,
-                at_least,
-            } => {
-                let n = eval(divisor_of, &sizes)?;
-                let floor = match at_least {
-                    Some(e) => eval(e, &sizes)?,
-                    None => 1,
-                };
-                let st = b.stages.iter().find(|s| &s.name == stage).ok_or_else(|| {
-                    MapError(format!(
-                        "size rule for `{name}` names unknown stage `{stage}`"
-                    ))
-                })?;
-                let cap = arch
-                    .storage
-                    .iter()
-                    .find(|s| &s.name == fits)
-                    .and_then(|s| s.capacity_bytes)
-                    .ok_or_else(|| {
-                        MapError(format!("size rule for `{name}`: `{fits}` has no capacity"))
-                    })?;
-                let mut best = None;
-                for d in (floor.max(1)..=n).rev().filter(|d| n % d == 0) {
-                    sizes.insert(name.clone(), d);
-                    let fp = Stage::new(c, arch, b, st, &sizes)?.footprint();
-                    if fp <= cap {
-                        best = Some(d);
-                        break;
-                    }
-                }
-                best.ok_or_else(|| {
-                    MapError(format!(
-                        "no divisor of {n} (at least {floor}) makes stage `{stage}` fit `{fits}` ({cap} B) for `{name}`"
-                    ))
-                })?
-            }
-        };
-        if v <= 0 {
-            return bad(format!(
-                "partition size `{name}` = {v}; expected a positive size"
-            ));
-        }
-        sizes.insert(name.clone(), v);
-    }
-    for (rank, parts) in &b.partitions {
-        let prod: i64 = parts
-            .iter()
-            .map(|p| sizes.get(p).copied().unwrap_or(0))
-            .product();
-        if Some(&prod) != sizes.get(rank) {
-            return bad(format!(
-                "partition of `{rank}` into {parts:?} multiplies to {prod}, not {}",
-                sizes[rank]
-            ));
-        }
-    }
+    let sizes = size_table(c, rank_sizes, params, arch, b)?;
     let mut servers: Vec<Server> = arch
         .units
         .iter()
@@ -264,6 +182,109 @@ pub fn map(
         sizes,
         chosen,
     })
+}
+
+/// The size table every size expression is evaluated in: parameters, arch parameters, cascade ranks, then the
+/// binding's partition parts in rule order (a rule may use the parts before it). Each part must be positive and
+/// the parts of a rank must multiply to its size, so the tile loops cover the rank exactly.
+fn size_table(
+    c: &Cascade,
+    rank_sizes: &[i64],
+    params: &BTreeMap<String, i64>,
+    arch: &Arch,
+    b: &BindingFile,
+) -> Result<BTreeMap<String, i64>, MapError> {
+    let mut sizes: BTreeMap<String, i64> = params.clone();
+    for (k, v) in &arch.params {
+        sizes.entry(k.clone()).or_insert(*v);
+    }
+    for (r, s) in c.ranks.iter().zip(rank_sizes) {
+        sizes.insert(r.name.clone(), *s);
+    }
+    for (rank, parts) in &b.partitions {
+        if c.rank_id(rank).is_none() {
+            return bad(format!("binding partitions unknown rank `{rank}`"));
+        }
+        for p in parts {
+            if sizes.contains_key(p) {
+                return bad(format!(
+                    "partition part `{p}` clashes with an existing name"
+                ));
+            }
+        }
+    }
+    for (name, _) in &b.sizes {
+        sizes.insert(name.clone(), 1); // provisional, so rules may be evaluated in order
+    }
+    for (name, rule) in &b.sizes {
+        let v = rule_value(c, arch, b, &mut sizes, name, rule)?;
+        if v <= 0 {
+            return bad(format!(
+                "partition size `{name}` = {v}; expected a positive size"
+            ));
+        }
+        sizes.insert(name.clone(), v);
+    }
+    for (rank, parts) in &b.partitions {
+        let prod: i64 = parts
+            .iter()
+            .map(|p| sizes.get(p).copied().unwrap_or(0))
+            .product();
+        if Some(&prod) != sizes.get(rank) {
+            return bad(format!(
+                "partition of `{rank}` into {parts:?} multiplies to {prod}, not {}",
+                sizes[rank]
+            ));
+        }
+    }
+    Ok(sizes)
+}
+
+/// The value of one size rule. `Fixed` is an expression. `Largest` is the largest divisor of `divisor_of` (at
+/// least `at_least`) whose stage working set fits the storage `fits`, found by trying footprints from the largest
+/// divisor down (the artifact's tile-size rule).
+fn rule_value(
+    c: &Cascade,
+    arch: &Arch,
+    b: &BindingFile,
+    sizes: &mut BTreeMap<String, i64>,
+    name: &str,
+    rule: &SizeRule,
+) -> Result<i64, MapError> {
+    let (divisor_of, fits, stage, at_least) = match rule {
+        SizeRule::Fixed(e) => return eval(e, sizes),
+        SizeRule::Largest {
+            divisor_of,
+            fits,
+            stage,
+            at_least,
+        } => (divisor_of, fits, stage, at_least),
+    };
+    let n = eval(divisor_of, sizes)?;
+    let floor = match at_least {
+        Some(e) => eval(e, sizes)?,
+        None => 1,
+    };
+    let st = b.stages.iter().find(|s| &s.name == stage).ok_or_else(|| {
+        MapError(format!(
+            "size rule for `{name}` names unknown stage `{stage}`"
+        ))
+    })?;
+    let cap = arch
+        .storage
+        .iter()
+        .find(|s| &s.name == fits)
+        .and_then(|s| s.capacity_bytes)
+        .ok_or_else(|| MapError(format!("size rule for `{name}`: `{fits}` has no capacity")))?;
+    for d in (floor.max(1)..=n).rev().filter(|d| n % d == 0) {
+        sizes.insert(name.to_string(), d);
+        if Stage::new(c, arch, b, st, sizes)?.footprint() <= cap {
+            return Ok(d);
+        }
+    }
+    bad(format!(
+        "no divisor of {n} (at least {floor}) makes stage `{stage}` fit `{fits}` ({cap} B) for `{name}`"
+    ))
 }
 
 fn eval(e: &str, sizes: &BTreeMap<String, i64>) -> Result<i64, MapError> {
@@ -445,20 +466,21 @@ impl<'a> Stage<'a> {
         total
     }
 
-    /// Whether `consumer` takes tensor `t` straight from the PE that makes it instead of re-reading the buffer:
-    /// `t` is made in the same tile of this stage by the same unit, and no other operand of `consumer` is itself
-    /// computed from `t`, so each value is used as it is made. A fused exp-and-sum pass adds each SN into SD as
-    /// it is produced; the divide A = SN / SD must wait for the whole sum and re-reads SN (a new pass).
-    fn forwarded(&self, flow: &crate::dataflow::Dataflow, consumer: EinsumId, t: TensorId) -> bool {
+    /// Whether `consumer` takes the tile that reference `r` names straight from the PE that makes it instead of
+    /// re-reading the buffer: it is this iteration's value, made in the same tile of this stage by the same unit,
+    /// and no other operand of `consumer` is itself computed from it, so each value is used as it is made. A fused
+    /// exp-and-sum pass adds each SN into SD as it is produced; the divide A = SN / SD must wait for the whole sum
+    /// and re-reads SN (a new pass). Decided per reference: of `R[m1,p]` and `R[m1+1,p]` in one expression, the
+    /// second may be forwarded while the first is read back.
+    fn forwarded(&self, flow: &Dataflow, consumer: EinsumId, r: &TensorRef) -> bool {
         let in_stage = |e: &EinsumId| self.einsums.contains(e);
         let unit = |e: EinsumId| self.file.place.get(&self.c.einsums[e].name);
-        // A value of an earlier iteration (`RM[m1]` next to `RM[m1+1]`) was stored; it is read back.
-        if flow
-            .producers(consumer)
-            .any(|(_, tt, k)| tt == t && k != EdgeKind::Forward)
-        {
+        // A value of an earlier iteration (`R[m1,p]` next to `R[m1+1,p]`), or an iteration's final value, was
+        // stored by an earlier task; it is read back.
+        if read_kind(self.c, r) != EdgeKind::Forward {
             return false;
         }
+        let t = r.tensor;
         let mut makers = flow
             .producers(consumer)
             .filter(|(p, tt, k)| *tt == t && *k == EdgeKind::Forward && in_stage(p));
@@ -493,13 +515,45 @@ impl<'a> Stage<'a> {
             .any(|(p, tt, _)| tt != t && in_stage(&p) && depends(p))
     }
 
+    /// Build the stage's program. Each step is its own function, so a new unit kind (a top-k engine, a tensor
+    /// core) or storage kind (tensor memory) changes the step it concerns instead of growing one long function.
     fn program(&self, servers: &mut Vec<Server>) -> Result<StageProgram, MapError> {
-        let c = self.c;
-        let arch = self.arch;
-        let word = arch.word_bytes;
-        let nl = self.loops.len();
-        let mem = arch
-            .storage
+        let lv = self.levels(servers)?;
+        let flow = Dataflow::new(self.c);
+        let order = self.order(&flow);
+        let mut templates: Vec<Template> = Vec::new();
+        let mut compute_of: BTreeMap<EinsumId, usize> = BTreeMap::new();
+        for &e in &order {
+            if is_free(self.c, e) {
+                continue; // a plain copy takes no unit time, so it has no task
+            }
+            templates.push(self.compute_template(e, &flow, &lv)?);
+            compute_of.insert(e, templates.len() - 1);
+        }
+        let resident = self.resident_bytes()?;
+        let load_of = self.transfer_templates(&lv, &compute_of, &mut templates)?;
+        self.wire_deps(&order, &compute_of, &load_of, &mut templates);
+        set_issue_positions(&mut templates, self.loops.len());
+        let cap = self.check_working_set(lv.buffer, resident)?;
+        let window = self.window()?;
+        let mut loops = self.loops.clone();
+        fuse_loops(&mut loops, &mut templates);
+        Ok(StageProgram {
+            name: self.file.name.clone(),
+            loops,
+            templates,
+            window,
+            buffer_free: cap - resident,
+            resident,
+            buffer: lv.buffer.name.clone(),
+        })
+    }
+
+    /// Resolve the stage's DRAM level and buffer by name. The DRAM channel becomes a server (shared by the stages
+    /// that use it), because transfers queue on the channel as tasks queue on a unit.
+    fn levels(&self, servers: &mut Vec<Server>) -> Result<Levels<'a>, MapError> {
+        let storage = &self.arch.storage;
+        let mem = storage
             .iter()
             .find(|s| s.name == self.file.memory && s.kind == StorageKind::Dram)
             .ok_or_else(|| {
@@ -508,8 +562,7 @@ impl<'a> Stage<'a> {
                     self.file.name, self.file.memory
                 ))
             })?;
-        let buffer = arch
-            .storage
+        let buffer = storage
             .iter()
             .find(|s| s.name == self.file.buffer)
             .ok_or_else(|| {
@@ -529,316 +582,468 @@ impl<'a> Stage<'a> {
                 servers.len() - 1
             }
         };
-        let in_buffer = |t: TensorId| {
-            let n = &c.tensors[t].name;
-            self.file.keep.contains_key(n)
-                || self.file.dram.contains(n)
-                || self.file.alias.contains_key(n)
-        };
-        let is_dram = |t: TensorId| self.file.dram.contains(&c.tensors[t].name);
-        let mut templates: Vec<Template> = Vec::new();
-        let mut compute_of: BTreeMap<EinsumId, usize> = BTreeMap::new();
-        // Compute templates, in dependency order so producers precede consumers.
-        let flow = crate::dataflow::Dataflow::new(c);
-        let order: Vec<EinsumId> = flow
-            .order
+        Ok(Levels {
+            mem,
+            mem_server,
+            buffer,
+        })
+    }
+
+    /// The stage's Einsums in dependency order, so a producer's template precedes its consumers'.
+    fn order(&self, flow: &Dataflow) -> Vec<EinsumId> {
+        flow.order
             .iter()
             .copied()
             .filter(|e| self.einsums.contains(e))
-            .collect();
-        for &e in &order {
-            if is_free(c, e) {
-                continue;
-            }
-            let es = &c.einsums[e];
-            let Some(unit_name) = self.file.place.get(&es.name) else {
-                return bad(format!(
-                    "stage `{}`: Einsum `{}` is not placed on a unit",
-                    self.file.name, es.name
-                ));
-            };
-            let (ui, unit) = arch
-                .units
-                .iter()
-                .enumerate()
-                .find(|(_, u)| &u.name == unit_name)
-                .ok_or_else(|| MapError(format!("unknown unit `{unit_name}`")))?;
-            let parts = self.einsum_parts(e);
-            let loops: Vec<bool> = self
-                .loops
-                .iter()
-                .map(|l| parts.iter().any(|p| l.index.eq_ignore_ascii_case(p)))
-                .collect();
-            let intra: Vec<&String> = parts.iter().filter(|p| self.loop_of(p).is_none()).collect();
-            // Spatial mapping: each unit dimension holds the listed intra-tile parts, outer first.
-            let dims = self
-                .file
-                .spatial
-                .get(unit_name)
-                .cloned()
-                .unwrap_or_default();
-            if dims.len() > unit.shape.len() {
-                return bad(format!(
-                    "stage `{}`: spatial mapping for `{unit_name}` has {} dimensions, the unit {}",
-                    self.file.name,
-                    dims.len(),
-                    unit.shape.len()
-                ));
-            }
-            let mut temporal: u64 = 1;
-            let mut used: f64 = 1.0;
-            let mut placed: Vec<&String> = Vec::new();
-            for (d, ranks) in dims.iter().enumerate() {
-                let mut room = unit.shape[d];
-                let mut used_d = 1u64;
-                for r in ranks {
-                    let up = r.to_uppercase();
-                    if let Some(p) = intra.iter().find(|p| **p == &up) {
-                        let size = self.size(p);
-                        let ext = size.min(room).max(1);
-                        room /= ext;
-                        used_d *= ext;
-                        temporal *= size.div_ceil(ext);
-                        placed.push(p);
-                    }
-                }
-                used *= used_d as f64 / unit.shape[d] as f64;
-            }
-            for p in &intra {
-                if !placed.contains(p) {
-                    temporal *= self.size(p);
-                }
-            }
-            let elements: u64 = intra.iter().map(|p| self.size(p)).product();
-            // Op costs on this unit, with fused patterns falling back to their parts.
-            let mut cycles_per_point = 0.0;
-            let mut actions: BTreeMap<(String, String), f64> = BTreeMap::new();
-            let mut nops = 0.0;
-            for need in einsum_ops(c, e) {
-                let kinds: Vec<&str> =
-                    if unit.ops.contains_key(need.kind) || need.fallback.is_empty() {
-                        vec![need.kind]
-                    } else {
-                        need.fallback.clone()
-                    };
-                for k in kinds {
-                    let Some(cost) = unit.ops.get(k) else {
-                        return bad(format!(
-                            "unit `{unit_name}` cannot perform `{k}` needed by Einsum `{}`",
-                            es.name
-                        ));
-                    };
-                    cycles_per_point += cost.cycles;
-                    nops += 1.0;
-                    for (a, n) in &cost.actions {
-                        *actions.entry((unit_name.clone(), a.clone())).or_default() +=
-                            n * elements as f64;
-                    }
-                }
-            }
-            if let Some(l) = &unit.local {
-                let st = arch.storage.iter().find(|s| s.name == l.storage);
-                if let Some(st) = st {
-                    let n = nops * elements as f64;
-                    *actions
-                        .entry((st.name.clone(), st.read_action.clone()))
-                        .or_default() += l.reads_per_op * n;
-                    *actions
-                        .entry((st.name.clone(), st.write_action.clone()))
-                        .or_default() += l.writes_per_op * n;
-                }
-            }
-            // Buffer traffic of this task: the tiles of buffer-resident operands and results it touches.
-            let tile_bytes = |t: TensorId| -> u64 {
-                self.tensor_parts(t)
-                    .iter()
-                    .filter(|p| intra.contains(p))
-                    .map(|p| self.size(p))
-                    .product::<u64>()
-                    * word
-            };
-            let mut reads = BTreeMap::new();
-            let mut writes = BTreeMap::new();
-            let mut seen = Vec::new();
-            for r in es.expr.refs() {
-                if in_buffer(r.tensor) && !seen.contains(&r.tensor) {
-                    seen.push(r.tensor);
-                    if !self.forwarded(&flow, e, r.tensor) {
-                        *reads.entry(buffer.name.clone()).or_insert(0) += tile_bytes(r.tensor);
-                    }
-                }
-            }
-            if in_buffer(es.output.tensor) {
-                *writes.entry(buffer.name.clone()).or_insert(0) += tile_bytes(es.output.tensor);
-            }
-            for (bytes, action) in [
-                (&reads, &buffer.read_action),
-                (&writes, &buffer.write_action),
-            ] {
-                if let Some(b) = bytes.get(&buffer.name) {
-                    *actions
-                        .entry((buffer.name.clone(), action.clone()))
-                        .or_default() += *b as f64 / buffer.access_bytes as f64;
-                }
-            }
-            let compute = (temporal as f64 * cycles_per_point).ceil().max(1.0) as u64;
-            // A task cannot finish faster than its operands stream through the buffer's ports.
-            let moved: u64 = reads.values().sum::<u64>() + writes.values().sum::<u64>();
-            let streaming = (moved as f64 / buffer.bandwidth).ceil() as u64;
-            templates.push(Template {
-                name: es.name.clone(),
-                kind: TemplateKind::Compute(e),
-                server: ui,
-                loops,
-                at_last: vec![false; nl],
-                work: compute.max(streaming) * TICKS_PER_CYCLE,
-                useful: compute * TICKS_PER_CYCLE,
-                deps: vec![],
-                alloc: 0,
-                keep: None,
-                consumers: 0,
-                pe_fraction: used,
-                elements,
-                actions,
-                reads,
-                writes,
-            });
-            compute_of.insert(e, templates.len() - 1);
-        }
-        // Loads of DRAM tensors read by this stage (and not written in it).
-        let mut load_of: BTreeMap<TensorId, usize> = BTreeMap::new();
-        let written: Vec<TensorId> = self
-            .einsums
+            .collect()
+    }
+
+    /// Whether tensor `t` is held in the stage's buffer (kept, DRAM-homed and tiled through it, or stored in
+    /// place of a kept tensor); otherwise it lives in the units' local storage and costs no buffer traffic.
+    fn in_buffer(&self, t: TensorId) -> bool {
+        let n = &self.c.tensors[t].name;
+        self.file.keep.contains_key(n)
+            || self.file.dram.contains(n)
+            || self.file.alias.contains_key(n)
+    }
+
+    fn is_dram(&self, t: TensorId) -> bool {
+        self.file.dram.contains(&self.c.tensors[t].name)
+    }
+
+    /// The unit an Einsum is placed on, and its server index (units are the first servers, in arch order).
+    fn unit_of(&self, e: EinsumId) -> Result<(usize, &'a Unit), MapError> {
+        let es = &self.c.einsums[e];
+        let Some(unit_name) = self.file.place.get(&es.name) else {
+            return bad(format!(
+                "stage `{}`: Einsum `{}` is not placed on a unit",
+                self.file.name, es.name
+            ));
+        };
+        self.arch
+            .units
             .iter()
-            .map(|&e| c.einsums[e].output.tensor)
+            .enumerate()
+            .find(|(_, u)| &u.name == unit_name)
+            .ok_or_else(|| MapError(format!("unknown unit `{unit_name}`")))
+    }
+
+    /// One Einsum as a task template, instantiated per iteration of the stage loops it iterates. Its work is the
+    /// tile's temporal steps × op cycles, but at least the time its buffer operands take to stream.
+    fn compute_template(
+        &self,
+        e: EinsumId,
+        flow: &Dataflow,
+        lv: &Levels,
+    ) -> Result<Template, MapError> {
+        let (ui, unit) = self.unit_of(e)?;
+        let parts = self.einsum_parts(e);
+        let loops: Vec<bool> = self
+            .loops
+            .iter()
+            .map(|l| parts.iter().any(|p| l.index.eq_ignore_ascii_case(p)))
             .collect();
+        // Parts no stage loop iterates are covered within one task.
+        let intra: Vec<&String> = parts.iter().filter(|p| self.loop_of(p).is_none()).collect();
+        let spatial = self.spatial(unit, &intra)?;
+        let elements: u64 = intra.iter().map(|p| self.size(p)).product();
+        let ops = self.op_costs(e, unit, elements)?;
+        let mut actions = ops.actions;
+        self.local_store_actions(unit, ops.count * elements as f64, &mut actions);
+        let (reads, writes) = self.buffer_traffic(e, flow, &intra, lv.buffer);
+        charge_accesses(lv.buffer, &reads, &writes, &mut actions);
+        let compute = (spatial.temporal as f64 * ops.cycles_per_point)
+            .ceil()
+            .max(1.0) as u64;
+        // A task cannot finish faster than its operands stream through the buffer's ports.
+        let moved: u64 = reads.values().sum::<u64>() + writes.values().sum::<u64>();
+        let streaming = (moved as f64 / lv.buffer.bandwidth).ceil() as u64;
+        let es = &self.c.einsums[e];
+        Ok(Template {
+            name: es.name.clone(),
+            kind: TemplateKind::Compute(e),
+            server: ui,
+            at_last: vec![false; loops.len()],
+            loops,
+            work: compute.max(streaming) * TICKS_PER_CYCLE,
+            useful: compute * TICKS_PER_CYCLE,
+            deps: vec![],
+            alloc: 0,
+            keep: None,
+            consumers: 0,
+            pe_fraction: spatial.pe_fraction,
+            elements,
+            actions,
+            reads,
+            writes,
+        })
+    }
+
+    /// Spatial mapping: each unit dimension holds the listed intra-tile parts, outer first; a part larger than the
+    /// room left is folded into extra temporal steps (ceil(size / room) folds, the last one partial), and unmapped
+    /// intra-tile parts run in time. The PE fraction is, per dimension, the elements placed over all folds divided
+    /// by folds × the dimension, so the idle PEs of a partial fold are not counted as busy.
+    fn spatial(&self, unit: &Unit, intra: &[&String]) -> Result<Spatial, MapError> {
+        let dims = self
+            .file
+            .spatial
+            .get(&unit.name)
+            .cloned()
+            .unwrap_or_default();
+        if dims.len() > unit.shape.len() {
+            return bad(format!(
+                "stage `{}`: spatial mapping for `{}` has {} dimensions, the unit {}",
+                self.file.name,
+                unit.name,
+                dims.len(),
+                unit.shape.len()
+            ));
+        }
+        let mut temporal: u64 = 1;
+        let mut used: f64 = 1.0;
+        let mut placed: Vec<&String> = Vec::new();
+        for (d, ranks) in dims.iter().enumerate() {
+            let mut room = unit.shape[d];
+            // Elements this dimension holds over all its folds, and its folds (time steps).
+            let (mut elements_d, mut folds_d) = (1u64, 1u64);
+            for r in ranks {
+                let up = r.to_uppercase();
+                if let Some(p) = intra.iter().find(|p| **p == &up) {
+                    let size = self.size(p);
+                    let ext = size.min(room).max(1);
+                    room /= ext;
+                    let folds = size.div_ceil(ext);
+                    elements_d *= size;
+                    folds_d *= folds;
+                    temporal *= folds;
+                    placed.push(p);
+                }
+            }
+            // A 256-row tile on 200 rows folds as 200 + 56: 256 of its 2 × 200 PE-steps do useful work.
+            used *= elements_d as f64 / (folds_d * unit.shape[d]) as f64;
+        }
+        for p in intra {
+            if !placed.contains(p) {
+                temporal *= self.size(p);
+            }
+        }
+        Ok(Spatial {
+            temporal,
+            pe_fraction: used,
+        })
+    }
+
+    /// Op costs on this unit, with fused patterns falling back to their parts: cycles per iteration point, ops
+    /// per point, and the compute actions of the whole tile. The unit's op table prices; `ops` only names kinds.
+    fn op_costs(&self, e: EinsumId, unit: &Unit, elements: u64) -> Result<OpCosts, MapError> {
+        let mut costs = OpCosts {
+            cycles_per_point: 0.0,
+            count: 0.0,
+            actions: BTreeMap::new(),
+        };
+        for need in einsum_ops(self.c, e) {
+            let kinds: Vec<&str> = if unit.ops.contains_key(need.kind) || need.fallback.is_empty() {
+                vec![need.kind]
+            } else {
+                need.fallback.clone()
+            };
+            for k in kinds {
+                let Some(cost) = unit.ops.get(k) else {
+                    return bad(format!(
+                        "unit `{}` cannot perform `{k}` needed by Einsum `{}`",
+                        unit.name, self.c.einsums[e].name
+                    ));
+                };
+                costs.cycles_per_point += cost.cycles;
+                costs.count += 1.0;
+                for (a, n) in &cost.actions {
+                    *costs
+                        .actions
+                        .entry((unit.name.clone(), a.clone()))
+                        .or_default() += n * elements as f64;
+                }
+            }
+        }
+        Ok(costs)
+    }
+
+    /// Accesses to the unit's local store (its register file): each of the tile's `ops` reads and writes it.
+    fn local_store_actions(&self, unit: &Unit, ops: f64, actions: &mut Actions) {
+        let Some(l) = &unit.local else {
+            return;
+        };
+        if let Some(st) = self.arch.storage.iter().find(|s| s.name == l.storage) {
+            *actions
+                .entry((st.name.clone(), st.read_action.clone()))
+                .or_default() += l.reads_per_op * ops;
+            *actions
+                .entry((st.name.clone(), st.write_action.clone()))
+                .or_default() += l.writes_per_op * ops;
+        }
+    }
+
+    /// Buffer traffic of one task, in bytes read and written: the tile of each distinct buffer-resident operand
+    /// reference it reads (unless forwarded from the PE that makes it), and the tile of the result it writes (and
+    /// reads back first, when it accumulates across tiles).
+    /// References are told apart by their index expressions, not just their tensor: `R[m1,p]` and `R[m1+1,p]` are
+    /// two tiles of R; the same reference written twice is one read.
+    fn buffer_traffic(
+        &self,
+        e: EinsumId,
+        flow: &Dataflow,
+        intra: &[&String],
+        buffer: &Storage,
+    ) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+        let es = &self.c.einsums[e];
+        let tile_bytes = |t: TensorId| -> u64 {
+            self.tensor_parts(t)
+                .iter()
+                .filter(|p| intra.contains(p))
+                .map(|p| self.size(p))
+                .product::<u64>()
+                * self.arch.word_bytes
+        };
+        let mut reads = BTreeMap::new();
+        let mut writes = BTreeMap::new();
+        let mut seen: Vec<String> = Vec::new();
+        for r in es.expr.refs() {
+            let key = print_ref(self.c, r);
+            if self.in_buffer(r.tensor) && !seen.contains(&key) {
+                seen.push(key);
+                if !self.forwarded(flow, e, r) {
+                    *reads.entry(buffer.name.clone()).or_insert(0) += tile_bytes(r.tensor);
+                }
+            }
+        }
+        if self.in_buffer(es.output.tensor) {
+            let bytes = tile_bytes(es.output.tensor);
+            *writes.entry(buffer.name.clone()).or_insert(0) += bytes;
+            if self.accumulates(e) {
+                *reads.entry(buffer.name.clone()).or_insert(0) += bytes;
+            }
+        }
+        (reads, writes)
+    }
+
+    /// Whether Einsum `e` accumulates its result across a stage loop: it iterates a loop its result is not indexed
+    /// by (a reduced rank is tiled by it), so each task updates in place the partial result that the previous
+    /// iteration's task wrote to the buffer, and must read it back (read-modify-write). The first iteration has
+    /// nothing to read back; it is charged too, so every instance costs the same: an overcount of one read of the
+    /// result tile per pass over the loop.
+    fn accumulates(&self, e: EinsumId) -> bool {
+        let out = self.tensor_parts(self.c.einsums[e].output.tensor);
+        self.einsum_parts(e)
+            .iter()
+            .any(|p| self.loop_of(p).is_some() && !out.contains(p))
+    }
+
+    /// Bytes of on-chip state statically resident in the buffer: kept tensors with no DRAM home, each with its
+    /// copies (an alias takes no space of its own). They are set aside before any DRAM tile is loaded.
+    fn resident_bytes(&self) -> Result<u64, MapError> {
         let mut resident = 0;
         for name in self.file.keep.keys() {
-            let Some(t) = c.tensor_id(name) else {
+            let Some(t) = self.c.tensor_id(name) else {
                 return bad(format!(
                     "stage `{}`: keeps unknown tensor `{name}`",
                     self.file.name
                 ));
             };
             let k = self.keep_level(t)?.unwrap_or(0);
-            if !is_dram(t) && !self.file.alias.contains_key(name) {
+            if !self.is_dram(t) && !self.file.alias.contains_key(name) {
                 resident += self.kept_extent(t, k)
-                    * word
+                    * self.arch.word_bytes
                     * self.file.copies.get(name).copied().unwrap_or(1);
             }
         }
+        Ok(resident)
+    }
+
+    /// One transfer template per DRAM tensor: a tensor written in this stage is stored after its producer, any
+    /// other is loaded before its readers. Returns each loaded tensor's load template, which its readers wait for.
+    fn transfer_templates(
+        &self,
+        lv: &Levels,
+        compute_of: &BTreeMap<EinsumId, usize>,
+        templates: &mut Vec<Template>,
+    ) -> Result<BTreeMap<TensorId, usize>, MapError> {
+        let mut load_of: BTreeMap<TensorId, usize> = BTreeMap::new();
         for name in &self.file.dram {
-            let Some(t) = c.tensor_id(name) else {
+            let Some(t) = self.c.tensor_id(name) else {
                 return bad(format!(
                     "stage `{}`: unknown DRAM tensor `{name}`",
                     self.file.name
                 ));
             };
             let Some(keep) = self.keep_level(t)? else {
-                return bad(format!("stage `{}`: DRAM tensor `{name}` needs a `keep` loop saying how long its tile stays in `{}`", self.file.name, buffer.name));
+                return bad(format!("stage `{}`: DRAM tensor `{name}` needs a `keep` loop saying how long its tile stays in `{}`", self.file.name, lv.buffer.name));
             };
-            // One transfer per tile: its loops are those at or outside `keep` that its users iterate, plus the
-            // loops inside `keep` that index it (so a kept block is brought in tile by tile, on first use, and
-            // stays until its last use in the block).
-            let parts = self.tensor_parts(t);
-            let indexes = |j: usize| {
-                parts
-                    .iter()
-                    .any(|p| self.loops[j].index.eq_ignore_ascii_case(p))
-            };
-            let users: Vec<usize> = templates
+            let users = self.users(t, templates);
+            let stored = self
+                .einsums
                 .iter()
-                .enumerate()
-                .filter(|(_, tp)| match tp.kind {
-                    TemplateKind::Compute(e) => {
-                        c.einsums[e].output.tensor == t
-                            || c.einsums[e].expr.refs().iter().any(|r| r.tensor == t)
-                    }
-                    _ => false,
-                })
-                .map(|(i, _)| i)
-                .collect();
-            let loops: Vec<bool> = (0..nl)
-                .map(|j| (j <= keep || indexes(j)) && users.iter().any(|&u| templates[u].loops[j]))
-                .collect();
-            let bytes: u64 = parts
-                .iter()
-                .filter(|p| self.loop_of(p).is_none())
-                .map(|p| self.size(p))
-                .product::<u64>()
-                * word;
-            let transfer = (bytes as f64 * TICKS_PER_CYCLE as f64 / mem.bandwidth).ceil() as u64;
-            let (kind, label) = if written.contains(&t) {
-                (TemplateKind::Store(t), "store")
+                .any(|&e| self.c.einsums[e].output.tensor == t);
+            let mut tp = self.transfer(t, keep, &users, templates, lv, stored);
+            if stored {
+                self.as_store(&mut tp, t, lv, compute_of);
+                templates.push(tp);
             } else {
-                (TemplateKind::Load(t), "load")
-            };
-            let mut tp = Template {
-                name: format!("{label} {name}"),
-                kind: kind.clone(),
-                server: mem_server,
-                loops,
-                at_last: vec![false; nl],
-                work: transfer.max(1),
-                useful: transfer.max(1),
-                deps: vec![],
-                alloc: 0,
-                keep: Some(keep),
-                consumers: 0,
-                pe_fraction: 1.0,
-                elements: bytes / word,
-                actions: BTreeMap::new(),
-                reads: BTreeMap::new(),
-                writes: BTreeMap::new(),
-            };
-            let accesses = bytes as f64 / mem.access_bytes as f64;
-            let baccesses = bytes as f64 / buffer.access_bytes as f64;
-            match kind {
-                TemplateKind::Load(_) => {
-                    tp.reads.insert(mem.name.clone(), bytes);
-                    tp.writes.insert(buffer.name.clone(), bytes);
-                    tp.actions
-                        .insert((mem.name.clone(), mem.read_action.clone()), accesses);
-                    tp.actions.insert(
-                        (buffer.name.clone(), buffer.write_action.clone()),
-                        baccesses,
-                    );
-                    tp.alloc = bytes;
-                    // Each consumer template's last instance in the tile's scope releases it.
-                    tp.consumers = users.len() as u64;
-                    if bytes > buffer.capacity_bytes.unwrap_or(u64::MAX) {
-                        return bad(format!(
-                            "stage `{}`: a tile of `{name}` ({bytes} B) exceeds `{}`",
-                            self.file.name, buffer.name
-                        ));
-                    }
-                    templates.push(tp);
-                    load_of.insert(t, templates.len() - 1);
-                }
-                _ => {
-                    tp.writes.insert(mem.name.clone(), bytes);
-                    tp.reads.insert(buffer.name.clone(), bytes);
-                    tp.actions
-                        .insert((mem.name.clone(), mem.write_action.clone()), accesses);
-                    tp.actions
-                        .insert((buffer.name.clone(), buffer.read_action.clone()), baccesses);
-                    let producer = self
-                        .einsums
-                        .iter()
-                        .copied()
-                        .find(|&e| c.einsums[e].output.tensor == t);
-                    if let Some(&p) = producer.and_then(|p| compute_of.get(&p)) {
-                        tp.deps.push(Dep {
-                            template: p,
-                            carried: None,
-                        });
-                    }
-                    templates.push(tp);
-                }
+                self.as_load(&mut tp, t, users.len(), lv)?;
+                templates.push(tp);
+                load_of.insert(t, templates.len() - 1);
             }
         }
-        // Dependencies of compute templates.
-        for &e in &order {
+        Ok(load_of)
+    }
+
+    /// The compute templates that read or write tensor `t`: a load's tile is freed after the last of them.
+    fn users(&self, t: TensorId, templates: &[Template]) -> Vec<usize> {
+        let c = self.c;
+        templates
+            .iter()
+            .enumerate()
+            .filter(|(_, tp)| match tp.kind {
+                TemplateKind::Compute(e) => {
+                    c.einsums[e].output.tensor == t
+                        || c.einsums[e].expr.refs().iter().any(|r| r.tensor == t)
+                }
+                _ => false,
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// The part of a transfer template common to loads and stores: its loops, tile bytes and channel time.
+    fn transfer(
+        &self,
+        t: TensorId,
+        keep: usize,
+        users: &[usize],
+        templates: &[Template],
+        lv: &Levels,
+        stored: bool,
+    ) -> Template {
+        let word = self.arch.word_bytes;
+        // One transfer per tile: its loops are those at or outside `keep` that its users iterate, plus the
+        // loops inside `keep` that index it (so a kept block is brought in tile by tile, on first use, and
+        // stays until its last use in the block).
+        let parts = self.tensor_parts(t);
+        let indexes = |j: usize| {
+            parts
+                .iter()
+                .any(|p| self.loops[j].index.eq_ignore_ascii_case(p))
+        };
+        let loops: Vec<bool> = (0..self.loops.len())
+            .map(|j| (j <= keep || indexes(j)) && users.iter().any(|&u| templates[u].loops[j]))
+            .collect();
+        let bytes: u64 = parts
+            .iter()
+            .filter(|p| self.loop_of(p).is_none())
+            .map(|p| self.size(p))
+            .product::<u64>()
+            * word;
+        let transfer = (bytes as f64 * TICKS_PER_CYCLE as f64 / lv.mem.bandwidth).ceil() as u64;
+        let (kind, label) = if stored {
+            (TemplateKind::Store(t), "store")
+        } else {
+            (TemplateKind::Load(t), "load")
+        };
+        Template {
+            name: format!("{label} {}", self.c.tensors[t].name),
+            kind,
+            server: lv.mem_server,
+            at_last: vec![false; loops.len()],
+            loops,
+            work: transfer.max(1),
+            useful: transfer.max(1),
+            deps: vec![],
+            alloc: 0,
+            keep: Some(keep),
+            consumers: 0,
+            pe_fraction: 1.0,
+            elements: bytes / word,
+            actions: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        }
+    }
+
+    /// A load reads DRAM and writes the buffer, and holds its tile there until each of its `consumers`' last
+    /// instance in the tile's scope has finished. A tile larger than the whole buffer can never be admitted.
+    fn as_load(
+        &self,
+        tp: &mut Template,
+        t: TensorId,
+        consumers: usize,
+        lv: &Levels,
+    ) -> Result<(), MapError> {
+        let (mem, buffer) = (lv.mem, lv.buffer);
+        let bytes = tp.elements * self.arch.word_bytes;
+        tp.reads.insert(mem.name.clone(), bytes);
+        tp.writes.insert(buffer.name.clone(), bytes);
+        tp.actions.insert(
+            (mem.name.clone(), mem.read_action.clone()),
+            bytes as f64 / mem.access_bytes as f64,
+        );
+        tp.actions.insert(
+            (buffer.name.clone(), buffer.write_action.clone()),
+            bytes as f64 / buffer.access_bytes as f64,
+        );
+        tp.alloc = bytes;
+        tp.consumers = consumers as u64;
+        if bytes > buffer.capacity_bytes.unwrap_or(u64::MAX) {
+            return bad(format!(
+                "stage `{}`: a tile of `{}` ({bytes} B) exceeds `{}`",
+                self.file.name, self.c.tensors[t].name, buffer.name
+            ));
+        }
+        Ok(())
+    }
+
+    /// A store reads the buffer and writes DRAM, after the task that made the tile.
+    fn as_store(
+        &self,
+        tp: &mut Template,
+        t: TensorId,
+        lv: &Levels,
+        compute_of: &BTreeMap<EinsumId, usize>,
+    ) {
+        let (mem, buffer) = (lv.mem, lv.buffer);
+        let bytes = tp.elements * self.arch.word_bytes;
+        tp.writes.insert(mem.name.clone(), bytes);
+        tp.reads.insert(buffer.name.clone(), bytes);
+        tp.actions.insert(
+            (mem.name.clone(), mem.write_action.clone()),
+            bytes as f64 / mem.access_bytes as f64,
+        );
+        tp.actions.insert(
+            (buffer.name.clone(), buffer.read_action.clone()),
+            bytes as f64 / buffer.access_bytes as f64,
+        );
+        let producer = self
+            .einsums
+            .iter()
+            .copied()
+            .find(|&e| self.c.einsums[e].output.tensor == t);
+        if let Some(&p) = producer.and_then(|p| compute_of.get(&p)) {
+            tp.deps.push(Dep {
+                template: p,
+                carried: None,
+            });
+        }
+    }
+
+    /// Dependencies of compute templates: on the load of each DRAM operand, and on the template that makes each
+    /// operand in this stage. A read of the previous iteration of an iterative rank that is a stage loop is a
+    /// carried dependency on that loop; one whose iterative rank is within a tile runs inside one task.
+    fn wire_deps(
+        &self,
+        order: &[EinsumId],
+        compute_of: &BTreeMap<EinsumId, usize>,
+        load_of: &BTreeMap<TensorId, usize>,
+        templates: &mut [Template],
+    ) {
+        let c = self.c;
+        for &e in order {
             let Some(&ti) = compute_of.get(&e) else {
                 continue;
             };
@@ -875,28 +1080,12 @@ impl<'a> Stage<'a> {
             }
             templates[ti].deps = deps;
         }
-        // Stores are placed after their producer, so templates with deps on later indices do not occur except
-        // stores; compute the issue position: a loop not iterated is issued with its last iteration when any
-        // producer iterates (or is itself issued last on) it.
-        for i in 0..templates.len() {
-            for j in 0..nl {
-                if templates[i].loops[j] {
-                    continue;
-                }
-                let last = templates[i]
-                    .deps
-                    .iter()
-                    .filter(|d| d.carried.is_none())
-                    .any(|d| {
-                        let p = &templates[d.template];
-                        p.loops[j] || p.at_last[j]
-                    });
-                templates[i].at_last[j] = last;
-            }
-        }
+    }
+
+    /// The working set (resident state plus every kept tile, with its copies) must fit the buffer; otherwise this
+    /// binding does not apply and the caller tries the next one for the cascade. Returns the buffer's capacity.
+    fn check_working_set(&self, buffer: &Storage, resident: u64) -> Result<u64, MapError> {
         let cap = buffer.capacity_bytes.unwrap_or(u64::MAX);
-        // The working set (resident state plus every kept tile, with its copies) must fit; otherwise this binding
-        // does not apply and the caller tries the next one for the cascade.
         let working_set = self.footprint().max(resident);
         if working_set > cap {
             return bad(format!(
@@ -904,21 +1093,82 @@ impl<'a> Stage<'a> {
                 self.file.name, buffer.name
             ));
         }
-        let window = match &self.file.pipeline {
+        Ok(cap)
+    }
+
+    /// Tiles in flight at once: the pipeline's depth, or 1 for a sequential stage.
+    fn window(&self) -> Result<u32, MapError> {
+        Ok(match &self.file.pipeline {
             Pipeline::Interleave(d) => eval(&d.0, self.sizes)?.clamp(1, u32::MAX as i64) as u32,
             Pipeline::Sequential => 1,
-        };
-        let mut loops = self.loops.clone();
-        fuse_loops(&mut loops, &mut templates);
-        Ok(StageProgram {
-            name: self.file.name.clone(),
-            loops,
-            templates,
-            window,
-            buffer_free: cap - resident,
-            resident,
-            buffer: buffer.name.clone(),
         })
+    }
+}
+
+/// Energy-table actions per instance, keyed by (component, action).
+type Actions = BTreeMap<(String, String), f64>;
+
+/// The storage a stage moves tiles between, resolved once per stage.
+struct Levels<'a> {
+    /// The DRAM level that `dram` tensors live in, and the server of its channel.
+    mem: &'a Storage,
+    mem_server: usize,
+    /// The on-chip buffer that holds kept and in-flight tiles.
+    buffer: &'a Storage,
+}
+
+/// How a tile lies on a unit: the temporal steps it takes, and the fraction of the unit's PEs doing useful work.
+struct Spatial {
+    temporal: u64,
+    pe_fraction: f64,
+}
+
+/// What a unit's op table charges for one Einsum.
+struct OpCosts {
+    /// Cycles per iteration point, summed over the ops.
+    cycles_per_point: f64,
+    /// Ops per iteration point (each accesses the unit's local store).
+    count: f64,
+    /// Compute actions of the whole tile.
+    actions: Actions,
+}
+
+/// Buffer reads and writes cost one action per access of the buffer's width.
+fn charge_accesses(
+    buffer: &Storage,
+    reads: &BTreeMap<String, u64>,
+    writes: &BTreeMap<String, u64>,
+    actions: &mut Actions,
+) {
+    for (bytes, action) in [(reads, &buffer.read_action), (writes, &buffer.write_action)] {
+        if let Some(b) = bytes.get(&buffer.name) {
+            *actions
+                .entry((buffer.name.clone(), action.clone()))
+                .or_default() += *b as f64 / buffer.access_bytes as f64;
+        }
+    }
+}
+
+/// Issue positions. A template does not iterate some loops; it issues with such a loop's last iteration when
+/// any same-iteration producer iterates that loop (or itself issues last on it), so it sees the whole result,
+/// and with the first otherwise. Compute producers precede their consumers and stores follow their producers;
+/// loads follow their readers but depend on nothing, so one pass in order suffices.
+fn set_issue_positions(templates: &mut [Template], nl: usize) {
+    for i in 0..templates.len() {
+        for j in 0..nl {
+            if templates[i].loops[j] {
+                continue;
+            }
+            let last = templates[i]
+                .deps
+                .iter()
+                .filter(|d| d.carried.is_none())
+                .any(|d| {
+                    let p = &templates[d.template];
+                    p.loops[j] || p.at_last[j]
+                });
+            templates[i].at_last[j] = last;
+        }
     }
 }
 

@@ -128,6 +128,19 @@ fn gemm_underfilled_array() {
     assert!(close(r.utilization["pe"], 0.5 * 16.0 / 19.0));
 }
 
+#[test]
+fn folded_tile_counts_only_occupied_pes() {
+    // N = 6 on the 4 array columns folds into ceil(6/4) = 2 column steps, 4 + 2: k (16) × 2 folds = 32 cycles,
+    // then the 3-cycle drain, 35. Over the 2 folds 6 of 2 × 4 columns are busy: PE fraction 6/8 = 0.75, so the
+    // array does 0.75 × 16 PEs × 32 cycles = 384 = 4 × 6 × 16 useful MACs.
+    let r = run_fixture("grid4", &["msize=4", "nsize=6"], FULL);
+    assert_eq!(r.cycles, 35);
+    let z = einsum(&r, "Z");
+    assert_eq!((z.cycles, z.points), (32, 384.0));
+    assert!(close(z.pe_fraction, 0.75), "{}", z.pe_fraction);
+    assert!(close(r.utilization["pe"], 0.75 * 32.0 / 35.0));
+}
+
 // ---- (b) a load/compute pair limited by DRAM bandwidth (tests/fixtures/arch/stream.ron) ----
 
 #[test]
@@ -317,6 +330,35 @@ fn fusemax_smaller_array_is_slower() {
     let macs = |r: &RunReport| einsum(r, "BQK").points;
     assert_eq!(macs(&cols), macs(&base));
     assert_eq!(macs(&rows), macs(&base));
+}
+
+#[test]
+fn fusemax_rows_not_dividing_the_tile_lower_utilization() {
+    // 200 rows hold M0 = 256 as 200 + 56: 2 row folds, of which 256 / (2 × 200) = 0.64 of the PE-steps are
+    // useful; P0 = 256 fills the 256 columns (1.0). So every pe2d Einsum has PE fraction 0.64 × 1.0 = 0.64, and
+    // BQK's utilization is its compute cycles × 0.64 / latency (counting the idle PEs of the partial fold as busy
+    // would give 1.0).
+    let r = fusemax(&["rows=200", "batch=1"]);
+    let bqk = einsum(&r, "BQK");
+    assert!(close(bqk.pe_fraction, 0.64), "{}", bqk.pe_fraction);
+    // BQK per task: E = 64 MACs in time × 2 row folds = 128 cycles, over 12 heads × 4 M1 × 4 P1 = 192 tasks.
+    assert_eq!((bqk.tasks, bqk.cycles), (192, 192 * 128));
+    assert!(close(
+        bqk.utilization,
+        (192 * 128) as f64 * 0.64 / r.cycles as f64
+    ));
+    for e in r.einsums.iter().filter(|e| e.unit == "pe2d") {
+        assert!(close(e.pe_fraction, 0.64), "{}: {}", e.name, e.pe_fraction);
+    }
+    // The units' column is the sum of their Einsums'.
+    let pe2d: f64 = r
+        .einsums
+        .iter()
+        .filter(|e| e.unit == "pe2d")
+        .map(|e| e.utilization)
+        .sum();
+    assert!(close(r.utilization["pe2d"], pe2d));
+    assert!(r.utilization["pe2d"] < 0.65, "{}", r.utilization["pe2d"]);
 }
 
 #[test]
@@ -642,4 +684,61 @@ fn values_used_as_they_are_made_skip_the_buffer() {
         buffer_reads(&split) - buffer_reads(&base),
         64 * 12 * 1024 * 1024 * 2 + 64 * 12 * 1024 * 2
     );
+}
+
+/// The first binding of an arch mapped on a model (no simulation): per-template counts, for traffic tests.
+fn program(
+    arch: &einsim::diag::SourceFile,
+    model: Option<&str>,
+    sets: &[&str],
+    lookup: einsim::run::Lookup,
+) -> einsim::mapping::Program {
+    let model = model.map(|m| shipped(Kind::Model, m));
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let s = einsim::run::setup(arch, model.as_ref(), None, &sets, lookup)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let b = &s.arch.bindings[0];
+    einsim::mapping::map(&s.cascade, &s.sizes, &s.params, &s.arch, b)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Buffer bytes one instance of template `name` reads.
+fn template_buffer_reads(p: &einsim::mapping::Program, name: &str) -> u64 {
+    let t = p
+        .stages
+        .iter()
+        .flat_map(|s| &s.templates)
+        .find(|t| t.name == name)
+        .unwrap_or_else(|| panic!("no template `{name}`"));
+    t.reads.get("buffer").copied().unwrap_or(0)
+}
+
+/// PRM = exp(RM[m1,p] - RM[m1+1,p]) reads two tiles of RM, each P0 = 256 values of 2 bytes. RM[m1,p] is the
+/// previous iteration's value, stored by an earlier task: it is read back from the buffer (512 B). RM[m1+1,p] is
+/// made in the same tile by RM on the same 1D array and used as it is made, so it is forwarded (0 B). Moved to
+/// the 2D array, PRM no longer shares RM's unit and reads both tiles: 1,024 B (a per-tensor count gave 512).
+#[test]
+fn each_distinct_reference_reads_its_own_tile() {
+    let fm = shipped(Kind::Arch, "fusemax");
+    let base = program(&fm, Some("bert-base"), &[], &library::get);
+    assert_eq!(template_buffer_reads(&base, "PRM"), 512);
+    let moved = einsim::diag::SourceFile::new("arch/fusemax.ron", moved("PRM"));
+    let moved = program(&moved, Some("bert-base"), &[], &library::get);
+    assert_eq!(template_buffer_reads(&moved, "PRM"), 1024);
+}
+
+/// In the tiled fixture S[m] = Z[m,n] sums over n, and n1 is a tile loop: S's tile (M0 = 4 values, 8 B) stays
+/// in the buffer for the whole m1 iteration, and each of the N1 = 16 tasks of an m1 iteration adds its part to
+/// it. Each task writes the tile, so each must read it back first: 8 B per task (Z lives in the array, so S reads
+/// nothing else from the buffer). Over the run, buffer reads are Z's A and B tiles (256 tasks × 2 × 128 B), S's
+/// read-backs (256 × 8 B) and the S stores (16 × 8 B); without the read-back they were 2,048 B fewer. The time is
+/// unchanged: S moves 16 B per task at 64 B/cycle, well within its 4 compute cycles.
+#[test]
+fn a_sum_carried_across_tile_loops_is_read_back() {
+    let p = program(&fixture("arch/tiled.ron"), None, &[], &fixture_lookup);
+    assert_eq!(template_buffer_reads(&p, "S"), 8);
+    assert_eq!(template_buffer_reads(&p, "Z"), 2 * 128);
+    let r = run_fixture("tiled", &[], FULL);
+    assert_eq!(buffer_reads(&r), 256 * 2 * 128 + 256 * 8 + 16 * 8);
+    assert_eq!(r.cycles, 4433);
 }

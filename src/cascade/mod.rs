@@ -16,7 +16,7 @@ pub use env::{rank_sizes, Env, EnvError};
 pub use file::parse_ron_as;
 pub use ir::*;
 pub use model::{load_model, Model};
-pub use print::print;
+pub use print::{print, print_ref};
 
 use crate::diag::{Diagnostics, SourceFile};
 

@@ -163,6 +163,11 @@ fn cmp(c: Cmp) -> &'static str {
     }
 }
 
+/// The canonical text of a reference (`RM[m1+1,p]`): two references with the same text name the same tile.
+pub fn print_ref(c: &Cascade, r: &TensorRef) -> String {
+    tensor_ref(c, r)
+}
+
 fn tensor_ref(c: &Cascade, r: &TensorRef) -> String {
     let name = c.tensors.get(r.tensor).map_or("?", |t| t.name.as_str());
     let idx: Vec<String> = r.indices.iter().map(|i| index(c, i)).collect();

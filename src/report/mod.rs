@@ -26,7 +26,8 @@ pub struct RunReport {
     pub cycles: u64,
     pub seconds: f64,
     pub clock_hz: f64,
-    /// Unit → busy fraction of the run, weighted by the fraction of its PEs in use.
+    /// Unit → share of its PE-cycles doing useful compute: compute ticks (not waits on buffer bandwidth) × the
+    /// fraction of its PEs in use, over the run.
     pub utilization: BTreeMap<String, f64>,
     pub units: Vec<UnitReport>,
     pub einsums: Vec<EinsumReport>,
@@ -56,9 +57,9 @@ pub struct EinsumReport {
     pub unit: String,
     /// Cycles its tasks occupied the unit.
     pub cycles: u64,
-    /// Its share of the unit over the run (busy × PE fraction / total); the unit's utilization is the sum.
+    /// Its share of the unit over the run (compute time × PE fraction / total); the unit's utilization is the sum.
     pub utilization: f64,
-    /// Fraction of the unit's PEs each of its tasks uses.
+    /// Fraction of the unit's PEs each of its tasks keeps busy, averaged over the folds of a folded tile.
     pub pe_fraction: f64,
     pub tasks: u64,
     /// Iteration-space points computed.
