@@ -86,8 +86,21 @@ pub fn load(
     energy: &dyn Fn(&str) -> Option<SourceFile>,
     overrides: &BTreeMap<String, i64>,
 ) -> Result<Arch, Diagnostics> {
-    let parsed: ArchFile =
-        parse_ron_as(file, "`Arch(...)`").map_err(|d| Diagnostics::one(file, d))?;
+    load_parsed(file, &parse(file)?, energy, overrides)
+}
+
+/// Parse an arch file into its RON shape, numbers still expressions.
+pub fn parse(file: &SourceFile) -> Result<ArchFile, Diagnostics> {
+    parse_ron_as(file, "`Arch(...)`").map_err(|d| Diagnostics::one(file, d))
+}
+
+/// Resolve an arch already parsed from `file` (see [`load`]).
+pub fn load_parsed(
+    file: &SourceFile,
+    parsed: &ArchFile,
+    energy: &dyn Fn(&str) -> Option<SourceFile>,
+    overrides: &BTreeMap<String, i64>,
+) -> Result<Arch, Diagnostics> {
     let Some(etext) = energy(&parsed.energy) else {
         let d = Diagnostic::new(
             locate(&file.text, &parsed.energy, 0),
@@ -97,7 +110,7 @@ pub fn load(
         return Err(Diagnostics::one(file, d));
     };
     let table = load_energy_resolved(&etext, energy)?;
-    resolve(&parsed, table, overrides).map_err(|errs| Diagnostics {
+    resolve(parsed, table, overrides).map_err(|errs| Diagnostics {
         file: file.clone(),
         items: errs
             .into_iter()
