@@ -1,11 +1,12 @@
 //! einsim: a cycle-approximate simulator for attention accelerators.
 //!
 //! Phases, each a module with a typed boundary (see ARCHITECTURE.md):
-//! parse ([`cascade`], [`arch`]) → analysis ([`passes`]) → binding/mapping ([`mapping`]) →
+//! parse ([`cascade`], [`arch`]) → analysis ([`passes`]) → binding check and mapping ([`binding`], [`mapping`]) →
 //! simulation ([`sim`]) → report ([`report`]) and plots ([`plot`]). The library reads only embedded text
 //! ([`library`]); the only writers are `reproduce::write` and `plot::png`, which the CLI calls.
 
 pub mod arch;
+pub mod binding;
 pub mod cascade;
 pub mod dataflow;
 pub mod diag;

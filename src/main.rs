@@ -95,7 +95,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
     },
-    /// Check workload, model and arch files; print every error found.
+    /// Check workload, model and arch files (an arch's bindings against the cascades they name); print every
+    /// error found.
     #[command(after_help = "Example:\n  einsim check workloads/cascades/*.ron arch/fusemax.ron")]
     Check {
         #[arg(required = true)]
@@ -310,9 +311,11 @@ fn check(files: &[String]) -> ExitCode {
             .find(|l| !l.is_empty() && !l.starts_with("//"))
             .unwrap_or("");
         let result = if head.starts_with("Arch") {
-            einsim::arch::load(
+            // The hardware, and every binding against the shipped cascade it names.
+            einsim::binding::load_arch(
                 &file,
                 &|n| library::get(Kind::Energy, n),
+                &|n| library::get(Kind::Cascade, n),
                 &Default::default(),
             )
             .map(|_| ())

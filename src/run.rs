@@ -1,7 +1,8 @@
 //! One run, end to end: resolve files, apply `--set`, map, simulate, report. Files come in as text (the caller
 //! resolves names and paths), so this module does no I/O.
 
-use crate::arch::{self, Arch};
+use crate::arch::Arch;
+use crate::binding;
 use crate::cascade::{self, Cascade, Model};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use crate::library::Kind;
@@ -147,7 +148,10 @@ pub fn setup(
     let sets = Sets::parse(set_args).map_err(RunError::Invalid)?;
     let overrides: BTreeMap<String, i64> = sets.pairs.iter().cloned().collect();
     let energy = |n: &str| lookup(Kind::Energy, n);
-    let arch = arch::load(arch_file, &energy, &overrides).map_err(RunError::Invalid)?;
+    let cascades = |n: &str| lookup(Kind::Cascade, n);
+    // The hardware and every name of every binding, each problem located, before anything is mapped.
+    let arch =
+        binding::load_arch(arch_file, &energy, &cascades, &overrides).map_err(RunError::Invalid)?;
     let Some(binding) = arch.binding(cascade) else {
         return Err(RunError::Mapping(format!(
             "arch `{}` has no binding for cascade `{}`",

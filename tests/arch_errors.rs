@@ -1,20 +1,32 @@
 //! Every malformed arch file in `tests/bad_arch/` is rejected with a located, readable diagnostic (snapshotted);
-//! every shipped and fixture arch loads cleanly.
+//! every shipped and fixture arch loads cleanly. Arch files are loaded as the CLI loads them: the hardware is
+//! resolved and every binding is checked against the cascade it names (`binding::load_arch`).
 
 #[path = "fixtures/common.rs"]
 mod common;
 
 use common::fixture_lookup;
 use einsim::arch::load;
-use einsim::diag::SourceFile;
+use einsim::diag::{Diagnostics, SourceFile};
 use einsim::library::{self, Kind};
 use std::collections::BTreeMap;
 
 use common::{ron_files as files, source_named as source};
 use std::path::Path;
 
+/// Fixture files first, then shipped ones: the small bad archs use the fixture table and cascades, the copies
+/// of `arch/fusemax.ron` the shipped ones.
 fn energy(name: &str) -> Option<SourceFile> {
-    fixture_lookup(Kind::Energy, name)
+    fixture_lookup(Kind::Energy, name).or_else(|| library::get(Kind::Energy, name))
+}
+
+fn cascades(name: &str) -> Option<SourceFile> {
+    fixture_lookup(Kind::Cascade, name).or_else(|| library::get(Kind::Cascade, name))
+}
+
+/// Load an arch file as `einsim check` does: hardware and bindings.
+fn load_checked(file: &SourceFile) -> Result<einsim::arch::Arch, Diagnostics> {
+    einsim::binding::load_arch(file, &energy, &cascades, &BTreeMap::new())
 }
 
 #[test]
@@ -28,7 +40,7 @@ fn bad_archs_are_reported() {
     for path in bad {
         let file = source(&path);
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
-        let rendered = match load(&file, &energy, &BTreeMap::new()) {
+        let rendered = match load_checked(&file) {
             Ok(a) => panic!("{} loaded but should fail: {}", file.name, a.name),
             Err(d) => {
                 assert!(
@@ -54,8 +66,84 @@ fn bad_archs_are_reported() {
 #[test]
 fn many_errors_are_all_reported() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_arch/many-errors.ron");
-    let d = load(&source(&path), &energy, &BTreeMap::new()).expect_err("four mistakes");
+    let d = load_checked(&source(&path)).expect_err("four mistakes");
     assert_eq!(d.items.len(), 4, "{}", d.render());
+}
+
+#[test]
+fn many_binding_errors_are_all_reported() {
+    // Six mistakes; the misspelled `place` key is two problems (an unknown Einsum, and `AV` left unplaced).
+    let file = bad_arch("binding-many-errors");
+    let d = load_checked(&file).expect_err("six mistakes");
+    assert_eq!(
+        lines(&file, &d),
+        vec![
+            line_of(&file, "fits: \"bufer\""),
+            line_of(&file, "fits: \"bufer\""),
+            line_of(&file, "einsums: [\"BQK\""),
+            line_of(&file, "\"AVV\": \"pe1d\""),
+            line_of(&file, "[[\"mo\"]"),
+            line_of(&file, "\"BKV\""),
+            line_of(&file, "\"AV\": \"p3\""),
+        ],
+        "{}",
+        d.render()
+    );
+}
+
+/// Each of the binding mistakes is underlined exactly where it is, on the right line and columns.
+#[test]
+fn binding_errors_underline_the_name() {
+    for (stem, needle, what) in [
+        ("binding-spatial-rank", "[[\"mo\"]", "mo"),
+        ("binding-spatial-unit", "\"pe2x\"", "pe2x"),
+        ("binding-spatial-loop", "[\"p1\"]]", "p1"),
+        ("binding-keep-scope", "\"AV\": \"p3\"", "p3"),
+        ("binding-size-stage", "\"atention\"", "atention"),
+        ("binding-size-fits", "\"bufer\"", "bufer"),
+        (
+            "binding-unknown-cascade",
+            "\"attention-1pas\"",
+            "attention-1pas",
+        ),
+    ] {
+        let file = bad_arch(stem);
+        let d = load_checked(&file).expect_err(stem);
+        assert_eq!(d.items.len(), 1, "{stem}: {}", d.render());
+        let at = file.text.find(needle).unwrap() + needle.find(what).unwrap();
+        assert_eq!(
+            d.items[0].span.range(),
+            at..at + what.len(),
+            "{stem}: {}",
+            d.render()
+        );
+    }
+}
+
+/// The user's two silent mistakes (a misspelled rank or unit in `spatial`) used to run with wrong results; now
+/// `einsim run` rejects them as invalid input, with the location, before mapping.
+#[test]
+fn silent_spatial_mistakes_are_run_errors() {
+    for stem in [
+        "binding-spatial-rank",
+        "binding-spatial-unit",
+        "binding-spatial-loop",
+    ] {
+        let file = bad_arch(stem);
+        let model = library::get(Kind::Model, "bert-base").unwrap();
+        let opts = einsim::sim::SimOptions::default();
+        match einsim::run::run(&file, Some(&model), None, &[], &library::get, opts) {
+            Err(einsim::run::RunError::Invalid(d)) => {
+                assert!(
+                    d.render().contains(&format!("{stem}.ron:")),
+                    "{}",
+                    d.render()
+                )
+            }
+            Err(e) => panic!("{stem}: expected located diagnostics, got {e}"),
+            Ok(r) => panic!("{stem} ran: {} cycles", r.cycles),
+        }
+    }
 }
 
 /// A `--set` override that makes a figure non-positive is reported against the figure's parameter.
@@ -72,14 +160,25 @@ fn override_makes_figure_nonpositive() {
 fn shipped_and_fixture_archs_load() {
     for name in library::names(Kind::Arch) {
         let f = library::get(Kind::Arch, name).unwrap();
-        let a = load(&f, &|n| library::get(Kind::Energy, n), &BTreeMap::new())
-            .unwrap_or_else(|d| panic!("{name}:\n{}", d.render()));
+        let a = einsim::binding::load_arch(
+            &f,
+            &|n| library::get(Kind::Energy, n),
+            &|n| library::get(Kind::Cascade, n),
+            &BTreeMap::new(),
+        )
+        .unwrap_or_else(|d| panic!("{name}:\n{}", d.render()));
         assert!(!a.bindings.is_empty(), "{name} binds nothing");
     }
     for path in files("tests/fixtures/arch") {
         let file = source(&path);
-        load(&file, &energy, &BTreeMap::new())
-            .unwrap_or_else(|d| panic!("{}:\n{}", file.name, d.render()));
+        let f = |k: Kind, n: &str| fixture_lookup(k, n);
+        einsim::binding::load_arch(
+            &file,
+            &|n| f(Kind::Energy, n),
+            &|n| f(Kind::Cascade, n),
+            &BTreeMap::new(),
+        )
+        .unwrap_or_else(|d| panic!("{}:\n{}", file.name, d.render()));
     }
 }
 

@@ -156,6 +156,25 @@ fn check_bad_file() {
 }
 
 #[test]
+fn check_reports_every_binding_mistake() {
+    // `einsim check` used to say `ok` here; it now reports all seven problems (six mistakes) with locations.
+    let o = expect(&["check", "tests/bad_arch/binding-many-errors.ron"], 1);
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert_eq!(err.matches("error:").count(), 7, "{err}");
+    assert!(
+        err.contains("tests/bad_arch/binding-many-errors.ron:80:39"),
+        "{err}"
+    );
+    // `einsim run` reports the same problems before mapping anything (it used to report only the first).
+    let o = expect(
+        &["run", "--arch", "tests/bad_arch/binding-many-errors.ron"],
+        1,
+    );
+    assert_eq!(stderr(&o), err);
+}
+
+#[test]
 fn unknown_parameter() {
     let o = expect(&["run", "--set", "nope=3"], 1);
     assert!(stdout(&o).is_empty(), "{}", stdout(&o));

@@ -11,7 +11,9 @@ mod resolve;
 
 pub use energy::{ActionEnergy, AreaEntry, EnergyTable};
 pub use file::*;
-pub use resolve::{load, load_energy, load_energy_resolved, resolve, ArchError};
+pub use resolve::{
+    load, load_energy, load_energy_resolved, load_parsed, parse, resolve, ArchError,
+};
 
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -81,13 +81,29 @@ pub fn load_energy_resolved(
 
 /// Parse and resolve an arch file. `energy` finds an energy table by name; `overrides` are `--set` values for
 /// the arch's parameters (unknown keys are the caller's business: they may be workload parameters).
+///
+/// This checks the hardware and the figures, not the names a binding uses: [`crate::binding::load_arch`] adds
+/// that check, and is what the CLI and [`crate::run`] call.
 pub fn load(
     file: &SourceFile,
     energy: &dyn Fn(&str) -> Option<SourceFile>,
     overrides: &BTreeMap<String, i64>,
 ) -> Result<Arch, Diagnostics> {
-    let parsed: ArchFile =
-        parse_ron_as(file, "`Arch(...)`").map_err(|d| Diagnostics::one(file, d))?;
+    load_parsed(file, &parse(file)?, energy, overrides)
+}
+
+/// Parse an arch file into its RON shape, numbers still expressions.
+pub fn parse(file: &SourceFile) -> Result<ArchFile, Diagnostics> {
+    parse_ron_as(file, "`Arch(...)`").map_err(|d| Diagnostics::one(file, d))
+}
+
+/// Resolve an arch already parsed from `file` (see [`load`]).
+pub fn load_parsed(
+    file: &SourceFile,
+    parsed: &ArchFile,
+    energy: &dyn Fn(&str) -> Option<SourceFile>,
+    overrides: &BTreeMap<String, i64>,
+) -> Result<Arch, Diagnostics> {
     let Some(etext) = energy(&parsed.energy) else {
         let d = Diagnostic::new(
             locate(&file.text, &parsed.energy, 0),
@@ -97,7 +113,7 @@ pub fn load(
         return Err(Diagnostics::one(file, d));
     };
     let table = load_energy_resolved(&etext, energy)?;
-    resolve(&parsed, table, overrides).map_err(|errs| Diagnostics {
+    resolve(parsed, table, overrides).map_err(|errs| Diagnostics {
         file: file.clone(),
         items: errs
             .into_iter()
@@ -351,27 +367,11 @@ pub fn resolve(
             "at least one Binding(...)",
         ));
     }
+    // The names a binding uses (units, storage levels, the cascade's Einsums and ranks) are checked by
+    // `crate::binding`; its figures are checked here with the others.
     for st in f.bindings.iter().flat_map(|b| &b.stages) {
         if let Pipeline::Interleave(depth) = &st.pipeline {
             fig(depth, &["tile"], &mut errs);
-        }
-        for (e, u) in &st.place {
-            if !f.units.contains_key(u) {
-                errs.push(err(
-                    u,
-                    format!("Einsum `{e}` is placed on unknown unit `{u}`"),
-                    "a unit of this arch",
-                ));
-            }
-        }
-        for s in [&st.buffer, &st.memory] {
-            if !f.storage.contains_key(s) {
-                errs.push(err(
-                    s,
-                    format!("unknown storage `{s}`"),
-                    "a storage level of this arch",
-                ));
-            }
         }
     }
     if !errs.is_empty() {

@@ -223,9 +223,11 @@ pub(crate) enum Loc {
         span: Span,
         entries: Vec<(Loc, Loc)>,
     },
+    /// A struct or tuple: its named fields, and its positional values in order (`("P0", Fixed("cols"))`).
     Struct {
         span: Span,
         fields: Vec<(String, Span, Loc)>,
+        items: Vec<Loc>,
     },
     Other {
         span: Span,
@@ -259,9 +261,10 @@ impl Loc {
             _ => None,
         }
     }
+    /// The `i`-th item of a list, or the `i`-th positional value of a struct or tuple.
     pub fn item(&self, i: usize) -> Option<&Loc> {
         match self {
-            Loc::List { items, .. } => items.get(i),
+            Loc::List { items, .. } | Loc::Struct { items, .. } => items.get(i),
             _ => None,
         }
     }
@@ -500,6 +503,7 @@ impl Locator<'_> {
                     return Some(Loc::Other { span });
                 }
                 let mut fields = Vec::new();
+                let mut items = Vec::new();
                 while !self.eat_punct(')') {
                     match self.peek()?.clone() {
                         (T::Ident(name), nspan)
@@ -509,9 +513,7 @@ impl Locator<'_> {
                             let v = self.value()?;
                             fields.push((name, nspan, v));
                         }
-                        _ => {
-                            self.value()?;
-                        }
+                        _ => items.push(self.value()?),
                     }
                     self.eat_punct(',');
                 }
@@ -521,6 +523,7 @@ impl Locator<'_> {
                         end: self.last_end(),
                     },
                     fields,
+                    items,
                 }
             }
             T::Punct(_) => return None,
@@ -545,6 +548,22 @@ mod tests {
         let (_, e) = loc.field("einsums").unwrap();
         let tl = TextLoc::new(text, Some(e), "A[m] = B[m]", Span::default());
         assert_eq!(&text[tl.map(Span::new(7, 11)).range()], "B[m]");
+    }
+
+    #[test]
+    fn locates_positional_values_of_tuples() {
+        let text = "B(sizes: [(\"P0\", Fixed(\"cols\")), (\"P1\", Largest(fits: \"buffer\"))])";
+        let loc = locate(text).unwrap();
+        let (_, sizes) = loc.field("sizes").unwrap();
+        let rule = sizes.item(0).and_then(|t| t.item(1)).unwrap();
+        assert_eq!(&text[rule.item(0).unwrap().span().range()], "\"cols\"");
+        let (_, fits) = sizes
+            .item(1)
+            .and_then(|t| t.item(1))
+            .unwrap()
+            .field("fits")
+            .unwrap();
+        assert_eq!(&text[fits.span().range()], "\"buffer\"");
     }
 
     #[test]

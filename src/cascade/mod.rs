@@ -14,6 +14,8 @@ mod syntax;
 
 pub use env::{rank_sizes, Env, EnvError};
 pub use file::parse_ron_as;
+/// The value locator, for other RON files whose semantic checks need spans (arch bindings).
+pub(crate) use file::{locate, Loc, TextLoc};
 pub use ir::*;
 pub use model::{load_model, Model};
 pub use print::{print, print_ref};
