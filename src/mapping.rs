@@ -226,10 +226,11 @@ fn size_table(
         sizes.insert(name.clone(), v);
     }
     for (rank, parts) in &b.partitions {
-        let prod: i64 = parts
-            .iter()
-            .map(|p| sizes.get(p).copied().unwrap_or(0))
-            .product();
+        // Checked: parts of 2^40 each must not wrap into a product that happens to match.
+        let prod: Option<i64> = parts.iter().try_fold(1i64, |a, p| {
+            a.checked_mul(sizes.get(p).copied().unwrap_or(0))
+        });
+        let prod = prod.unwrap_or(-1);
         if Some(&prod) != sizes.get(rank) {
             return bad(format!(
                 "partition of `{rank}` into {parts:?} multiplies to {prod}, not {}",
@@ -276,7 +277,13 @@ fn rule_value(
         .find(|s| &s.name == fits)
         .and_then(|s| s.capacity_bytes)
         .ok_or_else(|| MapError(format!("size rule for `{name}`: `{fits}` has no capacity")))?;
-    for d in (floor.max(1)..=n).rev().filter(|d| n % d == 0) {
+    // From the factorisation, not by testing every integer: `n` may be 2^40 or more.
+    let divisors = crate::divisors::divisors_desc(n.max(1) as u64);
+    for d in divisors
+        .into_iter()
+        .map(|d| d as i64)
+        .filter(|&d| d >= floor)
+    {
         sizes.insert(name.to_string(), d);
         if Stage::new(c, arch, b, st, sizes)?.footprint() <= cap {
             return Ok(d);
@@ -446,7 +453,7 @@ impl<'a> Stage<'a> {
                     _ => self.size(p),
                 }
             })
-            .product()
+            .fold(1, u64::saturating_mul)
     }
 
     /// Bytes the stage keeps in its buffer at once: every kept tensor's resident extent.
@@ -459,7 +466,10 @@ impl<'a> Stage<'a> {
             if let Some(t) = self.c.tensor_id(name) {
                 if let Ok(Some(k)) = self.keep_level(t) {
                     let copies = self.file.copies.get(name).copied().unwrap_or(1);
-                    total += self.kept_extent(t, k) * self.arch.word_bytes * copies;
+                    total = sat_sum(
+                        total,
+                        sat_prod([self.kept_extent(t, k), self.arch.word_bytes, copies]),
+                    );
                 }
             }
         }
@@ -646,7 +656,7 @@ impl<'a> Stage<'a> {
         // Parts no stage loop iterates are covered within one task.
         let intra: Vec<&String> = parts.iter().filter(|p| self.loop_of(p).is_none()).collect();
         let spatial = self.spatial(unit, &intra)?;
-        let elements: u64 = intra.iter().map(|p| self.size(p)).product();
+        let elements: u64 = sat_prod(intra.iter().map(|p| self.size(p)));
         let ops = self.op_costs(e, unit, elements)?;
         let mut actions = ops.actions;
         self.local_store_actions(unit, ops.count * elements as f64, &mut actions);
@@ -656,7 +666,10 @@ impl<'a> Stage<'a> {
             .ceil()
             .max(1.0) as u64;
         // A task cannot finish faster than its operands stream through the buffer's ports.
-        let moved: u64 = reads.values().sum::<u64>() + writes.values().sum::<u64>();
+        let moved: u64 = reads
+            .values()
+            .chain(writes.values())
+            .fold(0, |a, &b| sat_sum(a, b));
         let streaming = (moved as f64 / lv.buffer.bandwidth).ceil() as u64;
         let es = &self.c.einsums[e];
         Ok(Template {
@@ -665,8 +678,8 @@ impl<'a> Stage<'a> {
             server: ui,
             at_last: vec![false; loops.len()],
             loops,
-            work: compute.max(streaming) * TICKS_PER_CYCLE,
-            useful: compute * TICKS_PER_CYCLE,
+            work: compute.max(streaming).saturating_mul(TICKS_PER_CYCLE),
+            useful: compute.saturating_mul(TICKS_PER_CYCLE),
             deps: vec![],
             alloc: 0,
             keep: None,
@@ -713,18 +726,18 @@ impl<'a> Stage<'a> {
                     let ext = size.min(room).max(1);
                     room /= ext;
                     let folds = size.div_ceil(ext);
-                    elements_d *= size;
-                    folds_d *= folds;
-                    temporal *= folds;
+                    elements_d = elements_d.saturating_mul(size);
+                    folds_d = folds_d.saturating_mul(folds);
+                    temporal = temporal.saturating_mul(folds);
                     placed.push(p);
                 }
             }
             // A 256-row tile on 200 rows folds as 200 + 56: 256 of its 2 × 200 PE-steps do useful work.
-            used *= elements_d as f64 / (folds_d * unit.shape[d]) as f64;
+            used *= elements_d as f64 / (folds_d as f64 * unit.shape[d] as f64);
         }
         for p in intra {
             if !placed.contains(p) {
-                temporal *= self.size(p);
+                temporal = temporal.saturating_mul(self.size(p));
             }
         }
         Ok(Spatial {
@@ -796,12 +809,12 @@ impl<'a> Stage<'a> {
     ) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
         let es = &self.c.einsums[e];
         let tile_bytes = |t: TensorId| -> u64 {
-            self.tensor_parts(t)
+            let parts = self.tensor_parts(t);
+            let sizes = parts
                 .iter()
                 .filter(|p| intra.contains(p))
-                .map(|p| self.size(p))
-                .product::<u64>()
-                * self.arch.word_bytes
+                .map(|p| self.size(p));
+            sat_prod(sizes.chain([self.arch.word_bytes]))
         };
         let mut reads = BTreeMap::new();
         let mut writes = BTreeMap::new();
@@ -850,9 +863,11 @@ impl<'a> Stage<'a> {
             };
             let k = self.keep_level(t)?.unwrap_or(0);
             if !self.is_dram(t) && !self.file.alias.contains_key(name) {
-                resident += self.kept_extent(t, k)
-                    * self.arch.word_bytes
-                    * self.file.copies.get(name).copied().unwrap_or(1);
+                let copies = self.file.copies.get(name).copied().unwrap_or(1);
+                resident = sat_sum(
+                    resident,
+                    sat_prod([self.kept_extent(t, k), self.arch.word_bytes, copies]),
+                );
             }
         }
         Ok(resident)
@@ -935,12 +950,8 @@ impl<'a> Stage<'a> {
         let loops: Vec<bool> = (0..self.loops.len())
             .map(|j| (j <= keep || indexes(j)) && users.iter().any(|&u| templates[u].loops[j]))
             .collect();
-        let bytes: u64 = parts
-            .iter()
-            .filter(|p| self.loop_of(p).is_none())
-            .map(|p| self.size(p))
-            .product::<u64>()
-            * word;
+        let tile = parts.iter().filter(|p| self.loop_of(p).is_none());
+        let bytes: u64 = sat_prod(tile.map(|p| self.size(p)).chain([word]));
         let transfer = (bytes as f64 * TICKS_PER_CYCLE as f64 / lv.mem.bandwidth).ceil() as u64;
         let (kind, label) = if stored {
             (TemplateKind::Store(t), "store")
@@ -977,7 +988,7 @@ impl<'a> Stage<'a> {
         lv: &Levels,
     ) -> Result<(), MapError> {
         let (mem, buffer) = (lv.mem, lv.buffer);
-        let bytes = tp.elements * self.arch.word_bytes;
+        let bytes = tp.elements.saturating_mul(self.arch.word_bytes);
         tp.reads.insert(mem.name.clone(), bytes);
         tp.writes.insert(buffer.name.clone(), bytes);
         tp.actions.insert(
@@ -1008,7 +1019,7 @@ impl<'a> Stage<'a> {
         compute_of: &BTreeMap<EinsumId, usize>,
     ) {
         let (mem, buffer) = (lv.mem, lv.buffer);
-        let bytes = tp.elements * self.arch.word_bytes;
+        let bytes = tp.elements.saturating_mul(self.arch.word_bytes);
         tp.writes.insert(mem.name.clone(), bytes);
         tp.reads.insert(buffer.name.clone(), bytes);
         tp.actions.insert(
@@ -1191,7 +1202,7 @@ fn fuse_loops(loops: &mut Vec<Loop>, templates: &mut [Template]) {
             continue;
         }
         loops[j].index = format!("{}*{}", loops[j].index, loops[j + 1].index);
-        loops[j].trip *= loops[j + 1].trip;
+        loops[j].trip = loops[j].trip.saturating_mul(loops[j + 1].trip);
         loops.remove(j + 1);
         let shift = |x: usize| if x > j { x - 1 } else { x };
         for t in templates.iter_mut() {
@@ -1203,4 +1214,14 @@ fn fuse_loops(loops: &mut Vec<Loop>, templates: &mut [Template]) {
             }
         }
     }
+}
+
+/// Products and sums of sizes saturate: a count past 2^64 stays at the maximum, which the checks after mapping
+/// (a tile larger than the buffer, a report that does not fit) turn into a clear error instead of a wrapped size.
+fn sat_prod(xs: impl IntoIterator<Item = u64>) -> u64 {
+    xs.into_iter().fold(1, u64::saturating_mul)
+}
+
+fn sat_sum(a: u64, b: u64) -> u64 {
+    a.saturating_add(b)
 }
