@@ -216,6 +216,9 @@ struct Stage<'a> {
     order: BTreeMap<u64, usize>,
     /// Live instances after the last prune: the next prune comes when the table has doubled.
     pruned_at: usize,
+    /// Instances that finished with nothing left to release (or whose tile was just released): the only
+    /// candidates for pruning, so a prune costs what finished since the last one, not the live set.
+    finished: Vec<usize>,
     events: BinaryHeap<Reverse<(Tick, Ev)>>,
     server_free: Vec<Tick>,
     ready: Vec<BTreeSet<(u64, usize)>>,
@@ -309,6 +312,7 @@ impl<'a> Stage<'a> {
             live: HashMap::default(),
             order: BTreeMap::new(),
             pruned_at: 0,
+            finished: Vec::new(),
             events: BinaryHeap::new(),
             server_free: vec![0; p.servers.len()],
             ready: vec![BTreeSet::new(); p.servers.len()],
@@ -576,7 +580,11 @@ impl<'a> Stage<'a> {
             if li.consumers_left == 0 {
                 self.buffer_free += li.alloc;
                 li.alloc = 0;
+                self.finished.push(l);
             }
+        }
+        if self.insts[id].as_ref().expect("live").consumers_left == 0 {
+            self.finished.push(id);
         }
         self.retry_allocs();
         let complete = end + self.p.servers[self.st.templates[tmpl].server].latency as Tick;
@@ -636,24 +644,32 @@ impl<'a> Stage<'a> {
     /// Drop finished instances whose results every consumer has received and whose buffer tile is released:
     /// a later lookup that finds nothing treats the dependency as satisfied, which is what it would have found.
     /// So pruning never changes a result, only memory and the size of snapshots.
+    ///
+    /// Only `finished` is scanned. An id there may since have been pruned (and perhaps reused): whatever occupies
+    /// the slot is judged by the same condition, so a stale entry is harmless.
     fn prune(&mut self) {
         let now = self.now;
-        let mut gone = Vec::new();
-        for (&k, &id) in &self.live {
-            let i = self.insts[id].as_ref().expect("live");
+        let mut waiting = Vec::new();
+        for id in std::mem::take(&mut self.finished) {
+            let Some(i) = &self.insts[id] else {
+                continue;
+            };
             let lat = self.p.servers[self.st.templates[i.tmpl].server].latency as Tick;
-            if i.state == State::Done && i.end + lat <= now && i.consumers_left == 0 {
-                gone.push((k, id));
+            if i.state != State::Done || i.consumers_left > 0 {
+                continue; // a reused slot: it is listed again when it finishes
             }
-        }
-        for (k, id) in gone {
-            self.live.remove(&k);
-            if let Some(i) = &self.insts[id] {
-                self.order.remove(&i.seq);
+            if i.end + lat > now {
+                waiting.push(id);
+                continue;
             }
+            self.live.remove(&(i.tmpl, i.key));
+            self.order.remove(&i.seq);
             self.insts[id] = None;
             self.free_ids.push(id);
         }
+        waiting.sort_unstable();
+        waiting.dedup();
+        self.finished = waiting;
         self.pruned_at = self.live.len();
     }
 
