@@ -18,6 +18,7 @@ pub mod mapping;
 pub mod ops;
 pub mod passes;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod reproduce;
 pub mod run;

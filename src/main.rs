@@ -113,6 +113,9 @@ enum Command {
         /// Output directory [default: reports/<name>].
         #[arg(long)]
         out: Option<String>,
+        /// No progress bar (there is none anyway unless stdout and stderr are terminals).
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Run the cartesian product of parameter values in parallel and report one metric.
     #[command(
@@ -137,6 +140,9 @@ enum Command {
         /// Write sweep.csv and sweep.png/.svg here.
         #[arg(long)]
         out: Option<String>,
+        /// No progress bar (there is none anyway unless stdout and stderr are terminals).
+        #[arg(long, short)]
+        quiet: bool,
     },
 }
 
@@ -224,7 +230,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { files } => check(&files),
-        Command::Reproduce { name, out } => reproduce_cmd(&name, out),
+        Command::Reproduce { name, out, quiet } => reproduce_cmd(&name, out, quiet),
         Command::Sweep {
             arch,
             workload,
@@ -232,7 +238,8 @@ fn main() -> ExitCode {
             set,
             metric,
             out,
-        } => sweep_cmd(&arch, &workload, &vary, &set, metric, out),
+            quiet,
+        } => sweep_cmd(&arch, &workload, &vary, &set, metric, out, quiet),
         Command::List => {
             for (kind, title) in [
                 (Kind::Arch, "archs"),
@@ -364,11 +371,13 @@ fn fail(e: RunError) -> ExitCode {
 
 /// `einsim reproduce NAME`: compute, write the artifacts, print the validation summary. Exit 3 if any run hit an
 /// engine bug (after writing, so the report shows which).
-fn reproduce_cmd(name: &str, out: Option<String>) -> ExitCode {
+fn reproduce_cmd(name: &str, out: Option<String>, quiet: bool) -> ExitCode {
     use einsim::reproduce::{self, targets::Status};
     let start = std::time::Instant::now();
-    let Some((rep, results)) = reproduce::by_name(name, &library::get, SimOptions::default())
-    else {
+    let bar = Bar::new(&format!("reproduce {name}"), quiet);
+    let computed = reproduce::by_name(name, &library::get, SimOptions::default(), &bar);
+    bar.clear();
+    let Some((rep, results)) = computed else {
         return usage(vec![format!(
             "unknown reproduction `{name}`; known: {}",
             reproduce::NAMES.join(", ")
@@ -414,6 +423,7 @@ fn sweep_cmd(
     set: &[String],
     metric: einsim::sweep::Metric,
     out: Option<String>,
+    quiet: bool,
 ) -> ExitCode {
     let files = (resolve(Kind::Arch, arch), resolve(Kind::Model, workload));
     let (Ok(a), Ok(w)) = files else {
@@ -424,6 +434,7 @@ fn sweep_cmd(
                 .collect(),
         );
     };
+    let bar = Bar::new("sweep", quiet);
     let sweep = einsim::sweep::run(
         &a,
         &w,
@@ -432,7 +443,9 @@ fn sweep_cmd(
         metric,
         &library::get,
         SimOptions::default(),
+        &bar,
     );
+    bar.clear();
     out!("{}", sweep.table());
     if let Some(dir) = out {
         let texts = [("sweep.csv".to_string(), sweep.csv())];
@@ -460,5 +473,60 @@ fn sweep_cmd(
             }
             None => ExitCode::SUCCESS,
         },
+    }
+}
+
+/// The progress bar of `sweep` and `reproduce`, with an ETA, on stderr. It is drawn only when stdout and stderr
+/// are both terminals and `--quiet` is not given, so redirected or piped output never contains it, and it is
+/// cleared before anything is printed: what the commands print and write is the same with or without it.
+struct Bar(Option<indicatif::ProgressBar>);
+
+impl Bar {
+    fn new(what: &str, quiet: bool) -> Bar {
+        use std::io::IsTerminal;
+        let show = !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
+        Bar(show.then(|| {
+            let style = indicatif::ProgressStyle::with_template(
+                "{prefix} [{wide_bar}] {pos}/{len} runs, {elapsed} elapsed, ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            let bar = indicatif::ProgressBar::with_draw_target(
+                None,
+                indicatif::ProgressDrawTarget::stderr(),
+            )
+            .with_style(style)
+            .with_prefix(what.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        }))
+    }
+
+    /// Take the bar off the terminal.
+    fn clear(&self) {
+        if let Some(b) = &self.0 {
+            b.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+impl einsim::progress::Progress for Bar {
+    fn start(&self, total: u64) {
+        if let Some(b) = &self.0 {
+            b.set_length(total);
+            b.reset_eta();
+        }
+    }
+
+    fn inc(&self) {
+        if let Some(b) = &self.0 {
+            b.inc(1);
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 use crate::diag::SourceFile;
 use crate::plot::{Corner, Figure, LineChart, Panel, Series, XAxis};
+use crate::progress::Progress;
 use crate::report::RunReport;
 use crate::reproduce::render::sig;
 use crate::reproduce::SyncLookup;
@@ -174,7 +175,8 @@ pub struct Sweep {
 }
 
 /// Run every combination (the first `--vary` outermost) in parallel. `sets` are fixed `key=value` overrides
-/// applied to every point before the varied ones.
+/// applied to every point before the varied ones. `progress` counts the points as they finish.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     arch: &SourceFile,
     model: &SourceFile,
@@ -183,6 +185,7 @@ pub fn run(
     metric: Metric,
     lookup: SyncLookup,
     opts: SimOptions,
+    progress: &dyn Progress,
 ) -> Sweep {
     let mut combos: Vec<Vec<(String, i64)>> = vec![Vec::new()];
     for v in vary {
@@ -197,6 +200,7 @@ pub fn run(
             })
             .collect();
     }
+    progress.start(combos.len() as u64);
     let points: Vec<SweepPoint> = combos
         .par_iter()
         .map(|c| {
@@ -206,9 +210,11 @@ pub fn run(
                     .zip(c)
                     .map(|(v, (text, _))| format!("{}={text}", v.key)),
             );
+            let report = run::run(arch, Some(model), None, &args, lookup, opts);
+            progress.inc();
             SweepPoint {
                 values: c.iter().map(|(_, n)| *n).collect(),
-                report: run::run(arch, Some(model), None, &args, lookup, opts),
+                report,
             }
         })
         .collect();

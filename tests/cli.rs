@@ -222,3 +222,59 @@ fn help_mentions_examples() {
         assert!(out.contains(sub), "`{sub}` missing from --help:\n{out}");
     }
 }
+
+/// Output that is not a terminal (here, a pipe) gets no progress bar: stderr stays empty, and `--quiet` (or `-q`)
+/// is accepted and changes nothing else.
+#[test]
+fn sweep_shows_no_progress_when_piped() {
+    let args = ["sweep", "--vary", "seq=1K,2K", "--vary", "depth=1,16"];
+    let o = expect(&args, 0);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("seq  depth  cycles\n"),
+        "{}",
+        stdout(&o)
+    );
+    for quiet in ["--quiet", "-q"] {
+        let q = expect(&[&args[..], &[quiet]].concat(), 0);
+        assert!(stderr(&q).is_empty(), "{}", stderr(&q));
+        assert_eq!(stdout(&q), stdout(&o));
+    }
+}
+
+/// `reproduce` accepts `--quiet` (an unknown reproduction fails fast, after the flags are parsed).
+#[test]
+fn reproduce_accepts_quiet() {
+    for quiet in ["--quiet", "-q"] {
+        let err = stderr(&expect(&["reproduce", "nope", quiet], 2));
+        assert_eq!(err, "error: unknown reproduction `nope`; known: fusemax\n");
+    }
+}
+
+/// The whole reproduction, piped: no progress text on stderr, with or without `--quiet`, and the same files.
+/// Ignored in debug builds, where it takes minutes; CI runs it optimised (`--include-ignored`).
+#[test]
+#[ignore = "slow unoptimised; run with `cargo test --release -- --include-ignored`"]
+fn reproduce_shows_no_progress_when_piped() {
+    let dir = std::env::temp_dir().join(format!("einsim-cli-reproduce-{}", std::process::id()));
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    let o = expect(&["reproduce", "fusemax", "--out", a.to_str().unwrap()], 0);
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("targets:"), "{}", stdout(&o));
+    let q = expect(
+        &[
+            "reproduce",
+            "fusemax",
+            "--quiet",
+            "--out",
+            b.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(stderr(&q).is_empty(), "{}", stderr(&q));
+    for name in ["report.md", "runs.csv"] {
+        let read = |d: &Path| std::fs::read(d.join(name)).unwrap();
+        assert!(read(&a) == read(&b), "{name} differs with --quiet");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -3,6 +3,7 @@
 
 use einsim::diag::SourceFile;
 use einsim::library::{self, Kind};
+use einsim::progress::Silent;
 use einsim::reproduce::targets::{self, Status, TargetResult};
 use einsim::reproduce::{self, write, Plan, Reproduction};
 use einsim::sim::SimOptions;
@@ -35,6 +36,7 @@ fn fusemax() -> &'static (Reproduction, Vec<TargetResult>) {
             &plan,
             &library::get,
             SimOptions::default(),
+            &Silent,
         );
         eprintln!(
             "reproduce fusemax ({}): {:.1} s",
@@ -219,7 +221,7 @@ fn aliased_designs_compare_as_equal() {
     let mut plan = Plan::fusemax();
     plan.models.truncate(1);
     plan.lengths.truncate(2);
-    let rep = reproduce::reproduce(&plan, &alias, SimOptions::default());
+    let rep = reproduce::reproduce(&plan, &alias, SimOptions::default(), &Silent);
     assert!(rep.missing.is_empty());
     assert!(rep.failures().is_empty(), "{:?}", rep.failures());
     let results = targets::evaluate(&targets::fusemax(), &rep);
@@ -265,7 +267,7 @@ fn missing_designs_are_reported_not_fatal() {
     let mut plan = Plan::fusemax();
     plan.models.truncate(1);
     plan.lengths.truncate(1);
-    let rep = reproduce::reproduce(&plan, &none, SimOptions::default());
+    let rep = reproduce::reproduce(&plan, &none, SimOptions::default(), &Silent);
     assert_eq!(rep.missing.len(), 4);
     let results = targets::evaluate(&targets::fusemax(), &rep);
     let flat = results
@@ -313,7 +315,8 @@ fn a_variant_with_a_missing_table_is_reported_not_run() {
     plan.models.truncate(1);
     plan.lengths.truncate(1);
     plan.layer = false;
-    let (rep, results) = reproduce::run_targets(&file, &plan, &library::get, SimOptions::default());
+    let (rep, results) =
+        reproduce::run_targets(&file, &plan, &library::get, SimOptions::default(), &Silent);
     let outcome = &rep.variants[0].outcome;
     assert!(
         matches!(outcome, Err(e) if e.contains("no energy table `no-such-table`")),

@@ -14,6 +14,7 @@ pub mod write;
 
 use crate::diag::SourceFile;
 use crate::library::Kind;
+use crate::progress::Progress;
 use crate::report::RunReport;
 use crate::run::{self, RunError};
 use crate::sim::SimOptions;
@@ -302,54 +303,88 @@ impl Reproduction {
 }
 
 /// Run the plan: every point of every available design, in parallel. Never fails as a whole; failures are
-/// recorded per point.
-pub fn reproduce(plan: &Plan, lookup: SyncLookup, opts: SimOptions) -> Reproduction {
-    let mut missing = Vec::new();
-    let mut jobs: Vec<(Scope, &str, &str, i64)> = Vec::new();
-    for d in &plan.designs {
-        if lookup(Kind::Arch, &d.arch).is_none() {
-            missing.push((
-                d.arch.clone(),
-                format!(
-                    "design `{}` not available: no arch file `arch/{}.ron`",
-                    d.arch, d.arch
-                ),
-            ));
-            continue;
-        }
-        let scopes: &[Scope] = if plan.layer {
-            &[Scope::Attention, Scope::Layer]
-        } else {
-            &[Scope::Attention]
-        };
-        for &scope in scopes {
-            for m in &plan.models {
-                for &s in &plan.lengths {
-                    jobs.push((scope, &d.arch, m, s));
+/// recorded per point. `progress` counts the points as they finish.
+pub fn reproduce(
+    plan: &Plan,
+    lookup: SyncLookup,
+    opts: SimOptions,
+    progress: &dyn Progress,
+) -> Reproduction {
+    let jobs = Jobs::of(plan, lookup);
+    progress.start(jobs.points.len() as u64);
+    jobs.run(plan, lookup, opts, progress)
+}
+
+/// The points a plan runs, and the designs it cannot.
+struct Jobs<'p> {
+    missing: Vec<(String, String)>,
+    points: Vec<(Scope, &'p str, &'p str, i64)>,
+}
+
+impl<'p> Jobs<'p> {
+    fn of(plan: &'p Plan, lookup: SyncLookup) -> Jobs<'p> {
+        let mut missing = Vec::new();
+        let mut points = Vec::new();
+        for d in &plan.designs {
+            if lookup(Kind::Arch, &d.arch).is_none() {
+                missing.push((
+                    d.arch.clone(),
+                    format!(
+                        "design `{}` not available: no arch file `arch/{}.ron`",
+                        d.arch, d.arch
+                    ),
+                ));
+                continue;
+            }
+            let scopes: &[Scope] = if plan.layer {
+                &[Scope::Attention, Scope::Layer]
+            } else {
+                &[Scope::Attention]
+            };
+            for &scope in scopes {
+                for m in &plan.models {
+                    for &s in &plan.lengths {
+                        points.push((scope, d.arch.as_str(), m.as_str(), s));
+                    }
                 }
             }
         }
+        Jobs { missing, points }
     }
-    let results: Vec<Result<Outcome, Failure>> = jobs
-        .par_iter()
-        .map(|&(scope, design, model, seq)| run_point(scope, design, model, seq, lookup, opts))
-        .collect();
-    let mut runs = Vec::new();
-    let mut layers = Vec::new();
-    for (&(scope, design, model, seq), result) in jobs.iter().zip(results) {
-        match (scope, result) {
-            (_, Ok(Outcome::Run(r))) => runs.push(Point::new(design, model, seq, Ok(r))),
-            (_, Ok(Outcome::Layer(r))) => layers.push(Point::new(design, model, seq, Ok(r))),
-            (Scope::Attention, Err(e)) => runs.push(Point::new(design, model, seq, Err(e))),
-            (Scope::Layer, Err(e)) => layers.push(Point::new(design, model, seq, Err(e))),
+
+    fn run(
+        self,
+        plan: &Plan,
+        lookup: SyncLookup,
+        opts: SimOptions,
+        progress: &dyn Progress,
+    ) -> Reproduction {
+        let results: Vec<Result<Outcome, Failure>> = self
+            .points
+            .par_iter()
+            .map(|&(scope, design, model, seq)| {
+                let r = run_point(scope, design, model, seq, lookup, opts);
+                progress.inc();
+                r
+            })
+            .collect();
+        let mut runs = Vec::new();
+        let mut layers = Vec::new();
+        for (&(scope, design, model, seq), result) in self.points.iter().zip(results) {
+            match (scope, result) {
+                (_, Ok(Outcome::Run(r))) => runs.push(Point::new(design, model, seq, Ok(r))),
+                (_, Ok(Outcome::Layer(r))) => layers.push(Point::new(design, model, seq, Ok(r))),
+                (Scope::Attention, Err(e)) => runs.push(Point::new(design, model, seq, Err(e))),
+                (Scope::Layer, Err(e)) => layers.push(Point::new(design, model, seq, Err(e))),
+            }
         }
-    }
-    Reproduction {
-        plan: plan.clone(),
-        missing,
-        runs,
-        layers,
-        variants: Vec::new(),
+        Reproduction {
+            plan: plan.clone(),
+            missing: self.missing,
+            runs,
+            layers,
+            variants: Vec::new(),
+        }
     }
 }
 
@@ -411,36 +446,50 @@ fn run_layer(
 /// Reproductions the CLI knows by name.
 pub const NAMES: &[&str] = &["fusemax"];
 
-/// Run a named reproduction and evaluate its targets; `None` for an unknown name.
+/// Run a named reproduction and evaluate its targets; `None` for an unknown name. `progress` counts every run,
+/// the what-if variants' included.
 pub fn by_name(
     name: &str,
     lookup: SyncLookup,
     opts: SimOptions,
+    progress: &dyn Progress,
 ) -> Option<(Reproduction, Vec<targets::TargetResult>)> {
     let file = match name {
         "fusemax" => targets::fusemax(),
         _ => return None,
     };
-    Some(run_targets(&file, &file.plan, lookup, opts))
+    Some(run_targets(&file, &file.plan, lookup, opts, progress))
 }
 
 /// Run `plan` (the file's own or a subset of it), evaluate the file's targets, and do both again under each of
-/// its what-if variants.
+/// its what-if variants. `progress` learns the total (the plan's points once, and once more per variant that
+/// can run) before the first run starts.
 pub fn run_targets(
     file: &targets::TargetFile,
     plan: &Plan,
     lookup: SyncLookup,
     opts: SimOptions,
+    progress: &dyn Progress,
 ) -> (Reproduction, Vec<targets::TargetResult>) {
-    let mut rep = reproduce(plan, lookup, opts);
+    // A variant swaps energy tables only, so it runs the same points as the plan.
+    let swaps: Vec<_> = file
+        .variants
+        .iter()
+        .map(|v| energy_swaps(v, lookup))
+        .collect();
+    let jobs = Jobs::of(plan, lookup);
+    let runs = 1 + swaps.iter().filter(|s| s.is_ok()).count() as u64;
+    progress.start(jobs.points.len() as u64 * runs);
+    let mut rep = jobs.run(plan, lookup, opts, progress);
     let results = targets::evaluate(file, &rep);
-    for variant in &file.variants {
-        let outcome = energy_swaps(variant, lookup).map(|swaps| {
+    for (variant, swaps) in file.variants.iter().zip(swaps) {
+        let outcome = swaps.map(|swaps| {
             let swapped = |kind: Kind, name: &str| match (kind, swaps.get(name)) {
                 (Kind::Energy, Some(file)) => Some(file.clone()),
                 _ => lookup(kind, name),
             };
-            targets::evaluate(file, &reproduce(plan, &swapped, opts))
+            let rep = Jobs::of(plan, &swapped).run(plan, &swapped, opts, progress);
+            targets::evaluate(file, &rep)
         });
         rep.variants.push(targets::VariantResult {
             variant: variant.clone(),
