@@ -197,7 +197,18 @@ pub fn resolve(
                 "a source: paper, datasheet or measurement".to_string(),
             ));
         }
+        // Limits that keep every derived count (PEs = rows x cols, latency in 1/1024-cycle ticks, bytes x trips)
+        // inside the engine's integers; no real design comes near them.
+        let limit: i64 = if want.contains(&"PE") { 1 << 24 } else { 1 << 50 };
         match SizeExpr::parse(&fg.0).and_then(|e| e.eval(&lookup)) {
+            Ok(v) if v > limit => {
+                errs.push(err(
+                    &fg.0,
+                    format!("`{}` evaluates to {v}, more than einsim represents", fg.0),
+                    format!("at most 2^{} {}", limit.trailing_zeros(), fg.1),
+                ));
+                None
+            }
             Ok(v) if v > 0 => Some(v as f64),
             Ok(v) => {
                 errs.push(err(
