@@ -199,7 +199,11 @@ pub fn resolve(
         }
         // Limits that keep every derived count (PEs = rows x cols, latency in 1/1024-cycle ticks, bytes x trips)
         // inside the engine's integers; no real design comes near them.
-        let limit: i64 = if want.contains(&"PE") { 1 << 24 } else { 1 << 50 };
+        let limit: i64 = if want.contains(&"PE") {
+            1 << 24
+        } else {
+            1 << 50
+        };
         match SizeExpr::parse(&fg.0).and_then(|e| e.eval(&lookup)) {
             Ok(v) if v > limit => {
                 errs.push(err(
