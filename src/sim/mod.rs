@@ -7,12 +7,17 @@
 //! fill/drain latency. Loads allocate their tile in the buffer and wait when it is full; the allocation is freed
 //! when the tile's last consumer finishes. Stages run one after another.
 //!
-//! **Extrapolation.** At the start of every iteration of every loop, the engine takes a snapshot of everything that
-//! can influence the future, expressed relative to the current time and step: live tasks, server availability,
-//! buffer occupancy. When the snapshot at iteration `i` equals the one at iteration `i - k` of the same loop, the
-//! loop is periodic with period `k` and the engine skips whole periods, shifting time by the measured period and
-//! the step counter by the steps in it. All times are integer ticks, so extrapolated and fully simulated runs give
-//! identical results (tested).
+//! **Extrapolation.** At the start of an iteration of a loop, the engine may take a snapshot of everything that can
+//! influence the future, expressed relative to the current time and step: live tasks, server availability, buffer
+//! occupancy, tiles in flight. Snapshots of the current execution of each loop are kept by key, so when the one at
+//! iteration `i` equals the one at iteration `i - k`, the loop is periodic with period `k` for any `k`, and the
+//! engine skips whole periods, shifting time by the measured period and the step counter by the steps in it. All
+//! times are integer ticks, so extrapolated and fully simulated runs give identical results (tested). Snapshots
+//! are taken at power-of-two strides that keep their cost a fraction of the simulation's.
+//!
+//! **Budget.** A run simulates at most [`SimOptions::budget`] instances event by event; a stage that has found no
+//! period by then is bracketed ([`Estimate`]) instead of simulated to the end. Time is 128-bit ([`Tick`]) and trip
+//! products are checked, so no count wraps.
 
 mod engine;
 
