@@ -132,7 +132,8 @@ pub struct Setup {
     pub arch: Arch,
     pub cascade: Cascade,
     pub model: Option<Model>,
-    /// Evaluated workload parameters (cascade parameters plus model extras).
+    /// Evaluated parameters of the cascade (defaults, then the model's values, then `--set`). A model's other
+    /// parameters (`d_model`, `ffn`) are not among them: the cascade does not use them.
     pub params: BTreeMap<String, i64>,
     pub sizes: Vec<i64>,
 }
@@ -175,6 +176,7 @@ pub fn setup(
         Some(f) => Some(cascade::load_model(f).map_err(RunError::Invalid)?),
         None => None,
     };
+    // A model's parameters stay settable, as an encoder layer passes them to every op it runs.
     let mut known: Vec<String> = cascade.params.iter().map(|p| p.name.clone()).collect();
     known.extend(arch.params.keys().cloned());
     if let Some(m) = &model {
@@ -196,22 +198,11 @@ pub fn setup(
     let env = cascade
         .with_params(&ov)
         .map_err(|e| RunError::Mapping(e.to_string()))?;
-    let mut params: BTreeMap<String, i64> = env.params.iter().cloned().collect();
-    if let Some(m) = &model {
-        for p in &m.params {
-            params.entry(p.name.clone()).or_insert(p.default);
-        }
-    }
-    for (k, v) in &sets.pairs {
-        if params.contains_key(k) {
-            params.insert(k.clone(), *v);
-        }
-    }
     Ok(Setup {
         arch,
         cascade,
         model,
-        params,
+        params: env.params.iter().cloned().collect(),
         sizes: env.sizes,
     })
 }
