@@ -222,3 +222,35 @@ fn help_mentions_examples() {
         assert!(out.contains(sub), "`{sub}` missing from --help:\n{out}");
     }
 }
+
+/// The JSON report of a run.
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["run", "--format", "json"];
+    all.extend(args);
+    serde_json::from_str(&stdout(&expect(&all, 0))).expect("JSON on stdout")
+}
+
+#[test]
+fn two_pass_runs_on_fusemax_between_one_and_three_passes() {
+    let one = run_json(&[]);
+    let two = run_json(&["--cascade", "attention-2pass"]);
+    assert_eq!(two["cascade"], "attention-2pass");
+    let cycles = |v: &serde_json::Value| v["cycles"].as_u64().unwrap();
+    // Pass 2 re-reads SLN and scales it per key tile, work the 1-pass cascade folds into its running values.
+    assert!(
+        cycles(&two) >= cycles(&one),
+        "2-pass {} < 1-pass {}",
+        cycles(&two),
+        cycles(&one)
+    );
+    assert_eq!(two["passes"]["M"], 2);
+    // FLAT's 3 passes (on its own hardware, where the 1D array does four softmax ops per logit) are slower still.
+    let three = run_json(&["--arch", "flat-cloud"]);
+    assert_eq!(three["passes"]["M"], 3);
+    assert!(
+        cycles(&two) <= cycles(&three),
+        "2-pass {} > 3-pass {}",
+        cycles(&two),
+        cycles(&three)
+    );
+}
