@@ -174,10 +174,11 @@ pub struct Sweep {
 }
 
 /// Run every combination (the first `--vary` outermost) in parallel. `sets` are fixed `key=value` overrides
-/// applied to every point before the varied ones.
+/// applied to every point before the varied ones. Without a model, each point starts from the cascade's
+/// defaults.
 pub fn run(
     arch: &SourceFile,
-    model: &SourceFile,
+    model: Option<&SourceFile>,
     sets: &[String],
     vary: &[Vary],
     metric: Metric,
@@ -208,7 +209,7 @@ pub fn run(
             );
             SweepPoint {
                 values: c.iter().map(|(_, n)| *n).collect(),
-                report: run::run(arch, Some(model), None, &args, lookup, opts),
+                report: run::run(arch, model, None, &args, lookup, opts),
             }
         })
         .collect();
@@ -221,7 +222,10 @@ pub fn run(
     };
     Sweep {
         arch: name(|r| &r.arch, &arch.name),
-        workload: name(|r| &r.workload, &model.name),
+        workload: name(
+            |r| &r.workload,
+            &model.map_or_else(String::new, |m| m.name.clone()),
+        ),
         keys: vary.iter().map(|v| v.key.clone()).collect(),
         metric,
         points,
