@@ -33,11 +33,22 @@ pub fn load_arch(
     cascades: &dyn Fn(&str) -> Option<SourceFile>,
     overrides: &BTreeMap<String, i64>,
 ) -> Result<Arch, Diagnostics> {
+    load_bound(file, energy, cascades, overrides).map(|(arch, _)| arch)
+}
+
+/// [`load_arch`], also returning the cascades the bindings name, loaded and checked, keyed by the `cascade`
+/// field as written (a shipped name or a path): a run needs them to match a requested cascade to bindings.
+pub fn load_bound(
+    file: &SourceFile,
+    energy: &dyn Fn(&str) -> Option<SourceFile>,
+    cascades: &dyn Fn(&str) -> Option<SourceFile>,
+    overrides: &BTreeMap<String, i64>,
+) -> Result<(Arch, BTreeMap<String, Cascade>), Diagnostics> {
     let parsed = arch::parse(file)?;
     let resolved = arch::load_parsed(file, &parsed, energy, overrides);
-    let bindings = check_bindings(file, &parsed, cascades);
+    let (bindings, loaded) = check_and_load(file, &parsed, cascades);
     match resolved {
-        Ok(a) if bindings.items.is_empty() => Ok(a),
+        Ok(a) if bindings.items.is_empty() => Ok((a, loaded)),
         Ok(_) => Err(bindings),
         Err(mut d) => {
             d.items.extend(bindings.items);
@@ -54,15 +65,35 @@ pub fn check_bindings(
     arch: &ArchFile,
     cascades: &dyn Fn(&str) -> Option<SourceFile>,
 ) -> Diagnostics {
+    check_and_load(file, arch, cascades).0
+}
+
+/// [`check_bindings`], and the cascades that loaded, by `cascade` field.
+fn check_and_load(
+    file: &SourceFile,
+    arch: &ArchFile,
+    cascades: &dyn Fn(&str) -> Option<SourceFile>,
+) -> (Diagnostics, BTreeMap<String, Cascade>) {
     let root = cascade::locate(&file.text);
     let mut cx = Checker::new(file, arch, root.as_ref());
     let mut loaded: BTreeMap<&str, Option<Cascade>> = BTreeMap::new();
+    // The field that first bound each declared cascade name, with the file's text: a run finds its bindings by
+    // that name, so two different cascades under one name would share bindings meant for one of them.
+    let mut declared: BTreeMap<String, (&str, String)> = BTreeMap::new();
     for (i, b) in arch.bindings.iter().enumerate() {
         let name = b.cascade.as_str();
         if !loaded.contains_key(name) {
-            let c = cascades(name).map(|f| cascade::load(&f).map_err(|d| d.file.name));
+            let c = cascades(name).map(|f| (cascade::load(&f).map_err(|d| d.file.name), f.text));
             let span = cx.binding_field(i, "cascade", name);
             let c = match c {
+                None if library::is_path(name) => {
+                    cx.err(Diagnostic::new(
+                        span,
+                        format!("cannot read cascade file `{name}`"),
+                        "expected a cascade file, relative to the arch file's directory or the working directory",
+                    ));
+                    None
+                }
                 None => {
                     let shipped = library::names(Kind::Cascade);
                     cx.err(
@@ -70,7 +101,7 @@ pub fn check_bindings(
                             span,
                             format!("unknown cascade `{name}`"),
                             format!(
-                                "expected a shipped cascade (a file in workloads/cascades/){}",
+                                "expected a shipped cascade (a file in workloads/cascades/) or a path ending in .ron{}",
                                 did_you_mean(name, &shipped)
                             ),
                         )
@@ -78,7 +109,7 @@ pub fn check_bindings(
                     );
                     None
                 }
-                Some(Err(path)) => {
+                Some((Err(path), _)) => {
                     cx.err(
                         Diagnostic::new(
                             span,
@@ -89,13 +120,33 @@ pub fn check_bindings(
                     );
                     None
                 }
-                Some(Ok(c)) => Some(c),
+                Some((Ok(c), text)) => {
+                    match declared.get(&c.name) {
+                        Some((first, t)) if *t != text => {
+                            let first = *first;
+                            cx.err(Diagnostic::new(
+                                span,
+                                format!("`{name}` and `{first}` are different cascades both named `{}`", c.name),
+                                "expected one cascade per name: a run finds its bindings by the cascade's name",
+                            ));
+                        }
+                        Some(_) => {}
+                        None => {
+                            declared.insert(c.name.clone(), (name, text));
+                        }
+                    }
+                    Some(c)
+                }
             };
             loaded.insert(name, c);
         }
         cx.binding(i, b, loaded[name].as_ref());
     }
-    cx.finish()
+    let loaded = loaded
+        .into_iter()
+        .filter_map(|(k, c)| Some((k.to_string(), c?)))
+        .collect();
+    (cx.finish(), loaded)
 }
 
 /// Check every binding of `arch` (parsed from `file`) that names `cascade`. No items means no problems.

@@ -43,3 +43,10 @@ pub fn names(kind: Kind) -> Vec<&'static str> {
         .map(|f| f.1)
         .collect()
 }
+
+/// Whether a name given for a file (a binding's `cascade`, `--cascade`) is a path rather than a shipped name:
+/// it ends in `.ron` or contains `/`. Shipped names are file stems, so they never look like paths, and a path
+/// is never mistaken for a shipped file. The caller that reads files decides what a path is relative to.
+pub fn is_path(name: &str) -> bool {
+    name.ends_with(".ron") || name.contains('/')
+}

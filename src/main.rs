@@ -5,6 +5,7 @@ use einsim::diag::SourceFile;
 use einsim::library::{self, Kind};
 use einsim::run::{self, RunError};
 use einsim::sim::SimOptions;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 /// Print to stdout; a closed pipe (`einsim run | head`) ends the program quietly instead of panicking.
@@ -31,9 +32,15 @@ Examples:
   einsim                                   FuseMax on BERT-Base, 1K tokens, batch 64 (the default run)
   einsim run --arch fusemax --workload xlm --set seq=64K
   einsim run --arch arch/fusemax.ron --set depth=1 --format json
+  einsim run --cascade attention-2pass     the 2-pass cascade on the same hardware
+  einsim run --cascade my.ron --workload none
+                                           a cascade file at its own defaults, on the bindings of its name
   einsim passes attention-3pass            how many passes each rank needs, and why
   einsim check workloads/cascades/*.ron    validate files (exit 1 on errors)
   einsim list                              shipped archs, cascades and models";
+
+/// `--workload none`: no model; the cascade's parameter defaults apply.
+const NO_MODEL: &str = "none";
 
 /// Exit codes: 0 success, 1 invalid input, 2 usage error, 3 internal failure.
 const INVALID: u8 = 1;
@@ -64,7 +71,7 @@ enum Command {
         /// Arch name (see `einsim list`) or path to an arch file.
         #[arg(long, default_value = "fusemax")]
         arch: String,
-        /// Model shape name or path (sets the cascade's parameters).
+        /// Model shape name or path (sets the cascade's parameters), or `none` for the cascade's defaults.
         #[arg(long, default_value = "bert-base")]
         workload: String,
         /// Override a workload or arch parameter, e.g. seq=4096, seq=1M, rows=128.
@@ -75,7 +82,9 @@ enum Command {
         /// Simulate every tile instead of extrapolating the periodic steady state (slow; same result).
         #[arg(long)]
         no_extrapolate: bool,
-        /// Run another cascade the arch binds (e.g. `gemm`); default: its first binding (attention).
+        /// Run another cascade the arch binds (e.g. `gemm`, `attention-2pass`), or a cascade file (a value ending
+        /// in .ron or containing /, relative to the arch file's directory, else the working directory) that runs
+        /// on the bindings of the name it declares; default: the arch's first binding (attention).
         #[arg(long)]
         cascade: Option<String>,
     },
@@ -87,7 +96,7 @@ enum Command {
         /// Cascade name or path.
         #[arg(default_value = "attention-1pass")]
         cascade: String,
-        /// Model shape name or path supplying parameter values.
+        /// Model shape name or path supplying parameter values, or `none` for the cascade's defaults.
         #[arg(long, default_value = "bert-base")]
         workload: String,
         #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -125,7 +134,7 @@ enum Command {
         /// Arch name or path.
         #[arg(long, default_value = "fusemax")]
         arch: String,
-        /// Model shape name or path.
+        /// Model shape name or path, or `none` for the cascade's defaults.
         #[arg(long, default_value = "bert-base")]
         workload: String,
         /// A parameter and its values, e.g. seq=1K,4K,16K; repeat to vary several (first = x axis).
@@ -171,7 +180,7 @@ fn main() -> ExitCode {
             no_extrapolate,
             cascade,
         } => {
-            let files = (resolve(Kind::Arch, &arch), resolve(Kind::Model, &workload));
+            let files = (resolve(Kind::Arch, &arch), resolve_model(&workload));
             let (Ok(a), Ok(w)) = files else {
                 return usage(
                     [files.0.err(), files.1.err()]
@@ -180,11 +189,19 @@ fn main() -> ExitCode {
                         .collect(),
                 );
             };
+            let lookup = files_near(arch_dir(&arch));
+            if let Some(c) = cascade.as_deref() {
+                if library::is_path(c) && lookup(Kind::Cascade, c).is_none() {
+                    return usage(vec![format!(
+                        "cannot read cascade file `{c}` (looked in the arch file's directory and the working directory)"
+                    )]);
+                }
+            }
             let opts = SimOptions {
                 extrapolate: !no_extrapolate,
                 ..SimOptions::default()
             };
-            match run::run(&a, Some(&w), cascade.as_deref(), &set, &library::get, opts) {
+            match run::run(&a, w.as_ref(), cascade.as_deref(), &set, &lookup, opts) {
                 Ok(r) => {
                     match format {
                         Format::Text => out!("{}", einsim::report::text::render(&r)),
@@ -204,10 +221,7 @@ fn main() -> ExitCode {
             set,
             format,
         } => {
-            let files = (
-                resolve(Kind::Cascade, &cascade),
-                resolve(Kind::Model, &workload),
-            );
+            let files = (resolve(Kind::Cascade, &cascade), resolve_model(&workload));
             let (Ok(c), Ok(w)) = files else {
                 return usage(
                     [files.0.err(), files.1.err()]
@@ -216,7 +230,7 @@ fn main() -> ExitCode {
                         .collect(),
                 );
             };
-            match passes(&c, &w, &set) {
+            match passes(&c, w.as_ref(), &set) {
                 Ok(r) => {
                     match format {
                         Format::Json => {
@@ -257,13 +271,17 @@ fn main() -> ExitCode {
 
 fn passes(
     c: &SourceFile,
-    w: &SourceFile,
+    w: Option<&SourceFile>,
     set: &[String],
 ) -> Result<einsim::passes::PassReport, RunError> {
     let cascade = einsim::cascade::load(c).map_err(RunError::Invalid)?;
-    let model = einsim::cascade::load_model(w).map_err(RunError::Invalid)?;
     let sets = run::Sets::parse(set).map_err(RunError::Invalid)?;
-    let mut ov = model.overrides_for(&cascade);
+    let mut ov = match w {
+        Some(w) => einsim::cascade::load_model(w)
+            .map_err(RunError::Invalid)?
+            .overrides_for(&cascade),
+        None => vec![],
+    };
     ov.extend(sets.pairs);
     let env = cascade
         .with_params(&ov)
@@ -273,6 +291,41 @@ fn passes(
         &env.sizes,
         env.params.iter().cloned().collect(),
     ))
+}
+
+/// `--workload`: a model (a shipped name or a path), or `none` for the cascade's own defaults.
+fn resolve_model(arg: &str) -> Result<Option<SourceFile>, String> {
+    if arg == NO_MODEL && library::get(Kind::Model, arg).is_none() {
+        return Ok(None);
+    }
+    resolve(Kind::Model, arg).map(Some)
+}
+
+/// The directory a file argument's relative paths start from: the file's own, unless it names a shipped file
+/// (whose embedded copy has no directory on this machine).
+fn arch_dir(arg: &str) -> Option<PathBuf> {
+    if library::get(Kind::Arch, arg).is_some() {
+        return None;
+    }
+    Path::new(arg).parent().map(Path::to_path_buf)
+}
+
+/// The lookup the library gets: shipped files by name, and a cascade given as a path (a binding's `cascade`,
+/// `--cascade`; see [`library::is_path`]) read from `dir` (the arch file's directory) first, then the working
+/// directory, so an arch file and the cascade files it names can be moved together.
+fn files_near(dir: Option<PathBuf>) -> impl Fn(Kind, &str) -> Option<SourceFile> + Sync {
+    move |kind, name| {
+        if kind != Kind::Cascade || !library::is_path(name) {
+            return library::get(kind, name);
+        }
+        dir.iter()
+            .map(|d| d.join(name))
+            .chain([PathBuf::from(name)])
+            .find_map(|p| {
+                let text = std::fs::read_to_string(&p).ok()?;
+                Some(SourceFile::new(p.display().to_string(), text))
+            })
+    }
 }
 
 /// A shipped name, or a path to a file.
@@ -318,11 +371,13 @@ fn check(files: &[String]) -> ExitCode {
             .find(|l| !l.is_empty() && !l.starts_with("//"))
             .unwrap_or("");
         let result = if head.starts_with("Arch") {
-            // The hardware, and every binding against the shipped cascade it names.
+            // The hardware, and every binding against the cascade it names: shipped, or a file that a path in
+            // the binding finds next to this arch file (or in the working directory), as `run` finds it.
+            let lookup = files_near(Path::new(path).parent().map(Path::to_path_buf));
             einsim::binding::load_arch(
                 &file,
-                &|n| library::get(Kind::Energy, n),
-                &|n| library::get(Kind::Cascade, n),
+                &|n| lookup(Kind::Energy, n),
+                &|n| lookup(Kind::Cascade, n),
                 &Default::default(),
             )
             .map(|_| ())
@@ -425,7 +480,7 @@ fn sweep_cmd(
     out: Option<String>,
     quiet: bool,
 ) -> ExitCode {
-    let files = (resolve(Kind::Arch, arch), resolve(Kind::Model, workload));
+    let files = (resolve(Kind::Arch, arch), resolve_model(workload));
     let (Ok(a), Ok(w)) = files else {
         return usage(
             [files.0.err(), files.1.err()]
@@ -437,11 +492,11 @@ fn sweep_cmd(
     let bar = Bar::new("sweep", quiet);
     let sweep = einsim::sweep::run(
         &a,
-        &w,
+        w.as_ref(),
         set,
         vary,
         metric,
-        &library::get,
+        &files_near(arch_dir(arch)),
         SimOptions::default(),
         &bar,
     );

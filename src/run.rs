@@ -5,7 +5,7 @@ use crate::arch::Arch;
 use crate::binding;
 use crate::cascade::{self, Cascade, Model};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
-use crate::library::Kind;
+use crate::library::{self, Kind};
 use crate::mapping;
 use crate::passes;
 use crate::report::{self, RunReport};
@@ -36,7 +36,9 @@ impl std::fmt::Display for RunError {
 
 impl std::error::Error for RunError {}
 
-/// Finds shipped files by kind and name (the CLI passes [`crate::library::get`]).
+/// Finds files by kind and name: shipped ones ([`crate::library::get`]), and cascades a binding or the caller
+/// names by path ([`crate::library::is_path`]), which the caller resolves (the CLI: relative to the arch file's
+/// directory, then the working directory).
 pub type Lookup<'a> = &'a dyn Fn(Kind, &str) -> Option<SourceFile>;
 
 /// `--set key=value` pairs as given, kept with their text for error spans.
@@ -129,15 +131,20 @@ fn check_sets(sets: &Sets, args: &[String], known: &[String]) -> Result<(), Diag
 
 /// A loaded, checked configuration ready to map.
 pub struct Setup {
+    /// The arch, each binding's `cascade` being the name its cascade declares (see [`bind`]).
     pub arch: Arch,
     pub cascade: Cascade,
     pub model: Option<Model>,
-    /// Evaluated workload parameters (cascade parameters plus model extras).
+    /// Evaluated parameters of the cascade (defaults, then the model's values, then `--set`). A model's other
+    /// parameters (`d_model`, `ffn`) are not among them: the cascade does not use them.
     pub params: BTreeMap<String, i64>,
     pub sizes: Vec<i64>,
 }
 
-/// Load arch, cascade and model and apply `--set`. `set_args` are the raw `key=value` strings.
+/// Load arch, cascade and model and apply `--set`. `cascade` is a name (shipped, or declared by a cascade file a
+/// binding names) or a path, both found with `lookup` (the caller decides what a path is relative to);
+/// `None` runs the cascade of the arch's first binding. Without a model the cascade's defaults apply.
+/// `set_args` are the raw `key=value` strings.
 pub fn setup(
     arch_file: &SourceFile,
     model_file: Option<&SourceFile>,
@@ -150,31 +157,14 @@ pub fn setup(
     let energy = |n: &str| lookup(Kind::Energy, n);
     let cascades = |n: &str| lookup(Kind::Cascade, n);
     // The hardware and every name of every binding, each problem located, before anything is mapped.
-    let arch =
-        binding::load_arch(arch_file, &energy, &cascades, &overrides).map_err(RunError::Invalid)?;
-    let Some(binding) = arch.binding(cascade) else {
-        return Err(RunError::Mapping(format!(
-            "arch `{}` has no binding for cascade `{}`",
-            arch.name,
-            cascade.unwrap_or("?")
-        )));
-    };
-    let cname = binding.cascade.clone();
-    let cfile = lookup(Kind::Cascade, &cname).ok_or_else(|| {
-        RunError::Invalid(Diagnostics::one(
-            arch_file,
-            Diagnostic::new(
-                crate::diag::locate(&arch_file.text, &cname, 0),
-                format!("unknown cascade `{cname}`"),
-                "expected a cascade in workloads/cascades/",
-            ),
-        ))
-    })?;
-    let cascade = cascade::load(&cfile).map_err(RunError::Invalid)?;
+    let (arch, bound) = binding::load_bound(arch_file, &energy, &cascades, &overrides)
+        .map_err(RunError::Invalid)?;
+    let (arch, cascade) = bind(arch_file, arch, &bound, cascade, &cascades)?;
     let model = match model_file {
         Some(f) => Some(cascade::load_model(f).map_err(RunError::Invalid)?),
         None => None,
     };
+    // A model's parameters stay settable, as an encoder layer passes them to every op it runs.
     let mut known: Vec<String> = cascade.params.iter().map(|p| p.name.clone()).collect();
     known.extend(arch.params.keys().cloned());
     if let Some(m) = &model {
@@ -196,24 +186,90 @@ pub fn setup(
     let env = cascade
         .with_params(&ov)
         .map_err(|e| RunError::Mapping(e.to_string()))?;
-    let mut params: BTreeMap<String, i64> = env.params.iter().cloned().collect();
-    if let Some(m) = &model {
-        for p in &m.params {
-            params.entry(p.name.clone()).or_insert(p.default);
-        }
-    }
-    for (k, v) in &sets.pairs {
-        if params.contains_key(k) {
-            params.insert(k.clone(), *v);
-        }
-    }
     Ok(Setup {
         arch,
         cascade,
         model,
-        params,
+        params: env.params.iter().cloned().collect(),
         sizes: env.sizes,
     })
+}
+
+/// The cascade a run uses, and the arch with each binding's `cascade` replaced by the name its cascade
+/// declares. A binding names its cascade by a shipped name or a path; once loaded (`bound`, by field), the
+/// declared name identifies it, and that is what [`simulate`] and [`mapping`] match bindings by.
+///
+/// `requested` may be a binding's field, a declared name, or a path no binding names: that file runs on the
+/// bindings of the name it declares, checked again against it (they were checked against the file they name,
+/// which may differ).
+fn bind(
+    arch_file: &SourceFile,
+    mut arch: Arch,
+    bound: &BTreeMap<String, Cascade>,
+    requested: Option<&str>,
+    cascades: &dyn Fn(&str) -> Option<SourceFile>,
+) -> Result<(Arch, Cascade), RunError> {
+    let Some(first) = arch.bindings.first() else {
+        return Err(RunError::Mapping(format!(
+            "arch `{}` has no bindings",
+            arch.name
+        )));
+    };
+    let requested = requested.unwrap_or(&first.cascade).to_string();
+    // What the arch binds, in file order, for the error below; a file by its declared name and its path.
+    let mut binds: Vec<String> = Vec::new();
+    for b in &arch.bindings {
+        let label = match bound.get(&b.cascade) {
+            Some(c) if c.name != b.cascade => format!("{} ({})", c.name, b.cascade),
+            _ => b.cascade.clone(),
+        };
+        if !binds.contains(&label) {
+            binds.push(label);
+        }
+    }
+    let no_binding = |what: String| {
+        RunError::Mapping(format!(
+            "arch `{}` has no binding for cascade {what}; it binds: {}",
+            arch.name,
+            binds.join(", ")
+        ))
+    };
+    let known = bound
+        .get(&requested)
+        .or_else(|| bound.values().find(|c| c.name == requested));
+    let (cascade, from_file) = match known {
+        Some(c) => (c.clone(), false),
+        None if library::is_path(&requested) => {
+            let f = cascades(&requested).ok_or_else(|| {
+                RunError::Mapping(format!("cannot read cascade file `{requested}`"))
+            })?;
+            (cascade::load(&f).map_err(RunError::Invalid)?, true)
+        }
+        None => return Err(no_binding(format!("`{requested}`"))),
+    };
+    if !bound.values().any(|c| c.name == cascade.name) {
+        return Err(no_binding(format!(
+            "`{}` (from `{requested}`)",
+            cascade.name
+        )));
+    }
+    for b in &mut arch.bindings {
+        // `load_bound` succeeded, so every binding's cascade loaded.
+        if let Some(c) = bound.get(&b.cascade) {
+            b.cascade = c.name.clone();
+        }
+    }
+    if from_file {
+        let mut parsed = crate::arch::parse(arch_file).map_err(RunError::Invalid)?;
+        for (p, b) in parsed.bindings.iter_mut().zip(&arch.bindings) {
+            p.cascade = b.cascade.clone();
+        }
+        let d = binding::check_binding(arch_file, &parsed, &cascade);
+        if !d.items.is_empty() {
+            return Err(RunError::Invalid(d));
+        }
+    }
+    Ok((arch, cascade))
 }
 
 /// Map, simulate and report one configuration.

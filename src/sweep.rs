@@ -175,11 +175,12 @@ pub struct Sweep {
 }
 
 /// Run every combination (the first `--vary` outermost) in parallel. `sets` are fixed `key=value` overrides
-/// applied to every point before the varied ones. `progress` counts the points as they finish.
+/// applied to every point before the varied ones. Without a model, each point starts from the cascade's
+/// defaults. `progress` counts the points as they finish.
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     arch: &SourceFile,
-    model: &SourceFile,
+    model: Option<&SourceFile>,
     sets: &[String],
     vary: &[Vary],
     metric: Metric,
@@ -210,7 +211,7 @@ pub fn run(
                     .zip(c)
                     .map(|(v, (text, _))| format!("{}={text}", v.key)),
             );
-            let report = run::run(arch, Some(model), None, &args, lookup, opts);
+            let report = run::run(arch, model, None, &args, lookup, opts);
             progress.inc();
             SweepPoint {
                 values: c.iter().map(|(_, n)| *n).collect(),
@@ -227,7 +228,10 @@ pub fn run(
     };
     Sweep {
         arch: name(|r| &r.arch, &arch.name),
-        workload: name(|r| &r.workload, &model.name),
+        workload: name(
+            |r| &r.workload,
+            &model.map_or_else(String::new, |m| m.name.clone()),
+        ),
         keys: vary.iter().map(|v| v.key.clone()).collect(),
         metric,
         points,

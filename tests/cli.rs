@@ -278,3 +278,213 @@ fn reproduce_shows_no_progress_when_piped() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A fresh directory under the target's scratch space, given relative to the repository root (the binary's
+/// working directory here), so paths in the tests are the relative ones a user types.
+fn scratch(name: &str) -> PathBuf {
+    let abs = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("cli-{name}"));
+    let _ = std::fs::remove_dir_all(&abs);
+    std::fs::create_dir_all(&abs).expect("scratch directory");
+    abs.strip_prefix(root())
+        .map_or(abs.clone(), Path::to_path_buf)
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(root().join(path), text).expect("write a test file");
+}
+
+fn shipped_text(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).expect("shipped file")
+}
+
+/// The JSON report of a run.
+fn run_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["run", "--format", "json"];
+    all.extend(args);
+    serde_json::from_str(&stdout(&expect(&all, 0))).expect("JSON on stdout")
+}
+
+#[test]
+fn cascade_file_named_by_a_binding_runs() {
+    // An arch file copied elsewhere with a cascade file beside it, named by a path relative to the arch file.
+    let dir = scratch("binding-path");
+    let cascade = shipped_text("workloads/cascades/attention-1pass.ron")
+        .replace("name: \"attention-1pass\"", "name: \"my-attention\"");
+    write(&dir.join("my-attention.ron"), &cascade);
+    let arch = shipped_text("arch/fusemax.ron").replace(
+        "cascade: \"attention-1pass\"",
+        "cascade: \"my-attention.ron\"",
+    );
+    write(&dir.join("my-arch.ron"), &arch);
+    let arch = dir.join("my-arch.ron");
+    let arch = arch.to_str().unwrap();
+    // The working directory is the repository root, not the arch file's directory.
+    let out = stdout(&expect(&["check", arch], 0));
+    assert_eq!(out, format!("{arch}: ok\n"));
+    let v = run_json(&["--arch", arch]);
+    assert_eq!(v["cascade"], "my-attention");
+    // The same Einsums and binding as the shipped default run, so the same result.
+    assert_eq!(v["cycles"], run_json(&[])["cycles"]);
+    // `--cascade` takes the path (relative to the arch file's directory first) or the declared name.
+    assert_eq!(
+        run_json(&["--arch", arch, "--cascade", "my-attention.ron"])["cycles"],
+        v["cycles"]
+    );
+    assert_eq!(
+        run_json(&["--arch", arch, "--cascade", "my-attention"])["cycles"],
+        v["cycles"]
+    );
+    // A binding naming a file that is not there is located in the arch file.
+    write(
+        &dir.join("missing.ron"),
+        &shipped_text("arch/fusemax.ron").replace("cascade: \"gemm\"", "cascade: \"gone.ron\""),
+    );
+    let err = stderr(&expect(
+        &["check", dir.join("missing.ron").to_str().unwrap()],
+        1,
+    ));
+    assert!(err.contains("cannot read cascade file `gone.ron`"), "{err}");
+}
+
+#[test]
+fn cascade_path_on_the_command_line_runs() {
+    let dir = scratch("cascade-arg");
+    // A copy of a shipped cascade keeps its name, so it runs on the arch's bindings for that name.
+    let copy = dir.join("copy.ron");
+    write(
+        &copy,
+        &shipped_text("workloads/cascades/attention-2pass.ron"),
+    );
+    let v = run_json(&["--cascade", copy.to_str().unwrap()]);
+    assert_eq!(v["cascade"], "attention-2pass");
+    assert_eq!(
+        v["cycles"],
+        run_json(&["--cascade", "attention-2pass"])["cycles"]
+    );
+    // The bindings are checked against the file that runs, not only the shipped cascade they name.
+    let renamed = dir.join("renamed-einsum.ron");
+    write(
+        &renamed,
+        &shipped_text("workloads/cascades/attention-2pass.ron").replace("SNV", "XNV"),
+    );
+    let err = stderr(&expect(&["run", "--cascade", renamed.to_str().unwrap()], 1));
+    assert!(err.contains("unknown Einsum `SNV`"), "{err}");
+    // A file whose cascade the arch does not bind says what it does bind.
+    let other = dir.join("other.ron");
+    write(
+        &other,
+        &shipped_text("workloads/cascades/attention-2pass.ron")
+            .replace("name: \"attention-2pass\"", "name: \"other\""),
+    );
+    let err = stderr(&expect(&["run", "--cascade", other.to_str().unwrap()], 1));
+    assert!(err.contains("no binding for cascade `other`"), "{err}");
+    assert!(
+        err.contains("it binds: attention-1pass, attention-2pass"),
+        "{err}"
+    );
+    // A path that is not there is a usage error, as for `--arch`.
+    let err = stderr(&expect(&["run", "--cascade", "nowhere/x.ron"], 2));
+    assert!(
+        err.starts_with("error: cannot read cascade file `nowhere/x.ron`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn workload_none_runs_the_cascade_defaults() {
+    // attention-1pass declares seq 1024, batch 64, heads 12, head_dim 64: bert-base's values, so the cycles
+    // agree, but no model parameter (d_model, ffn) appears.
+    let v = run_json(&["--workload", "none"]);
+    let params = v["params"].as_object().unwrap();
+    for (k, want) in [
+        ("seq", 1024),
+        ("batch", 64),
+        ("heads", 12),
+        ("head_dim", 64),
+    ] {
+        assert_eq!(params[k], want, "{k}");
+    }
+    assert!(
+        !params.contains_key("d_model") && !params.contains_key("ffn"),
+        "{params:?}"
+    );
+    assert_eq!(v["cycles"], run_json(&[])["cycles"]);
+    // A cascade whose defaults differ from bert-base's runs at its own.
+    let dir = scratch("workload-none");
+    let small = dir.join("small.ron");
+    write(
+        &small,
+        &shipped_text("workloads/cascades/attention-1pass.ron").replace(
+            "params: { \"seq\": 1024, \"batch\": 64,",
+            "params: { \"seq\": 512, \"batch\": 2,",
+        ),
+    );
+    let small = small.to_str().unwrap();
+    let v = run_json(&["--workload", "none", "--cascade", small]);
+    assert_eq!(
+        (v["params"]["seq"].as_i64(), v["params"]["batch"].as_i64()),
+        (Some(512), Some(2))
+    );
+    // With the model, its values win.
+    let v = run_json(&["--cascade", small]);
+    assert_eq!(
+        (v["params"]["seq"].as_i64(), v["params"]["batch"].as_i64()),
+        (Some(1024), Some(64))
+    );
+}
+
+#[test]
+fn run_header_lists_only_used_parameters() {
+    let out = stdout(&expect(&["run"], 0));
+    let params = out.lines().nth(1).unwrap();
+    assert!(params.trim_start().starts_with("parameters:"), "{out}");
+    assert!(
+        !params.contains("d_model") && !params.contains("ffn"),
+        "{params}"
+    );
+    assert!(
+        params.contains("seq=1024") && params.contains("fusemax.rows=256"),
+        "{params}"
+    );
+}
+
+#[test]
+fn missing_binding_lists_what_the_arch_binds() {
+    let o = expect(
+        &[
+            "run",
+            "--arch",
+            "flat-cloud",
+            "--cascade",
+            "attention-1pass",
+        ],
+        1,
+    );
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    insta::assert_snapshot!("missing_binding_stderr", stderr(&o));
+}
+
+#[test]
+fn two_pass_runs_on_fusemax_between_one_and_three_passes() {
+    let one = run_json(&[]);
+    let two = run_json(&["--cascade", "attention-2pass"]);
+    assert_eq!(two["cascade"], "attention-2pass");
+    let cycles = |v: &serde_json::Value| v["cycles"].as_u64().unwrap();
+    // Pass 2 re-reads SLN and scales it per key tile, work the 1-pass cascade folds into its running values.
+    assert!(
+        cycles(&two) >= cycles(&one),
+        "2-pass {} < 1-pass {}",
+        cycles(&two),
+        cycles(&one)
+    );
+    assert_eq!(two["passes"]["M"], 2);
+    // FLAT's 3 passes (on its own hardware, where the 1D array does four softmax ops per logit) are slower still.
+    let three = run_json(&["--arch", "flat-cloud"]);
+    assert_eq!(three["passes"]["M"], 3);
+    assert!(
+        cycles(&two) <= cycles(&three),
+        "2-pass {} > 3-pass {}",
+        cycles(&two),
+        cycles(&three)
+    );
+}

@@ -18,16 +18,6 @@ pub use resolve::{
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-impl Arch {
-    /// The binding for a cascade, or the default (first) one.
-    pub fn binding(&self, cascade: Option<&str>) -> Option<&BindingFile> {
-        match cascade {
-            Some(c) => self.bindings.iter().find(|b| b.cascade == c),
-            None => self.bindings.first(),
-        }
-    }
-}
-
 /// One simulated tick is this fraction of a clock cycle. Compute work is whole cycles; memory transfers take
 /// fractional cycles, which ticks keep exact in integer arithmetic (so steady-state extrapolation is exact).
 pub const TICKS_PER_CYCLE: u64 = 1024;

@@ -10,7 +10,9 @@ struct KeyHasher(u64);
 
 impl Hasher for KeyHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // A product's low bits depend only on the factors' low bits, and keys are multiples of large strides:
+        // fold the well-mixed high bits down, since the table indexes buckets by the low bits.
+        self.0 ^ (self.0 >> 32)
     }
     fn write(&mut self, bytes: &[u8]) {
         // Word by word: snapshot keys are long slices of integers, hashed as their bytes.
