@@ -217,7 +217,8 @@ fn size_table(
         sizes.insert(name.clone(), 1); // provisional, so rules may be evaluated in order
     }
     for (name, rule) in &b.sizes {
-        let v = rule_value(c, arch, b, &mut sizes, name, rule)?;
+        let v = rule_value(c, arch, b, &mut sizes, name, rule)
+            .map_err(|e| in_rule(c, arch, b, &sizes, name, rule, e))?;
         if v <= 0 {
             return bad(format!(
                 "partition size `{name}` = {v}; expected a positive size"
@@ -289,15 +290,203 @@ fn rule_value(
             return Ok(d);
         }
     }
-    bad(format!(
-        "no divisor of {n} (at least {floor}) makes stage `{stage}` fit `{fits}` ({cap} B) for `{name}`"
-    ))
+    Err(no_divisor_fits(c, arch, b, st, sizes, name, n, floor, cap))
 }
 
 fn eval(e: &str, sizes: &BTreeMap<String, i64>) -> Result<i64, MapError> {
-    SizeExpr::parse(e)
-        .and_then(|x| x.eval(&|n| sizes.get(n).copied()))
-        .map_err(|err| MapError(format!("in size `{e}`: {}", err.message)))
+    let lookup = |n: &str| sizes.get(n).copied();
+    let x =
+        SizeExpr::parse(e).map_err(|err| MapError(format!("in size `{e}`: {}", err.message)))?;
+    x.eval(&lookup).map_err(|err| {
+        // Two bare numbers ("1 is not divisible by 256") do not say what to change: name the operands and the
+        // multiples nearest the dividend.
+        let detail = match x.inexact_division(&lookup) {
+            Some((a, x, d, y)) => {
+                let lo = x.div_euclid(y) * y.abs();
+                let hi = lo + y.abs();
+                let near = if lo > 0 {
+                    format!("the nearest multiples of {} are {lo} and {hi}", y.abs())
+                } else {
+                    format!("the nearest multiple of {} is {hi}", y.abs())
+                };
+                format!(
+                    "{} is not a multiple of {}; {near}",
+                    operand(a, x),
+                    operand(d, y)
+                )
+            }
+            None => err.message,
+        };
+        MapError(format!("in size `{e}`: {detail}"))
+    })
+}
+
+/// An operand of a size expression with its value: `` `P` = 1000 ``, or just `256` for a number.
+fn operand(e: &SizeExpr, v: i64) -> String {
+    match e {
+        SizeExpr::Num(_) => v.to_string(),
+        _ => format!("`{e}` = {v}"),
+    }
+}
+
+/// `arch/fusemax.ron: `, so a mapping error, which has no span, still names the file to edit.
+fn origin(arch: &Arch) -> String {
+    if arch.path.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", arch.path)
+    }
+}
+
+/// A size rule as written in the arch file.
+fn rule_text(rule: &SizeRule) -> String {
+    match rule {
+        SizeRule::Fixed(e) => format!("Fixed({e:?})"),
+        SizeRule::Largest {
+            divisor_of,
+            fits,
+            stage,
+            at_least,
+        } => {
+            let at_least = at_least
+                .as_ref()
+                .map_or(String::new(), |a| format!(", at_least: Some({a:?})"));
+            format!(
+                "Largest(divisor_of: {divisor_of:?}, fits: {fits:?}, stage: {stage:?}{at_least})"
+            )
+        }
+    }
+}
+
+/// The rules of `b` up to and including `upto` (all of them for `None`), with the sizes they chose: what the
+/// tile sizes in a fit error come from. Later rules are still provisional, so they are left out.
+fn chosen_by(b: &BindingFile, sizes: &BTreeMap<String, i64>, upto: Option<&str>) -> String {
+    let end = upto
+        .and_then(|u| b.sizes.iter().position(|(n, _)| n == u))
+        .map_or(b.sizes.len(), |k| k + 1);
+    b.sizes[..end]
+        .iter()
+        .map(|(n, r)| {
+            let v = sizes.get(n).map_or("?".to_string(), |v| v.to_string());
+            format!("`{n}` = {v} by `{}`", rule_text(r))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A size rule's error, said where it comes from: the arch file, the part and its rule as written, and the value
+/// and origin of each name the rule uses (a rank of the cascade, a part sized by an earlier rule, a parameter).
+fn in_rule(
+    c: &Cascade,
+    arch: &Arch,
+    b: &BindingFile,
+    sizes: &BTreeMap<String, i64>,
+    name: &str,
+    rule: &SizeRule,
+    e: MapError,
+) -> MapError {
+    let exprs: Vec<&String> = match rule {
+        SizeRule::Fixed(e) => vec![e],
+        SizeRule::Largest {
+            divisor_of,
+            at_least,
+            ..
+        } => std::iter::once(divisor_of).chain(at_least).collect(),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for x in exprs.iter().filter_map(|x| SizeExpr::parse(x).ok()) {
+        for (n, _) in x.names() {
+            if !names.iter().any(|m| m == n) {
+                names.push(n.to_string());
+            }
+        }
+    }
+    let this = b.sizes.iter().position(|(n, _)| n == name);
+    // A fit error lists the tile sizes already; the names' own origins are then what is left to say.
+    let listed = e.0.contains("\n  tile sizes:");
+    let wheres: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            let v = sizes.get(n)?;
+            if let Some(k) = b.sizes.iter().position(|(p, _)| p == n) {
+                // A part whose rule comes later has only a provisional size; binding checks report its use.
+                return (Some(k) < this && !listed)
+                    .then(|| format!("`{n}` = {v} by `{}`", rule_text(&b.sizes[k].1)));
+            }
+            Some(match c.rank_id(n) {
+                Some(r) => format!(
+                    "`{n}` = {v}, a rank of `{}` sized `{}`",
+                    c.name, c.ranks[r].size
+                ),
+                None => format!("`{n}` = {v}, a parameter"),
+            })
+        })
+        .collect();
+    let mut msg = format!(
+        "{}`{name}`'s size rule `{}`: {}",
+        origin(arch),
+        rule_text(rule),
+        e.0
+    );
+    if !wheres.is_empty() {
+        msg.push_str(&format!("\n  where {}", wheres.join("; ")));
+    }
+    MapError(msg)
+}
+
+/// The error when no divisor lets a stage fit: the stage's working set at the smallest divisor tried, tensor by
+/// tensor, so the user sees what takes the room. `sizes` holds that divisor (the search goes down to it).
+#[allow(clippy::too_many_arguments)]
+fn no_divisor_fits(
+    c: &Cascade,
+    arch: &Arch,
+    b: &BindingFile,
+    st: &StageFile,
+    sizes: &BTreeMap<String, i64>,
+    name: &str,
+    n: i64,
+    floor: i64,
+    cap: u64,
+) -> MapError {
+    let fits = match &b.sizes.iter().find(|(p, _)| p == name) {
+        Some((_, SizeRule::Largest { fits, .. })) => fits.as_str(),
+        _ => "the buffer",
+    };
+    let tried = crate::divisors::divisors_desc(n.max(1) as u64)
+        .into_iter()
+        .any(|d| d as i64 >= floor);
+    let head = format!(
+        "no divisor of {n} (at least {floor}) makes stage `{}` fit `{fits}` ({cap} B)",
+        st.name
+    );
+    match Stage::new(c, arch, b, st, sizes) {
+        Ok(s) if tried => MapError(format!(
+            "{head}; at the smallest, `{name}` = {}, it keeps {} B:\n{}",
+            sizes.get(name).copied().unwrap_or(1),
+            s.footprint(),
+            s.explain_working_set(Some(name))
+        )),
+        _ if !tried => MapError(format!("{head}: none is at least {floor}")),
+        _ => MapError(head),
+    }
+}
+
+/// What a stage holds in its buffer at once, tensor by tensor: the sum is its working set, and a fit error lists
+/// the entries.
+struct Held {
+    tensor: String,
+    bytes: u64,
+    copies: u64,
+    /// The parts its extent spans, with their sizes.
+    extent: Vec<(String, u64)>,
+    /// Whether its home is DRAM (its tiles come and go; everything else is resident for the whole stage).
+    dram: bool,
+    held: HeldFor,
+}
+
+enum HeldFor {
+    /// Kept at a loop (`keep`): its tile stays for one iteration of the loop.
+    Loop(String),
 }
 
 /// One stage being mapped: its loops and, per tensor and Einsum, the stage-level rank parts.
@@ -436,44 +625,97 @@ impl<'a> Stage<'a> {
         }
     }
 
-    /// Elements of tensor `t` resident in the buffer when kept at loop level `keep`: the extent over loops inside
-    /// `keep` and over intra-tile parts. An iterative tensor is updated in place along its iterative rank.
-    fn kept_extent(&self, t: TensorId, keep: usize) -> u64 {
+    /// The parts of tensor `t` that its buffer-resident extent spans when kept at loop level `keep`, with their
+    /// sizes: loops inside `keep` and intra-tile parts. An iterative tensor is updated in place along its
+    /// iterative rank, and a loop at or outside `keep` contributes one tile.
+    fn kept_parts(&self, t: TensorId, keep: usize) -> Vec<(String, u64)> {
         let iter_part = self.c.tensors[t]
             .iterative_rank
             .map(|r| self.c.ranks[r].name.clone());
         self.tensor_parts(t)
-            .iter()
+            .into_iter()
+            .filter(|p| Some(p) != iter_part.as_ref())
+            .filter(|p| !matches!(self.loop_of(p), Some(j) if j <= keep))
             .map(|p| {
-                if Some(p) == iter_part.as_ref() {
-                    return 1;
-                }
-                match self.loop_of(p) {
-                    Some(j) if j <= keep => 1,
-                    _ => self.size(p),
-                }
+                let n = self.size(&p);
+                (p, n)
             })
-            .fold(1, u64::saturating_mul)
+            .collect()
     }
 
-    /// Bytes the stage keeps in its buffer at once: every kept tensor's resident extent.
-    fn footprint(&self) -> u64 {
-        let mut total = 0;
-        for name in self.file.keep.keys() {
+    /// What the stage holds in its buffer at once: every kept tensor's resident extent with its copies (an alias
+    /// takes no space of its own).
+    fn working_set(&self) -> Vec<Held> {
+        let mut held = Vec::new();
+        for (name, l) in &self.file.keep {
             if self.file.alias.contains_key(name) {
                 continue; // stored in place of another kept tensor
             }
-            if let Some(t) = self.c.tensor_id(name) {
-                if let Ok(Some(k)) = self.keep_level(t) {
-                    let copies = self.file.copies.get(name).copied().unwrap_or(1);
-                    total = sat_sum(
-                        total,
-                        sat_prod([self.kept_extent(t, k), self.arch.word_bytes, copies]),
-                    );
-                }
+            let Some(t) = self.c.tensor_id(name) else {
+                continue;
+            };
+            if let Ok(Some(k)) = self.keep_level(t) {
+                let copies = self.file.copies.get(name).copied().unwrap_or(1);
+                let extent = self.kept_parts(t, k);
+                let elements = sat_prod(extent.iter().map(|(_, n)| *n));
+                held.push(Held {
+                    tensor: name.clone(),
+                    bytes: sat_prod([elements, self.arch.word_bytes, copies]),
+                    copies,
+                    extent,
+                    dram: self.is_dram(t),
+                    held: HeldFor::Loop(l.clone()),
+                });
             }
         }
-        total
+        held
+    }
+
+    /// Bytes the stage keeps in its buffer at once: its working set.
+    fn footprint(&self) -> u64 {
+        self.working_set()
+            .iter()
+            .fold(0, |a, h| sat_sum(a, h.bytes))
+    }
+
+    /// The working set, one line per tensor (largest first), what is stored in place of what, and the size rules
+    /// (up to `upto`, when a rule is still being chosen) that set the tile sizes: a fit error that explains itself.
+    fn explain_working_set(&self, upto: Option<&str>) -> String {
+        let mut held = self.working_set();
+        held.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.tensor.cmp(&b.tensor)));
+        let mut lines: Vec<String> = held
+            .iter()
+            .map(|h| {
+                let mut of: Vec<String> =
+                    h.extent.iter().map(|(p, n)| format!("{p} {n}")).collect();
+                of.push(format!("{} B", self.arch.word_bytes));
+                let copies = match h.copies {
+                    1 => String::new(),
+                    n => format!("{n} copies of "),
+                };
+                let why = match &h.held {
+                    HeldFor::Loop(l) => format!("kept at `{l}`"),
+                };
+                format!(
+                    "  `{}`: {} B = {copies}{}, {why}",
+                    h.tensor,
+                    h.bytes,
+                    of.join(" x ")
+                )
+            })
+            .collect();
+        for (a, t) in &self.file.alias {
+            lines.push(format!(
+                "  `{a}`: stored in place of `{t}`, no space of its own"
+            ));
+        }
+        if !self.binding.sizes.is_empty() {
+            lines.push(format!(
+                "  tile sizes: {}",
+                chosen_by(self.binding, self.sizes, upto)
+            ));
+        }
+        lines.join("\n")
     }
 
     /// Whether `consumer` takes the tile that reference `r` names straight from the PE that makes it instead of
@@ -853,7 +1095,6 @@ impl<'a> Stage<'a> {
     /// Bytes of on-chip state statically resident in the buffer: kept tensors with no DRAM home, each with its
     /// copies (an alias takes no space of its own). They are set aside before any DRAM tile is loaded.
     fn resident_bytes(&self) -> Result<u64, MapError> {
-        let mut resident = 0;
         for name in self.file.keep.keys() {
             let Some(t) = self.c.tensor_id(name) else {
                 return bad(format!(
@@ -861,16 +1102,13 @@ impl<'a> Stage<'a> {
                     self.file.name
                 ));
             };
-            let k = self.keep_level(t)?.unwrap_or(0);
-            if !self.is_dram(t) && !self.file.alias.contains_key(name) {
-                let copies = self.file.copies.get(name).copied().unwrap_or(1);
-                resident = sat_sum(
-                    resident,
-                    sat_prod([self.kept_extent(t, k), self.arch.word_bytes, copies]),
-                );
-            }
+            self.keep_level(t)?;
         }
-        Ok(resident)
+        Ok(self
+            .working_set()
+            .iter()
+            .filter(|h| !h.dram)
+            .fold(0, |a, h| sat_sum(a, h.bytes)))
     }
 
     /// One transfer template per DRAM tensor: a tensor written in this stage is stored after its producer, any
@@ -1100,8 +1338,11 @@ impl<'a> Stage<'a> {
         let working_set = self.footprint().max(resident);
         if working_set > cap {
             return bad(format!(
-                "stage `{}` keeps {working_set} B in `{}`, which holds {cap} B",
-                self.file.name, buffer.name
+                "{}stage `{}` keeps {working_set} B in `{}`, which holds {cap} B:\n{}",
+                origin(self.arch),
+                self.file.name,
+                buffer.name,
+                self.explain_working_set(None)
             ));
         }
         Ok(cap)
