@@ -471,13 +471,136 @@ fn no_divisor_fits(
     }
 }
 
+/// A tensor one stage makes and a later stage reads without loading it from DRAM. Stages run one after another,
+/// so the reader finds the whole tensor made, and all of it stays on chip, in the maker's buffer, from the start
+/// of the stage that makes it to the end of the last that reads it. It counts against the working set of every
+/// stage in between that uses that buffer.
+#[derive(Clone, Debug)]
+struct Passage {
+    tensor: TensorId,
+    /// The stage that makes it and the last that reads it on chip (indices into the binding's stages).
+    from: usize,
+    to: usize,
+    /// Its extent per rank (an iterative rank counts only when a reader wants more than the final value).
+    extent: Vec<(String, u64)>,
+    bytes: u64,
+}
+
+/// The tensors a binding passes between stages on chip. A tensor passes through DRAM when its maker stores it
+/// (`dram` of the making stage) and its reader loads it (`dram` of the reading stage); any other reading stage
+/// reads it on chip. Reading before the making stage, loading what was never stored, or reading from another
+/// buffer than the one it was made in are mapping errors. Extents come from the cascade's rank sizes, which are
+/// final before any size rule runs, so a `Largest` search sees the true size.
+fn passages(
+    c: &Cascade,
+    arch: &Arch,
+    b: &BindingFile,
+    sizes: &BTreeMap<String, i64>,
+) -> Result<Vec<Passage>, MapError> {
+    let einsums: Vec<Vec<EinsumId>> = b
+        .stages
+        .iter()
+        .map(|st| {
+            st.einsums
+                .iter()
+                .filter_map(|n| {
+                    c.einsums
+                        .iter()
+                        .position(|e| &e.name == n && e.section == Section::Main)
+                })
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in 0..c.tensors.len() {
+        let name = &c.tensors[t].name;
+        let makes = |i: usize| einsums[i].iter().any(|&e| c.einsums[e].output.tensor == t);
+        let Some(from) = (0..b.stages.len()).find(|&i| makes(i)) else {
+            continue; // an input, or made by an init Einsum: it comes from DRAM or is a view
+        };
+        let maker = &b.stages[from];
+        let (mut to, mut only_final) = (from, true);
+        for (j, st) in b.stages.iter().enumerate().filter(|(j, _)| *j != from) {
+            let reads: Vec<&TensorRef> = einsums[j]
+                .iter()
+                .flat_map(|&e| c.einsums[e].expr.refs())
+                .filter(|r| r.tensor == t)
+                .collect();
+            if reads.is_empty() {
+                continue;
+            }
+            if j < from {
+                return bad(format!(
+                    "{}stage `{}` reads `{name}`, which stage `{}` makes later: stages run in the order listed",
+                    origin(arch),
+                    st.name,
+                    maker.name
+                ));
+            }
+            if st.dram.contains(name) {
+                if !maker.dram.contains(name) {
+                    return bad(format!(
+                        "{}stage `{}` loads `{name}` from DRAM, but stage `{}`, which makes it, never stores it \
+                         there: add `{name}` to the `dram` of stage `{}` too (with a `keep` loop)",
+                        origin(arch),
+                        st.name,
+                        maker.name,
+                        maker.name
+                    ));
+                }
+                continue;
+            }
+            if st.buffer != maker.buffer {
+                return bad(format!(
+                    "{}stage `{}` reads `{name}` on chip from `{}`, but stage `{}` made it in `{}`: pass it \
+                     through DRAM (add it to the `dram` of both stages)",
+                    origin(arch),
+                    st.name,
+                    st.buffer,
+                    maker.name,
+                    maker.buffer
+                ));
+            }
+            to = j;
+            only_final &= reads.iter().all(|r| read_kind(c, r) == EdgeKind::Final);
+        }
+        if to == from {
+            continue;
+        }
+        let tensor = &c.tensors[t];
+        let ranks = c.broadcast.iter().copied().chain(
+            tensor
+                .ranks
+                .iter()
+                .copied()
+                .filter(|r| !c.broadcast.contains(r)),
+        );
+        let extent: Vec<(String, u64)> = ranks
+            .filter(|&r| !(only_final && tensor.iterative_rank == Some(r)))
+            .map(|r| {
+                let n = &c.ranks[r].name;
+                (n.clone(), sizes.get(n).copied().unwrap_or(1).max(1) as u64)
+            })
+            .collect();
+        let bytes = sat_prod(extent.iter().map(|(_, s)| *s).chain([arch.word_bytes]));
+        out.push(Passage {
+            tensor: t,
+            from,
+            to,
+            extent,
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
 /// What a stage holds in its buffer at once, tensor by tensor: the sum is its working set, and a fit error lists
 /// the entries.
 struct Held {
     tensor: String,
     bytes: u64,
     copies: u64,
-    /// The parts its extent spans, with their sizes.
+    /// The parts (or, for a passage, the ranks) its extent spans, with their sizes.
     extent: Vec<(String, u64)>,
     /// Whether its home is DRAM (its tiles come and go; everything else is resident for the whole stage).
     dram: bool,
@@ -487,6 +610,8 @@ struct Held {
 enum HeldFor {
     /// Kept at a loop (`keep`): its tile stays for one iteration of the loop.
     Loop(String),
+    /// Passed on chip between stages: the whole tensor, from the stage that makes it to the last that reads it.
+    Passage { from: String, to: String },
 }
 
 /// One stage being mapped: its loops and, per tensor and Einsum, the stage-level rank parts.
@@ -499,6 +624,12 @@ struct Stage<'a> {
     /// Upper-case part name → size.
     sizes: &'a BTreeMap<String, i64>,
     einsums: Vec<EinsumId>,
+    /// This stage's position in the binding.
+    index: usize,
+    /// The binding's on-chip passages, or why they are not valid. The error is reported when the stage's program
+    /// is built, not by `Stage::new`, which size rules also call: it is a mistake of the stages, not of the rule
+    /// that happened to build one first.
+    passages: Result<Vec<Passage>, MapError>,
 }
 
 impl<'a> Stage<'a> {
@@ -539,6 +670,12 @@ impl<'a> Stage<'a> {
                 }
             }
         }
+        let index = binding
+            .stages
+            .iter()
+            .position(|s| std::ptr::eq(s, file))
+            .or_else(|| binding.stages.iter().position(|s| s.name == file.name))
+            .unwrap_or(0);
         Ok(Stage {
             c,
             arch,
@@ -547,7 +684,27 @@ impl<'a> Stage<'a> {
             loops,
             sizes,
             einsums,
+            index,
+            passages: passages(c, arch, binding, sizes),
         })
+    }
+
+    /// The passages this stage holds in its buffer: those made in its buffer that are live while it runs.
+    fn live_passages(&self) -> impl Iterator<Item = &Passage> {
+        let stages = &self.binding.stages;
+        let here = self.index;
+        self.passages
+            .as_ref()
+            .into_iter()
+            .flatten()
+            .filter(move |p| {
+                p.from <= here && here <= p.to && stages[p.from].buffer == self.file.buffer
+            })
+    }
+
+    /// Whether tensor `t` is passed on chip to or from this stage (so it is in the buffer here, whole).
+    fn passed_here(&self, t: TensorId) -> bool {
+        self.live_passages().any(|p| p.tensor == t)
     }
 
     /// Stage-level parts of a cascade rank: its binding partition parts, or itself.
@@ -644,7 +801,8 @@ impl<'a> Stage<'a> {
     }
 
     /// What the stage holds in its buffer at once: every kept tensor's resident extent with its copies (an alias
-    /// takes no space of its own).
+    /// takes no space of its own), and every tensor passed on chip across it, whole. A passed tensor's own `keep`
+    /// entry is part of the whole and not counted again.
     fn working_set(&self) -> Vec<Held> {
         let mut held = Vec::new();
         for (name, l) in &self.file.keep {
@@ -654,6 +812,9 @@ impl<'a> Stage<'a> {
             let Some(t) = self.c.tensor_id(name) else {
                 continue;
             };
+            if self.passed_here(t) {
+                continue;
+            }
             if let Ok(Some(k)) = self.keep_level(t) {
                 let copies = self.file.copies.get(name).copied().unwrap_or(1);
                 let extent = self.kept_parts(t, k);
@@ -667,6 +828,20 @@ impl<'a> Stage<'a> {
                     held: HeldFor::Loop(l.clone()),
                 });
             }
+        }
+        let stages = &self.binding.stages;
+        for p in self.live_passages() {
+            held.push(Held {
+                tensor: self.c.tensors[p.tensor].name.clone(),
+                bytes: p.bytes,
+                copies: 1,
+                extent: p.extent.clone(),
+                dram: false,
+                held: HeldFor::Passage {
+                    from: stages[p.from].name.clone(),
+                    to: stages[p.to].name.clone(),
+                },
+            });
         }
         held
     }
@@ -695,6 +870,10 @@ impl<'a> Stage<'a> {
                 };
                 let why = match &h.held {
                     HeldFor::Loop(l) => format!("kept at `{l}`"),
+                    HeldFor::Passage { from, to } => format!(
+                        "the whole tensor, made by stage `{from}` and read on chip by stage `{to}` \
+                         (in neither's `dram`)"
+                    ),
                 };
                 format!(
                     "  `{}`: {} B = {copies}{}, {why}",
@@ -708,6 +887,16 @@ impl<'a> Stage<'a> {
             lines.push(format!(
                 "  `{a}`: stored in place of `{t}`, no space of its own"
             ));
+        }
+        for h in &held {
+            if let HeldFor::Passage { from, to } = &h.held {
+                lines.push(format!(
+                    "  hint: a tensor passed between stages outside DRAM stays in the buffer whole while it is live; \
+                     to pass `{}` through DRAM, add it to the `dram` of stage `{from}` (a store) and of stage \
+                     `{to}` (a load)",
+                    h.tensor
+                ));
+            }
         }
         if !self.binding.sizes.is_empty() {
             lines.push(format!(
@@ -770,6 +959,7 @@ impl<'a> Stage<'a> {
     /// Build the stage's program. Each step is its own function, so a new unit kind (a top-k engine, a tensor
     /// core) or storage kind (tensor memory) changes the step it concerns instead of growing one long function.
     fn program(&self, servers: &mut Vec<Server>) -> Result<StageProgram, MapError> {
+        self.passages.as_ref().map_err(Clone::clone)?;
         let lv = self.levels(servers)?;
         let flow = Dataflow::new(self.c);
         let order = self.order(&flow);
@@ -850,13 +1040,15 @@ impl<'a> Stage<'a> {
             .collect()
     }
 
-    /// Whether tensor `t` is held in the stage's buffer (kept, DRAM-homed and tiled through it, or stored in
-    /// place of a kept tensor); otherwise it lives in the units' local storage and costs no buffer traffic.
+    /// Whether tensor `t` is held in the stage's buffer (kept, DRAM-homed and tiled through it, stored in place
+    /// of a kept tensor, or passed on chip from or to another stage); otherwise it lives in the units' local
+    /// storage and costs no buffer traffic.
     fn in_buffer(&self, t: TensorId) -> bool {
         let n = &self.c.tensors[t].name;
         self.file.keep.contains_key(n)
             || self.file.dram.contains(n)
             || self.file.alias.contains_key(n)
+            || self.passed_here(t)
     }
 
     fn is_dram(&self, t: TensorId) -> bool {
@@ -1093,7 +1285,8 @@ impl<'a> Stage<'a> {
     }
 
     /// Bytes of on-chip state statically resident in the buffer: kept tensors with no DRAM home, each with its
-    /// copies (an alias takes no space of its own). They are set aside before any DRAM tile is loaded.
+    /// copies (an alias takes no space of its own), and tensors passed on chip across this stage, whole. They are
+    /// set aside before any DRAM tile is loaded.
     fn resident_bytes(&self) -> Result<u64, MapError> {
         for name in self.file.keep.keys() {
             let Some(t) = self.c.tensor_id(name) else {
