@@ -963,6 +963,7 @@ impl<'a> Stage<'a> {
         let lv = self.levels(servers)?;
         let flow = Dataflow::new(self.c);
         let order = self.order(&flow);
+        self.check_partial_results(&order)?;
         let mut templates: Vec<Template> = Vec::new();
         let mut compute_of: BTreeMap<EinsumId, usize> = BTreeMap::new();
         for &e in &order {
@@ -1302,6 +1303,113 @@ impl<'a> Stage<'a> {
             .iter()
             .filter(|h| !h.dram)
             .fold(0, |a, h| sat_sum(a, h.bytes)))
+    }
+
+    /// A result reduced across a stage loop (its Einsum iterates the loop, its indices do not), or a running value
+    /// carried across one, is updated by every iteration of that loop, so its partial results must stay where the
+    /// next iteration finds them. A DRAM tensor must be kept at a loop outside the outermost such loop: kept at
+    /// it or inside, its tile would be stored after each iteration holding a partial result that nothing reads
+    /// back (einsim does not model reading partial results back from DRAM). An on-chip tensor (kept without a
+    /// DRAM home, or in the units' local storage when not kept) must hold every tile of it that the loops inside
+    /// that one move through; its kept extent spans the loops inside its `keep` loop, and local storage one tile.
+    /// Anything else is a mapping error naming the loops the tensor may be kept at. A tensor passed on chip to a
+    /// later stage is held whole, so its partial results have room.
+    fn check_partial_results(&self, order: &[EinsumId]) -> Result<(), MapError> {
+        for &e in order {
+            let t = self.c.einsums[e].output.tensor;
+            if is_free(self.c, e) || self.passed_here(t) {
+                continue;
+            }
+            let out = self.tensor_parts(t);
+            let mut across: Vec<usize> = self
+                .einsum_parts(e)
+                .iter()
+                .filter(|p| !out.contains(p))
+                .filter_map(|p| self.loop_of(p))
+                .collect();
+            let tensor = &self.c.tensors[t];
+            let running = tensor
+                .iterative_rank
+                .and_then(|r| self.loop_of(&self.c.ranks[r].name));
+            across.extend(running);
+            let Some(&outer) = across.iter().min() else {
+                continue;
+            };
+            let name = &tensor.name;
+            // A tensor stored in place of another lives where that one is kept.
+            let keep = match self.keep_level(t)? {
+                Some(k) => Some(k),
+                None => match self.file.alias.get(name).and_then(|a| self.c.tensor_id(a)) {
+                    Some(a) => self.keep_level(a)?,
+                    None => None,
+                },
+            };
+            let l = |j: usize| self.loops[j].index.as_str();
+            let indexes = |j: usize| out.iter().any(|p| l(j).eq_ignore_ascii_case(p));
+            // The tensor may be kept at any loop outside `bound`.
+            let (problem, bound) = if self.is_dram(t) {
+                let Some(k) = keep.filter(|&k| k >= outer) else {
+                    continue; // kept outside the loop, or without `keep` (reported with the transfers)
+                };
+                let problem = format!(
+                    "it is kept at `{}`, so after every `{}` iteration its tile would be stored to DRAM holding \
+                     a partial result that no later iteration reads back",
+                    l(k),
+                    l(outer)
+                );
+                (problem, outer)
+            } else {
+                let scope = keep.unwrap_or(self.loops.len() - 1);
+                let Some(moves) = (outer + 1..=scope).find(|&j| indexes(j)) else {
+                    continue;
+                };
+                let problem = match keep {
+                    Some(k) => format!(
+                        "it is kept at `{}`, so the buffer holds one tile of it per `{}` iteration, while loop \
+                         `{}`, inside `{}`, moves on to other tiles whose partial results the next `{}` \
+                         iteration needs",
+                        l(k),
+                        l(k),
+                        l(moves),
+                        l(outer),
+                        l(outer)
+                    ),
+                    None => format!(
+                        "it is in neither `keep` nor `dram`, so its partial results would stay in the units' \
+                         local storage, one tile at a time, while loop `{}`, inside `{}`, moves on to other \
+                         tiles of it",
+                        l(moves),
+                        l(outer)
+                    ),
+                };
+                (problem, moves)
+            };
+            let what = if running == Some(outer) {
+                "a running value carried across"
+            } else {
+                "reduced over"
+            };
+            let fix = if bound == 0 {
+                format!(
+                    "no loop is outside `{}`: reorder the loops so that another one encloses it",
+                    l(outer)
+                )
+            } else {
+                let names: Vec<&str> = (0..bound).map(l).collect();
+                format!(
+                    "keep `{name}` at a loop outside `{}`: one of {}",
+                    l(bound),
+                    names.join(", ")
+                )
+            };
+            return bad(format!(
+                "{}stage `{}`: `{name}` is {what} `{}`, a loop of this stage, but {problem}; {fix}",
+                origin(self.arch),
+                self.file.name,
+                l(outer)
+            ));
+        }
+        Ok(())
     }
 
     /// One transfer template per DRAM tensor: a tensor written in this stage is stored after its producer, any

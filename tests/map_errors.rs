@@ -136,6 +136,46 @@ fn a_binding_passing_too_much_on_chip_falls_back_to_the_next() {
     assert_eq!(r.binding, "row-at-a-time");
 }
 
+/// The user's second silent mistake: AV = A[m,p] * V[f,m] sums over `m1`, a loop of stage `av`, but was kept
+/// at `p1`, inside it. Each `m1` iteration stored its partial sums (M1 = 4 times AV's 96 MiB at 1K: 288 MiB of
+/// extra DRAM writes, 1.5 TiB at 64K) and none was read back. Kept at `p2`, outside `m1`, it maps and AV is
+/// written once.
+#[test]
+fn a_partial_sum_kept_inside_its_reduction_loop_is_rejected() {
+    let file = bad_map("partial-sum-keep");
+    let m = map_error(&file, None, &[], "");
+    assert!(
+        m.contains("`AV`") && m.contains("`m1`") && m.contains("b, h, p2"),
+        "{m}"
+    );
+    let text = edit_after(
+        &file.text,
+        "name: \"av\"",
+        "\"AV\": \"p1\"",
+        "\"AV\": \"p2\"",
+    );
+    let fixed = SourceFile::new(file.name.as_str(), text);
+    let r = run_text(
+        &fixed,
+        Some("bert-base"),
+        None,
+        &[],
+        &library::get,
+        EXTRAPOLATE,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let written = |name: &str| {
+        r.traffic
+            .iter()
+            .find(|t| t.level == name)
+            .map(|t| t.write_bytes)
+            .unwrap()
+    };
+    // Q, K and V are only read; the logits QK and the attention matrix A are written once each (1.5 GiB), AV
+    // once (96 MiB).
+    assert_eq!(written("dram"), 2 * 1_610_612_736 + 100_663_296);
+}
+
 // ---- fit and size errors explain themselves ----
 
 /// unfused's `rows` binding at 64K: the softmax stage's double-buffered block of 256 whole rows is 64 MiB.
@@ -173,7 +213,7 @@ fn inexact_size_names_file_rule_and_a_value_that_works() {
     insta::assert_snapshot!("inexact-size", m);
 }
 
-// ---- the other cases of the rule ----
+// ---- the other cases of the two rules ----
 
 /// Reading a tensor before the stage that makes it, loading one that was never stored, and reading one from
 /// another buffer than the one it was made in are each a mapping error that says so.
@@ -273,4 +313,25 @@ fn a_final_value_passes_whole_once() {
     .unwrap_or_else(|e| panic!("{e}"));
     let base = common::run_shipped("fusemax", "bert-base", &[], EXTRAPOLATE);
     assert_eq!(r.traffic_bytes["dram"], base.traffic_bytes["dram"]);
+}
+
+/// A running value kept inside the loop it runs across: FuseMax's running numerator RNV kept at `p1` instead of
+/// `p2` held one query tile's state while the `P1` tiles of a block each needed theirs across `m1` (the working
+/// set undercounted it P1 times).
+#[test]
+fn a_running_value_kept_inside_its_loop_is_rejected() {
+    let fm = shipped(Kind::Arch, "fusemax");
+    let text = edit_after(
+        &fm.text,
+        "name: \"attention\"",
+        "\"RNV\": \"p2\"",
+        "\"RNV\": \"p1\"",
+    );
+    let m = map_error(&SourceFile::new("arch/fusemax.ron", text), None, &[], "");
+    assert!(
+        m.contains("`RNV` is a running value carried across `m1`")
+            && m.contains("while loop `p1`, inside `m1`")
+            && m.contains("keep `RNV` at a loop outside `p1`: one of b, h, p2, m1"),
+        "{m}"
+    );
 }
