@@ -135,6 +135,27 @@ impl SizeExpr {
         }
     }
 
+    /// The first division that [`SizeExpr::eval`] finds inexact, with its operands and their values, so an error
+    /// can say which quantity must be a multiple of which (`P` = 1000 of `P0` = 256) instead of two bare numbers.
+    /// Operands are visited in the order `eval` visits them, so this is the division `eval` stopped at.
+    pub fn inexact_division(
+        &self,
+        lookup: &dyn Fn(&str) -> Option<i64>,
+    ) -> Option<(&SizeExpr, i64, &SizeExpr, i64)> {
+        match self {
+            SizeExpr::Num(_) | SizeExpr::Name(..) => None,
+            SizeExpr::Bin(a, op, b) => {
+                if let Some(d) = a.inexact_division(lookup).or(b.inexact_division(lookup)) {
+                    return Some(d);
+                }
+                let (x, y) = (a.eval(lookup).ok()?, b.eval(lookup).ok()?);
+                (*op == SizeOp::Div && y != 0 && x.checked_rem(y).is_some_and(|r| r != 0))
+                    .then_some((&**a, x, &**b, y))
+            }
+            SizeExpr::Call(_, args) => args.iter().find_map(|a| a.inexact_division(lookup)),
+        }
+    }
+
     /// Names this expression refers to.
     pub fn names(&self) -> Vec<(&str, Span)> {
         let mut out = Vec::new();
@@ -374,6 +395,31 @@ mod tests {
         assert!(ev("floor(0 - 9223372036854775807 - 1, 0 - 1)").is_err());
         assert!(ev("ceil(0 - 9223372036854775807 - 1, 0 - 1)").is_err());
         assert!(ev("(0 - 9223372036854775807 - 1) / (0 - 1)").is_err());
+    }
+    #[test]
+    fn finds_the_inexact_division() {
+        let lookup = |n: &str| match n {
+            "seq" => Some(1000),
+            "M0" => Some(256),
+            _ => None,
+        };
+        // 1000 / 8 and 1024 / 256 divide; the third division is the one `eval` stops at.
+        let e = SizeExpr::parse("min(seq / 8, (seq + 24) / M0) + seq / M0").unwrap();
+        let (a, x, b, y) = e.inexact_division(&lookup).unwrap();
+        assert_eq!(
+            (a.to_string(), x, b.to_string(), y),
+            ("seq".into(), 1000, "M0".into(), 256)
+        );
+        let e = SizeExpr::parse("(seq / 3) / 7").unwrap();
+        let (a, x, b, y) = e.inexact_division(&lookup).unwrap();
+        assert_eq!(
+            (a.to_string(), x, b.to_string(), y),
+            ("seq".into(), 1000, "3".into(), 3)
+        );
+        assert!(SizeExpr::parse("seq / 8")
+            .unwrap()
+            .inexact_division(&lookup)
+            .is_none());
     }
     #[test]
     fn prints_round_trip() {

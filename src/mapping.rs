@@ -217,7 +217,8 @@ fn size_table(
         sizes.insert(name.clone(), 1); // provisional, so rules may be evaluated in order
     }
     for (name, rule) in &b.sizes {
-        let v = rule_value(c, arch, b, &mut sizes, name, rule)?;
+        let v = rule_value(c, arch, b, &mut sizes, name, rule)
+            .map_err(|e| in_rule(c, arch, b, &sizes, name, rule, e))?;
         if v <= 0 {
             return bad(format!(
                 "partition size `{name}` = {v}; expected a positive size"
@@ -289,15 +290,328 @@ fn rule_value(
             return Ok(d);
         }
     }
-    bad(format!(
-        "no divisor of {n} (at least {floor}) makes stage `{stage}` fit `{fits}` ({cap} B) for `{name}`"
-    ))
+    Err(no_divisor_fits(c, arch, b, st, sizes, name, n, floor, cap))
 }
 
 fn eval(e: &str, sizes: &BTreeMap<String, i64>) -> Result<i64, MapError> {
-    SizeExpr::parse(e)
-        .and_then(|x| x.eval(&|n| sizes.get(n).copied()))
-        .map_err(|err| MapError(format!("in size `{e}`: {}", err.message)))
+    let lookup = |n: &str| sizes.get(n).copied();
+    let x =
+        SizeExpr::parse(e).map_err(|err| MapError(format!("in size `{e}`: {}", err.message)))?;
+    x.eval(&lookup).map_err(|err| {
+        // Two bare numbers ("1 is not divisible by 256") do not say what to change: name the operands and the
+        // multiples nearest the dividend.
+        let detail = match x.inexact_division(&lookup) {
+            Some((a, x, d, y)) => {
+                let lo = x.div_euclid(y) * y.abs();
+                let hi = lo + y.abs();
+                let near = if lo > 0 {
+                    format!("the nearest multiples of {} are {lo} and {hi}", y.abs())
+                } else {
+                    format!("the nearest multiple of {} is {hi}", y.abs())
+                };
+                format!(
+                    "{} is not a multiple of {}; {near}",
+                    operand(a, x),
+                    operand(d, y)
+                )
+            }
+            None => err.message,
+        };
+        MapError(format!("in size `{e}`: {detail}"))
+    })
+}
+
+/// An operand of a size expression with its value: `` `P` = 1000 ``, or just `256` for a number.
+fn operand(e: &SizeExpr, v: i64) -> String {
+    match e {
+        SizeExpr::Num(_) => v.to_string(),
+        _ => format!("`{e}` = {v}"),
+    }
+}
+
+/// `arch/fusemax.ron: `, so a mapping error, which has no span, still names the file to edit.
+fn origin(arch: &Arch) -> String {
+    if arch.path.is_empty() {
+        String::new()
+    } else {
+        format!("{}: ", arch.path)
+    }
+}
+
+/// A size rule as written in the arch file.
+fn rule_text(rule: &SizeRule) -> String {
+    match rule {
+        SizeRule::Fixed(e) => format!("Fixed({e:?})"),
+        SizeRule::Largest {
+            divisor_of,
+            fits,
+            stage,
+            at_least,
+        } => {
+            let at_least = at_least
+                .as_ref()
+                .map_or(String::new(), |a| format!(", at_least: Some({a:?})"));
+            format!(
+                "Largest(divisor_of: {divisor_of:?}, fits: {fits:?}, stage: {stage:?}{at_least})"
+            )
+        }
+    }
+}
+
+/// The rules of `b` up to and including `upto` (all of them for `None`), with the sizes they chose: what the
+/// tile sizes in a fit error come from. Later rules are still provisional, so they are left out.
+fn chosen_by(b: &BindingFile, sizes: &BTreeMap<String, i64>, upto: Option<&str>) -> String {
+    let end = upto
+        .and_then(|u| b.sizes.iter().position(|(n, _)| n == u))
+        .map_or(b.sizes.len(), |k| k + 1);
+    b.sizes[..end]
+        .iter()
+        .map(|(n, r)| {
+            let v = sizes.get(n).map_or("?".to_string(), |v| v.to_string());
+            format!("`{n}` = {v} by `{}`", rule_text(r))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A size rule's error, said where it comes from: the arch file, the part and its rule as written, and the value
+/// and origin of each name the rule uses (a rank of the cascade, a part sized by an earlier rule, a parameter).
+fn in_rule(
+    c: &Cascade,
+    arch: &Arch,
+    b: &BindingFile,
+    sizes: &BTreeMap<String, i64>,
+    name: &str,
+    rule: &SizeRule,
+    e: MapError,
+) -> MapError {
+    let exprs: Vec<&String> = match rule {
+        SizeRule::Fixed(e) => vec![e],
+        SizeRule::Largest {
+            divisor_of,
+            at_least,
+            ..
+        } => std::iter::once(divisor_of).chain(at_least).collect(),
+    };
+    let mut names: Vec<String> = Vec::new();
+    for x in exprs.iter().filter_map(|x| SizeExpr::parse(x).ok()) {
+        for (n, _) in x.names() {
+            if !names.iter().any(|m| m == n) {
+                names.push(n.to_string());
+            }
+        }
+    }
+    let this = b.sizes.iter().position(|(n, _)| n == name);
+    // A fit error lists the tile sizes already; the names' own origins are then what is left to say.
+    let listed = e.0.contains("\n  tile sizes:");
+    let wheres: Vec<String> = names
+        .iter()
+        .filter_map(|n| {
+            let v = sizes.get(n)?;
+            if let Some(k) = b.sizes.iter().position(|(p, _)| p == n) {
+                // A part whose rule comes later has only a provisional size; binding checks report its use.
+                return (Some(k) < this && !listed)
+                    .then(|| format!("`{n}` = {v} by `{}`", rule_text(&b.sizes[k].1)));
+            }
+            Some(match c.rank_id(n) {
+                Some(r) => format!(
+                    "`{n}` = {v}, a rank of `{}` sized `{}`",
+                    c.name, c.ranks[r].size
+                ),
+                None => format!("`{n}` = {v}, a parameter"),
+            })
+        })
+        .collect();
+    let mut msg = format!(
+        "{}`{name}`'s size rule `{}`: {}",
+        origin(arch),
+        rule_text(rule),
+        e.0
+    );
+    if !wheres.is_empty() {
+        msg.push_str(&format!("\n  where {}", wheres.join("; ")));
+    }
+    MapError(msg)
+}
+
+/// The error when no divisor lets a stage fit: the stage's working set at the smallest divisor tried, tensor by
+/// tensor, so the user sees what takes the room. `sizes` holds that divisor (the search goes down to it).
+#[allow(clippy::too_many_arguments)]
+fn no_divisor_fits(
+    c: &Cascade,
+    arch: &Arch,
+    b: &BindingFile,
+    st: &StageFile,
+    sizes: &BTreeMap<String, i64>,
+    name: &str,
+    n: i64,
+    floor: i64,
+    cap: u64,
+) -> MapError {
+    let fits = match &b.sizes.iter().find(|(p, _)| p == name) {
+        Some((_, SizeRule::Largest { fits, .. })) => fits.as_str(),
+        _ => "the buffer",
+    };
+    let tried = crate::divisors::divisors_desc(n.max(1) as u64)
+        .into_iter()
+        .any(|d| d as i64 >= floor);
+    let head = format!(
+        "no divisor of {n} (at least {floor}) makes stage `{}` fit `{fits}` ({cap} B)",
+        st.name
+    );
+    match Stage::new(c, arch, b, st, sizes) {
+        Ok(s) if tried => MapError(format!(
+            "{head}; at the smallest, `{name}` = {}, it keeps {} B:\n{}",
+            sizes.get(name).copied().unwrap_or(1),
+            s.footprint(),
+            s.explain_working_set(Some(name))
+        )),
+        _ if !tried => MapError(format!("{head}: none is at least {floor}")),
+        _ => MapError(head),
+    }
+}
+
+/// A tensor one stage makes and a later stage reads without loading it from DRAM. Stages run one after another,
+/// so the reader finds the whole tensor made, and all of it stays on chip, in the maker's buffer, from the start
+/// of the stage that makes it to the end of the last that reads it. It counts against the working set of every
+/// stage in between that uses that buffer.
+#[derive(Clone, Debug)]
+struct Passage {
+    tensor: TensorId,
+    /// The stage that makes it and the last that reads it on chip (indices into the binding's stages).
+    from: usize,
+    to: usize,
+    /// Its extent per rank (an iterative rank counts only when a reader wants more than the final value).
+    extent: Vec<(String, u64)>,
+    bytes: u64,
+}
+
+/// The tensors a binding passes between stages on chip. A tensor passes through DRAM when its maker stores it
+/// (`dram` of the making stage) and its reader loads it (`dram` of the reading stage); any other reading stage
+/// reads it on chip. Reading before the making stage, loading what was never stored, or reading from another
+/// buffer than the one it was made in are mapping errors. Extents come from the cascade's rank sizes, which are
+/// final before any size rule runs, so a `Largest` search sees the true size.
+fn passages(
+    c: &Cascade,
+    arch: &Arch,
+    b: &BindingFile,
+    sizes: &BTreeMap<String, i64>,
+) -> Result<Vec<Passage>, MapError> {
+    let einsums: Vec<Vec<EinsumId>> = b
+        .stages
+        .iter()
+        .map(|st| {
+            st.einsums
+                .iter()
+                .filter_map(|n| {
+                    c.einsums
+                        .iter()
+                        .position(|e| &e.name == n && e.section == Section::Main)
+                })
+                .collect()
+        })
+        .collect();
+    let mut out = Vec::new();
+    for t in 0..c.tensors.len() {
+        let name = &c.tensors[t].name;
+        let makes = |i: usize| einsums[i].iter().any(|&e| c.einsums[e].output.tensor == t);
+        let Some(from) = (0..b.stages.len()).find(|&i| makes(i)) else {
+            continue; // an input, or made by an init Einsum: it comes from DRAM or is a view
+        };
+        let maker = &b.stages[from];
+        let (mut to, mut only_final) = (from, true);
+        for (j, st) in b.stages.iter().enumerate().filter(|(j, _)| *j != from) {
+            let reads: Vec<&TensorRef> = einsums[j]
+                .iter()
+                .flat_map(|&e| c.einsums[e].expr.refs())
+                .filter(|r| r.tensor == t)
+                .collect();
+            if reads.is_empty() {
+                continue;
+            }
+            if j < from {
+                return bad(format!(
+                    "{}stage `{}` reads `{name}`, which stage `{}` makes later: stages run in the order listed",
+                    origin(arch),
+                    st.name,
+                    maker.name
+                ));
+            }
+            if st.dram.contains(name) {
+                if !maker.dram.contains(name) {
+                    return bad(format!(
+                        "{}stage `{}` loads `{name}` from DRAM, but stage `{}`, which makes it, never stores it \
+                         there: add `{name}` to the `dram` of stage `{}` too (with a `keep` loop)",
+                        origin(arch),
+                        st.name,
+                        maker.name,
+                        maker.name
+                    ));
+                }
+                continue;
+            }
+            if st.buffer != maker.buffer {
+                return bad(format!(
+                    "{}stage `{}` reads `{name}` on chip from `{}`, but stage `{}` made it in `{}`: pass it \
+                     through DRAM (add it to the `dram` of both stages)",
+                    origin(arch),
+                    st.name,
+                    st.buffer,
+                    maker.name,
+                    maker.buffer
+                ));
+            }
+            to = j;
+            only_final &= reads.iter().all(|r| read_kind(c, r) == EdgeKind::Final);
+        }
+        if to == from {
+            continue;
+        }
+        let tensor = &c.tensors[t];
+        let ranks = c.broadcast.iter().copied().chain(
+            tensor
+                .ranks
+                .iter()
+                .copied()
+                .filter(|r| !c.broadcast.contains(r)),
+        );
+        let extent: Vec<(String, u64)> = ranks
+            .filter(|&r| !(only_final && tensor.iterative_rank == Some(r)))
+            .map(|r| {
+                let n = &c.ranks[r].name;
+                (n.clone(), sizes.get(n).copied().unwrap_or(1).max(1) as u64)
+            })
+            .collect();
+        let bytes = sat_prod(extent.iter().map(|(_, s)| *s).chain([arch.word_bytes]));
+        out.push(Passage {
+            tensor: t,
+            from,
+            to,
+            extent,
+            bytes,
+        });
+    }
+    Ok(out)
+}
+
+/// What a stage holds in its buffer at once, tensor by tensor: the sum is its working set, and a fit error lists
+/// the entries.
+struct Held {
+    tensor: String,
+    bytes: u64,
+    copies: u64,
+    /// The parts (or, for a passage, the ranks) its extent spans, with their sizes.
+    extent: Vec<(String, u64)>,
+    /// Whether its home is DRAM (its tiles come and go; everything else is resident for the whole stage).
+    dram: bool,
+    held: HeldFor,
+}
+
+enum HeldFor {
+    /// Kept at a loop (`keep`): its tile stays for one iteration of the loop.
+    Loop(String),
+    /// Passed on chip between stages: the whole tensor, from the stage that makes it to the last that reads it.
+    Passage { from: String, to: String },
 }
 
 /// One stage being mapped: its loops and, per tensor and Einsum, the stage-level rank parts.
@@ -310,6 +624,12 @@ struct Stage<'a> {
     /// Upper-case part name → size.
     sizes: &'a BTreeMap<String, i64>,
     einsums: Vec<EinsumId>,
+    /// This stage's position in the binding.
+    index: usize,
+    /// The binding's on-chip passages, or why they are not valid. The error is reported when the stage's program
+    /// is built, not by `Stage::new`, which size rules also call: it is a mistake of the stages, not of the rule
+    /// that happened to build one first.
+    passages: Result<Vec<Passage>, MapError>,
 }
 
 impl<'a> Stage<'a> {
@@ -350,6 +670,12 @@ impl<'a> Stage<'a> {
                 }
             }
         }
+        let index = binding
+            .stages
+            .iter()
+            .position(|s| std::ptr::eq(s, file))
+            .or_else(|| binding.stages.iter().position(|s| s.name == file.name))
+            .unwrap_or(0);
         Ok(Stage {
             c,
             arch,
@@ -358,7 +684,27 @@ impl<'a> Stage<'a> {
             loops,
             sizes,
             einsums,
+            index,
+            passages: passages(c, arch, binding, sizes),
         })
+    }
+
+    /// The passages this stage holds in its buffer: those made in its buffer that are live while it runs.
+    fn live_passages(&self) -> impl Iterator<Item = &Passage> {
+        let stages = &self.binding.stages;
+        let here = self.index;
+        self.passages
+            .as_ref()
+            .into_iter()
+            .flatten()
+            .filter(move |p| {
+                p.from <= here && here <= p.to && stages[p.from].buffer == self.file.buffer
+            })
+    }
+
+    /// Whether tensor `t` is passed on chip to or from this stage (so it is in the buffer here, whole).
+    fn passed_here(&self, t: TensorId) -> bool {
+        self.live_passages().any(|p| p.tensor == t)
     }
 
     /// Stage-level parts of a cascade rank: its binding partition parts, or itself.
@@ -436,44 +782,129 @@ impl<'a> Stage<'a> {
         }
     }
 
-    /// Elements of tensor `t` resident in the buffer when kept at loop level `keep`: the extent over loops inside
-    /// `keep` and over intra-tile parts. An iterative tensor is updated in place along its iterative rank.
-    fn kept_extent(&self, t: TensorId, keep: usize) -> u64 {
+    /// The parts of tensor `t` that its buffer-resident extent spans when kept at loop level `keep`, with their
+    /// sizes: loops inside `keep` and intra-tile parts. An iterative tensor is updated in place along its
+    /// iterative rank, and a loop at or outside `keep` contributes one tile.
+    fn kept_parts(&self, t: TensorId, keep: usize) -> Vec<(String, u64)> {
         let iter_part = self.c.tensors[t]
             .iterative_rank
             .map(|r| self.c.ranks[r].name.clone());
         self.tensor_parts(t)
-            .iter()
+            .into_iter()
+            .filter(|p| Some(p) != iter_part.as_ref())
+            .filter(|p| !matches!(self.loop_of(p), Some(j) if j <= keep))
             .map(|p| {
-                if Some(p) == iter_part.as_ref() {
-                    return 1;
-                }
-                match self.loop_of(p) {
-                    Some(j) if j <= keep => 1,
-                    _ => self.size(p),
-                }
+                let n = self.size(&p);
+                (p, n)
             })
-            .fold(1, u64::saturating_mul)
+            .collect()
     }
 
-    /// Bytes the stage keeps in its buffer at once: every kept tensor's resident extent.
-    fn footprint(&self) -> u64 {
-        let mut total = 0;
-        for name in self.file.keep.keys() {
+    /// What the stage holds in its buffer at once: every kept tensor's resident extent with its copies (an alias
+    /// takes no space of its own), and every tensor passed on chip across it, whole. A passed tensor's own `keep`
+    /// entry is part of the whole and not counted again.
+    fn working_set(&self) -> Vec<Held> {
+        let mut held = Vec::new();
+        for (name, l) in &self.file.keep {
             if self.file.alias.contains_key(name) {
                 continue; // stored in place of another kept tensor
             }
-            if let Some(t) = self.c.tensor_id(name) {
-                if let Ok(Some(k)) = self.keep_level(t) {
-                    let copies = self.file.copies.get(name).copied().unwrap_or(1);
-                    total = sat_sum(
-                        total,
-                        sat_prod([self.kept_extent(t, k), self.arch.word_bytes, copies]),
-                    );
-                }
+            let Some(t) = self.c.tensor_id(name) else {
+                continue;
+            };
+            if self.passed_here(t) {
+                continue;
+            }
+            if let Ok(Some(k)) = self.keep_level(t) {
+                let copies = self.file.copies.get(name).copied().unwrap_or(1);
+                let extent = self.kept_parts(t, k);
+                let elements = sat_prod(extent.iter().map(|(_, n)| *n));
+                held.push(Held {
+                    tensor: name.clone(),
+                    bytes: sat_prod([elements, self.arch.word_bytes, copies]),
+                    copies,
+                    extent,
+                    dram: self.is_dram(t),
+                    held: HeldFor::Loop(l.clone()),
+                });
             }
         }
-        total
+        let stages = &self.binding.stages;
+        for p in self.live_passages() {
+            held.push(Held {
+                tensor: self.c.tensors[p.tensor].name.clone(),
+                bytes: p.bytes,
+                copies: 1,
+                extent: p.extent.clone(),
+                dram: false,
+                held: HeldFor::Passage {
+                    from: stages[p.from].name.clone(),
+                    to: stages[p.to].name.clone(),
+                },
+            });
+        }
+        held
+    }
+
+    /// Bytes the stage keeps in its buffer at once: its working set.
+    fn footprint(&self) -> u64 {
+        self.working_set()
+            .iter()
+            .fold(0, |a, h| sat_sum(a, h.bytes))
+    }
+
+    /// The working set, one line per tensor (largest first), what is stored in place of what, and the size rules
+    /// (up to `upto`, when a rule is still being chosen) that set the tile sizes: a fit error that explains itself.
+    fn explain_working_set(&self, upto: Option<&str>) -> String {
+        let mut held = self.working_set();
+        held.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.tensor.cmp(&b.tensor)));
+        let mut lines: Vec<String> = held
+            .iter()
+            .map(|h| {
+                let mut of: Vec<String> =
+                    h.extent.iter().map(|(p, n)| format!("{p} {n}")).collect();
+                of.push(format!("{} B", self.arch.word_bytes));
+                let copies = match h.copies {
+                    1 => String::new(),
+                    n => format!("{n} copies of "),
+                };
+                let why = match &h.held {
+                    HeldFor::Loop(l) => format!("kept at `{l}`"),
+                    HeldFor::Passage { from, to } => format!(
+                        "the whole tensor, made by stage `{from}` and read on chip by stage `{to}` \
+                         (in neither's `dram`)"
+                    ),
+                };
+                format!(
+                    "  `{}`: {} B = {copies}{}, {why}",
+                    h.tensor,
+                    h.bytes,
+                    of.join(" x ")
+                )
+            })
+            .collect();
+        for (a, t) in &self.file.alias {
+            lines.push(format!(
+                "  `{a}`: stored in place of `{t}`, no space of its own"
+            ));
+        }
+        for h in &held {
+            if let HeldFor::Passage { from, to } = &h.held {
+                lines.push(format!(
+                    "  hint: a tensor passed between stages outside DRAM stays in the buffer whole while it is live; \
+                     to pass `{}` through DRAM, add it to the `dram` of stage `{from}` (a store) and of stage \
+                     `{to}` (a load)",
+                    h.tensor
+                ));
+            }
+        }
+        if !self.binding.sizes.is_empty() {
+            lines.push(format!(
+                "  tile sizes: {}",
+                chosen_by(self.binding, self.sizes, upto)
+            ));
+        }
+        lines.join("\n")
     }
 
     /// Whether `consumer` takes the tile that reference `r` names straight from the PE that makes it instead of
@@ -528,9 +959,11 @@ impl<'a> Stage<'a> {
     /// Build the stage's program. Each step is its own function, so a new unit kind (a top-k engine, a tensor
     /// core) or storage kind (tensor memory) changes the step it concerns instead of growing one long function.
     fn program(&self, servers: &mut Vec<Server>) -> Result<StageProgram, MapError> {
+        self.passages.as_ref().map_err(Clone::clone)?;
         let lv = self.levels(servers)?;
         let flow = Dataflow::new(self.c);
         let order = self.order(&flow);
+        self.check_partial_results(&order)?;
         let mut templates: Vec<Template> = Vec::new();
         let mut compute_of: BTreeMap<EinsumId, usize> = BTreeMap::new();
         for &e in &order {
@@ -608,13 +1041,15 @@ impl<'a> Stage<'a> {
             .collect()
     }
 
-    /// Whether tensor `t` is held in the stage's buffer (kept, DRAM-homed and tiled through it, or stored in
-    /// place of a kept tensor); otherwise it lives in the units' local storage and costs no buffer traffic.
+    /// Whether tensor `t` is held in the stage's buffer (kept, DRAM-homed and tiled through it, stored in place
+    /// of a kept tensor, or passed on chip from or to another stage); otherwise it lives in the units' local
+    /// storage and costs no buffer traffic.
     fn in_buffer(&self, t: TensorId) -> bool {
         let n = &self.c.tensors[t].name;
         self.file.keep.contains_key(n)
             || self.file.dram.contains(n)
             || self.file.alias.contains_key(n)
+            || self.passed_here(t)
     }
 
     fn is_dram(&self, t: TensorId) -> bool {
@@ -851,9 +1286,9 @@ impl<'a> Stage<'a> {
     }
 
     /// Bytes of on-chip state statically resident in the buffer: kept tensors with no DRAM home, each with its
-    /// copies (an alias takes no space of its own). They are set aside before any DRAM tile is loaded.
+    /// copies (an alias takes no space of its own), and tensors passed on chip across this stage, whole. They are
+    /// set aside before any DRAM tile is loaded.
     fn resident_bytes(&self) -> Result<u64, MapError> {
-        let mut resident = 0;
         for name in self.file.keep.keys() {
             let Some(t) = self.c.tensor_id(name) else {
                 return bad(format!(
@@ -861,16 +1296,120 @@ impl<'a> Stage<'a> {
                     self.file.name
                 ));
             };
-            let k = self.keep_level(t)?.unwrap_or(0);
-            if !self.is_dram(t) && !self.file.alias.contains_key(name) {
-                let copies = self.file.copies.get(name).copied().unwrap_or(1);
-                resident = sat_sum(
-                    resident,
-                    sat_prod([self.kept_extent(t, k), self.arch.word_bytes, copies]),
-                );
-            }
+            self.keep_level(t)?;
         }
-        Ok(resident)
+        Ok(self
+            .working_set()
+            .iter()
+            .filter(|h| !h.dram)
+            .fold(0, |a, h| sat_sum(a, h.bytes)))
+    }
+
+    /// A result reduced across a stage loop (its Einsum iterates the loop, its indices do not), or a running value
+    /// carried across one, is updated by every iteration of that loop, so its partial results must stay where the
+    /// next iteration finds them. A DRAM tensor must be kept at a loop outside the outermost such loop: kept at
+    /// it or inside, its tile would be stored after each iteration holding a partial result that nothing reads
+    /// back (einsim does not model reading partial results back from DRAM). An on-chip tensor (kept without a
+    /// DRAM home, or in the units' local storage when not kept) must hold every tile of it that the loops inside
+    /// that one move through; its kept extent spans the loops inside its `keep` loop, and local storage one tile.
+    /// Anything else is a mapping error naming the loops the tensor may be kept at. A tensor passed on chip to a
+    /// later stage is held whole, so its partial results have room.
+    fn check_partial_results(&self, order: &[EinsumId]) -> Result<(), MapError> {
+        for &e in order {
+            let t = self.c.einsums[e].output.tensor;
+            if is_free(self.c, e) || self.passed_here(t) {
+                continue;
+            }
+            let out = self.tensor_parts(t);
+            let mut across: Vec<usize> = self
+                .einsum_parts(e)
+                .iter()
+                .filter(|p| !out.contains(p))
+                .filter_map(|p| self.loop_of(p))
+                .collect();
+            let tensor = &self.c.tensors[t];
+            let running = tensor
+                .iterative_rank
+                .and_then(|r| self.loop_of(&self.c.ranks[r].name));
+            across.extend(running);
+            let Some(&outer) = across.iter().min() else {
+                continue;
+            };
+            let name = &tensor.name;
+            // A tensor stored in place of another lives where that one is kept.
+            let keep = match self.keep_level(t)? {
+                Some(k) => Some(k),
+                None => match self.file.alias.get(name).and_then(|a| self.c.tensor_id(a)) {
+                    Some(a) => self.keep_level(a)?,
+                    None => None,
+                },
+            };
+            let l = |j: usize| self.loops[j].index.as_str();
+            let indexes = |j: usize| out.iter().any(|p| l(j).eq_ignore_ascii_case(p));
+            // The tensor may be kept at any loop outside `bound`.
+            let (problem, bound) = if self.is_dram(t) {
+                let Some(k) = keep.filter(|&k| k >= outer) else {
+                    continue; // kept outside the loop, or without `keep` (reported with the transfers)
+                };
+                let problem = format!(
+                    "it is kept at `{}`, so after every `{}` iteration its tile would be stored to DRAM holding \
+                     a partial result that no later iteration reads back",
+                    l(k),
+                    l(outer)
+                );
+                (problem, outer)
+            } else {
+                let scope = keep.unwrap_or(self.loops.len() - 1);
+                let Some(moves) = (outer + 1..=scope).find(|&j| indexes(j)) else {
+                    continue;
+                };
+                let problem = match keep {
+                    Some(k) => format!(
+                        "it is kept at `{}`, so the buffer holds one tile of it per `{}` iteration, while loop \
+                         `{}`, inside `{}`, moves on to other tiles whose partial results the next `{}` \
+                         iteration needs",
+                        l(k),
+                        l(k),
+                        l(moves),
+                        l(outer),
+                        l(outer)
+                    ),
+                    None => format!(
+                        "it is in neither `keep` nor `dram`, so its partial results would stay in the units' \
+                         local storage, one tile at a time, while loop `{}`, inside `{}`, moves on to other \
+                         tiles of it",
+                        l(moves),
+                        l(outer)
+                    ),
+                };
+                (problem, moves)
+            };
+            let what = if running == Some(outer) {
+                "a running value carried across"
+            } else {
+                "reduced over"
+            };
+            let fix = if bound == 0 {
+                format!(
+                    "no loop is outside `{}`: reorder the loops so that another one encloses it",
+                    l(outer)
+                )
+            } else {
+                let names: Vec<&str> = (0..bound).map(l).collect();
+                format!(
+                    "keep `{name}` at a loop outside `{}`: one of {}",
+                    l(bound),
+                    names.join(", ")
+                )
+            };
+            return bad(format!(
+                "{}stage `{}`: `{name}` is {what} `{}`, a loop of this stage, but {problem}; {fix}",
+                origin(self.arch),
+                self.file.name,
+                l(outer)
+            ));
+        }
+        Ok(())
     }
 
     /// One transfer template per DRAM tensor: a tensor written in this stage is stored after its producer, any
@@ -1100,8 +1639,11 @@ impl<'a> Stage<'a> {
         let working_set = self.footprint().max(resident);
         if working_set > cap {
             return bad(format!(
-                "stage `{}` keeps {working_set} B in `{}`, which holds {cap} B",
-                self.file.name, buffer.name
+                "{}stage `{}` keeps {working_set} B in `{}`, which holds {cap} B:\n{}",
+                origin(self.arch),
+                self.file.name,
+                buffer.name,
+                self.explain_working_set(None)
             ));
         }
         Ok(cap)

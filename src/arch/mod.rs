@@ -26,6 +26,10 @@ pub const TICKS_PER_CYCLE: u64 = 1024;
 #[derive(Clone, Debug, Serialize)]
 pub struct Arch {
     pub name: String,
+    /// The file it was loaded from (`arch/fusemax.ron`), so mapping errors, which have no spans, can say where
+    /// to look. Empty for an arch resolved without a file.
+    #[serde(skip)]
+    pub path: String,
     pub description: String,
     pub source: String,
     /// Arch parameters after overrides.

@@ -113,7 +113,11 @@ pub fn load_parsed(
         return Err(Diagnostics::one(file, d));
     };
     let table = load_energy_resolved(&etext, energy)?;
-    resolve(parsed, table, overrides).map_err(|errs| Diagnostics {
+    let resolved = resolve(parsed, table, overrides).map(|a| Arch {
+        path: file.name.clone(),
+        ..a
+    });
+    resolved.map_err(|errs| Diagnostics {
         file: file.clone(),
         items: errs
             .into_iter()
@@ -394,6 +398,7 @@ pub fn resolve(
     }
     Ok(Arch {
         name: f.name.clone(),
+        path: String::new(),
         description: f.description.clone(),
         source: f.source.clone(),
         params,
