@@ -1527,17 +1527,7 @@ impl<'a> Stage<'a> {
         lv: &Levels,
     ) -> Result<(), MapError> {
         let (mem, buffer) = (lv.mem, lv.buffer);
-        let bytes = tp.elements.saturating_mul(self.arch.word_bytes);
-        tp.reads.insert(mem.name.clone(), bytes);
-        tp.writes.insert(buffer.name.clone(), bytes);
-        tp.actions.insert(
-            (mem.name.clone(), mem.read_action.clone()),
-            bytes as f64 / mem.access_bytes as f64,
-        );
-        tp.actions.insert(
-            (buffer.name.clone(), buffer.write_action.clone()),
-            bytes as f64 / buffer.access_bytes as f64,
-        );
+        let bytes = self.charge_transfer(tp, mem, buffer);
         tp.alloc = bytes;
         tp.consumers = consumers as u64;
         if bytes > buffer.capacity_bytes.unwrap_or(u64::MAX) {
@@ -1549,6 +1539,21 @@ impl<'a> Stage<'a> {
         Ok(())
     }
 
+    /// A transfer's tile moves from one level to another: bytes read from `from` and written to `to`, each
+    /// charged in its own access width. Returns the tile's bytes.
+    fn charge_transfer(&self, tp: &mut Template, from: &Storage, to: &Storage) -> u64 {
+        let bytes = tp.elements.saturating_mul(self.arch.word_bytes);
+        tp.reads.insert(from.name.clone(), bytes);
+        tp.writes.insert(to.name.clone(), bytes);
+        for (level, action) in [(from, &from.read_action), (to, &to.write_action)] {
+            tp.actions.insert(
+                (level.name.clone(), action.clone()),
+                bytes as f64 / level.access_bytes as f64,
+            );
+        }
+        bytes
+    }
+
     /// A store reads the buffer and writes DRAM, after the task that made the tile.
     fn as_store(
         &self,
@@ -1557,18 +1562,7 @@ impl<'a> Stage<'a> {
         lv: &Levels,
         compute_of: &BTreeMap<EinsumId, usize>,
     ) {
-        let (mem, buffer) = (lv.mem, lv.buffer);
-        let bytes = tp.elements.saturating_mul(self.arch.word_bytes);
-        tp.writes.insert(mem.name.clone(), bytes);
-        tp.reads.insert(buffer.name.clone(), bytes);
-        tp.actions.insert(
-            (mem.name.clone(), mem.write_action.clone()),
-            bytes as f64 / mem.access_bytes as f64,
-        );
-        tp.actions.insert(
-            (buffer.name.clone(), buffer.read_action.clone()),
-            bytes as f64 / buffer.access_bytes as f64,
-        );
+        self.charge_transfer(tp, lv.buffer, lv.mem);
         let producer = self
             .einsums
             .iter()
