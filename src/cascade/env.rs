@@ -1,9 +1,10 @@
 //! Evaluating a cascade's parameters and rank sizes for one configuration.
 //!
-//! A cascade's ranks are sized by expressions over named parameters (`"M": "seq"`, `"M1": "M / M0"`), so one file
-//! serves every sequence length. [`Cascade::with_params`] applies `--set`-style overrides to the defaults and
-//! evaluates every rank, re-checking what the loader checked for the defaults: sizes are positive and partition
-//! parts multiply to their parent. Later phases take the resulting [`Env`] and never evaluate expressions again.
+//! A cascade's ranks are sized by expressions over named parameters (`"M": "kv_len"`, `"M1": "M / M0"`), so one
+//! file serves every sequence length. [`Cascade::with_params`] applies `--set`-style overrides to the defaults,
+//! evaluates the parameters that follow others (`"q_len": "seq"`) in file order, and evaluates every rank,
+//! re-checking what the loader checked for the defaults: sizes are positive and partition parts multiply to
+//! their parent. Later phases take the resulting [`Env`] and never evaluate expressions again.
 
 use super::ir::{Cascade, RankId};
 use crate::diag::Span;
@@ -16,6 +17,10 @@ pub struct Env {
     pub params: Vec<(String, i64)>,
     /// Size of every rank, indexed by [`RankId`].
     pub sizes: Vec<i64>,
+    /// Parameters that took the value of their default expression (`q_len` following `seq`, nothing set it).
+    /// Reports leave them out: the parameters they follow say what they are, and a run that sets only `seq`
+    /// reads as it did before `q_len` existed.
+    pub followed: Vec<String>,
 }
 
 /// Why a configuration is invalid.
@@ -34,6 +39,12 @@ pub enum EnvError {
         product: String,
         size: i64,
     },
+    #[error("cannot evaluate `{expr}`, the default of parameter `{param}`: {message}")]
+    Default {
+        param: String,
+        expr: String,
+        message: String,
+    },
     #[error("cannot evaluate `{expr}`: {message}")]
     Expr { expr: String, message: String },
 }
@@ -47,27 +58,43 @@ fn known_params(known: &[String]) -> String {
 }
 
 impl Cascade {
-    /// Parameter defaults with `overrides` applied (later overrides win), and every rank size evaluated.
+    /// Parameter defaults with `overrides` applied (later overrides win), and every rank size evaluated. A
+    /// parameter with a default expression that no override sets takes the expression's value over the
+    /// parameters before it, after their overrides: `--set seq=4096` moves `q_len` and `kv_len` with it, and
+    /// `--set q_len=1` sets only `q_len`.
     ///
     /// Errors: an override naming a parameter the cascade does not have (the message lists the known ones), a
-    /// size that cannot be evaluated (overflow, inexact division), a size ≤ 0, or a partition whose parts do not
-    /// multiply to the parent.
+    /// default or size that cannot be evaluated (overflow, inexact division), a size ≤ 0, or a partition whose
+    /// parts do not multiply to the parent.
     pub fn with_params(&self, overrides: &[(String, i64)]) -> Result<Env, EnvError> {
-        let mut params: Vec<(String, i64)> = self
-            .params
+        if let Some((name, _)) = overrides
             .iter()
-            .map(|p| (p.name.clone(), p.default))
-            .collect();
-        for (name, value) in overrides {
-            match params.iter_mut().find(|(n, _)| n == name) {
-                Some(p) => p.1 = *value,
-                None => {
-                    return Err(EnvError::UnknownParam {
-                        name: name.clone(),
-                        known: params.iter().map(|(n, _)| n.clone()).collect(),
-                    })
+            .find(|(n, _)| self.params.iter().all(|p| &p.name != n))
+        {
+            return Err(EnvError::UnknownParam {
+                name: name.clone(),
+                known: self.params.iter().map(|p| p.name.clone()).collect(),
+            });
+        }
+        // In file order, so a parameter that follows others (`"q_len": "seq"`) sees their final values.
+        let mut params: Vec<(String, i64)> = Vec::with_capacity(self.params.len());
+        let mut followed = Vec::new();
+        for p in &self.params {
+            let set = overrides.iter().rev().find(|(n, _)| n == &p.name);
+            let value = match (set, &p.follows) {
+                (Some((_, v)), _) => *v,
+                (None, Some(e)) => {
+                    followed.push(p.name.clone());
+                    let lookup = |n: &str| params.iter().find(|(q, _)| q == n).map(|(_, v)| *v);
+                    e.eval(&lookup).map_err(|err| EnvError::Default {
+                        param: p.name.clone(),
+                        expr: e.to_string(),
+                        message: err.message,
+                    })?
                 }
-            }
+                (None, None) => p.default,
+            };
+            params.push((p.name.clone(), value));
         }
         let ranks: Vec<(&str, &SizeExpr)> = self
             .ranks
@@ -124,7 +151,11 @@ impl Cascade {
                 });
             }
         }
-        Ok(Env { params, sizes })
+        Ok(Env {
+            params,
+            sizes,
+            followed,
+        })
     }
 
     /// Look up a parameter's default.
@@ -143,6 +174,14 @@ pub fn rank_sizes(c: &Cascade, overrides: &[(String, i64)]) -> Result<Vec<i64>, 
 }
 
 impl Env {
+    /// The parameters a report lists, by name: every one but those that only followed others ([`Env::followed`]).
+    pub fn reported_params(&self) -> std::collections::BTreeMap<String, i64> {
+        self.params
+            .iter()
+            .filter(|(n, _)| !self.followed.contains(n))
+            .cloned()
+            .collect()
+    }
     /// Size of a rank of the cascade this environment was built from.
     pub fn size(&self, r: RankId) -> i64 {
         self.sizes[r]

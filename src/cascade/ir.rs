@@ -44,7 +44,12 @@ pub struct Cascade {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Param {
     pub name: String,
+    /// The value when nothing sets it. For a parameter that follows others, its value with every default.
     pub default: i64,
+    /// Set when the default is an expression over parameters declared *before* this one (`"q_len": "seq"`):
+    /// unless the parameter is set itself, it is evaluated after overrides, so it follows what it names
+    /// (`--set seq=4096` moves `q_len` too). Only earlier parameters may appear, so there is no cycle.
+    pub follows: Option<SizeExpr>,
     pub span: Span,
 }
 
