@@ -459,29 +459,31 @@ impl<'a> Cx<'a> {
                 self.ranks[id].part_of = Some((pid, pos));
             }
             self.ranks[pid].parts = ids.clone();
-            // Check the product with the defaults, when every size evaluated.
+            // Check the cover with the defaults, when every size evaluated.
             let vals: Option<Vec<i64>> = std::iter::once(pid)
                 .chain(ids.iter().copied())
                 .map(|r| sizes[r])
                 .collect();
             if let Some(vals) = vals {
-                let product = vals[1..].iter().try_fold(1i64, |a, &b| a.checked_mul(b));
-                if product != Some(vals[0]) {
+                if let Err(e) = partition_cover(vals[0], &vals[1..]) {
                     let names: Vec<&str> = parts.iter().map(String::as_str).collect();
                     let nums: Vec<String> = vals[1..].iter().map(i64::to_string).collect();
-                    let prod = product.map_or("an overflow".to_string(), |p| p.to_string());
+                    let (outer, inner) = (names[0], names[names.len() - 1]);
                     self.err(
                         Diagnostic::new(
                             vs,
-                            format!("the parts of rank `{parent}` do not multiply to its size"),
+                            format!("the parts of rank `{parent}` do not cover it with less than one tile of padding"),
                             format!(
-                                "{} = {} = {prod}, but {parent} = {} (with the parameter defaults)",
+                                "{} = {}{} (with the parameter defaults)",
                                 names.join(" × "),
                                 nums.join(" × "),
-                                vals[0]
+                                e.describe(parent, vals[0])
                             ),
                         )
-                        .with_note(format!("help: size an inner part as a divisor, e.g. `\"{}\": \"{parent} / ...\"`", names[0])),
+                        .with_note(format!(
+                            "help: size the outer part by rounding up, e.g. `\"{outer}\": \"ceil({parent}, {inner})\"`; \
+                             the last {inner} tile may then be partial"
+                        )),
                     );
                 }
             }

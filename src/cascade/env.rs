@@ -1,12 +1,13 @@
 //! Evaluating a cascade's parameters and rank sizes for one configuration.
 //!
-//! A cascade's ranks are sized by expressions over named parameters (`"M": "kv_len"`, `"M1": "M / M0"`), so one
-//! file serves every sequence length. [`Cascade::with_params`] applies `--set`-style overrides to the defaults,
+//! A cascade's ranks are sized by expressions over named parameters (`"M": "kv_len"`, `"M1": "ceil(M, M0)"`), so
+//! one file serves every sequence length. [`Cascade::with_params`] applies `--set`-style overrides to the defaults,
 //! evaluates the parameters that follow others (`"q_len": "seq"`) in file order, and evaluates every rank,
-//! re-checking what the loader checked for the defaults: sizes are positive and partition parts multiply to
-//! their parent. Later phases take the resulting [`Env`] and never evaluate expressions again.
+//! re-checking what the loader checked for the defaults: sizes are positive and partition parts cover their
+//! parent with less than one innermost tile of padding ([`super::ir::partition_cover`]). Later phases take the
+//! resulting [`Env`] and never evaluate expressions again.
 
-use super::ir::{Cascade, RankId};
+use super::ir::{partition_cover, Cascade, RankId};
 use crate::diag::Span;
 use crate::expr::{ExprError, SizeExpr};
 
@@ -32,12 +33,11 @@ pub enum EnvError {
     Rank { rank: String, message: String },
     #[error("rank `{rank}` has size {size}; sizes must be positive")]
     NonPositive { rank: String, size: i64 },
-    #[error("the parts of rank `{parent}` do not multiply to its size: {parts} = {product}, but {parent} = {size}")]
+    #[error("the parts of rank `{parent}` do not cover it with less than one tile of padding: {parts}{why}")]
     Partition {
         parent: String,
         parts: String,
-        product: String,
-        size: i64,
+        why: String,
     },
     #[error("cannot evaluate `{expr}`, the default of parameter `{param}`: {message}")]
     Default {
@@ -65,7 +65,7 @@ impl Cascade {
     ///
     /// Errors: an override naming a parameter the cascade does not have (the message lists the known ones), a
     /// default or size that cannot be evaluated (overflow, inexact division), a size ≤ 0, or a partition whose
-    /// parts do not multiply to the parent.
+    /// parts do not cover the parent with less than one innermost tile of padding.
     pub fn with_params(&self, overrides: &[(String, i64)]) -> Result<Env, EnvError> {
         if let Some((name, _)) = overrides
             .iter()
@@ -132,22 +132,18 @@ impl Cascade {
                 continue;
             }
             let parent = self.rank_id(&r.name).map_or(0, |i| sizes[i]);
-            let product = r
-                .parts
-                .iter()
-                .try_fold(1i64, |acc, p| acc.checked_mul(sizes[*p]));
-            if product != Some(parent) {
+            let vals: Vec<i64> = r.parts.iter().map(|p| sizes[*p]).collect();
+            if let Err(e) = partition_cover(parent, &vals) {
                 let names: Vec<&str> = r
                     .parts
                     .iter()
                     .map(|p| self.ranks[*p].name.as_str())
                     .collect();
-                let vals: Vec<String> = r.parts.iter().map(|p| sizes[*p].to_string()).collect();
+                let vals: Vec<String> = vals.iter().map(i64::to_string).collect();
                 return Err(EnvError::Partition {
                     parent: r.name.clone(),
                     parts: format!("{} = {}", names.join(" × "), vals.join(" × ")),
-                    product: product.map_or("overflow".into(), |p| p.to_string()),
-                    size: parent,
+                    why: e.describe(&r.name, parent),
                 });
             }
         }

@@ -77,10 +77,23 @@ mod tests {
             err.to_string(),
             "unknown parameter `sequence`; the parameters are: seq, q_len, kv_len, batch, heads, head_dim"
         );
-        assert!(
-            rank_sizes(&c, &[("seq".into(), 1000)]).is_err(),
-            "1000 is not a multiple of M0 = 256"
+        // A ragged length: four M0 tiles, the last holding 232 keys and 24 of padding.
+        let ragged = rank_sizes(&c, &[("seq".into(), 1000)]).unwrap();
+        assert_eq!(ragged[c.rank_id("M1").unwrap()], 4);
+        assert_eq!(partition_cover(1000, &[4, 256]), Ok(24));
+        // The partition invariant: no tile without a point of the rank, and no point without a tile.
+        assert_eq!(
+            partition_cover(1000, &[5, 256]),
+            Err(CoverError::WholeTile {
+                product: 1280,
+                tile: 256
+            })
         );
+        assert_eq!(
+            partition_cover(1000, &[3, 256]),
+            Err(CoverError::Short { product: 768 })
+        );
+        assert_eq!(partition_cover(1024, &[4, 256]), Ok(0));
         assert!(rank_sizes(&c, &[("heads".into(), 0)]).is_err());
     }
 
