@@ -188,7 +188,7 @@ pub fn padding(padded: &[Padded]) -> String {
         })
         .collect();
     format!(
-        "{}; the last tile is partial and charged whole, so every count below includes the padded points",
+        "{}; each last tile is partial and charged whole, so every count below includes the padded points",
         ranks.join(", ")
     )
 }
