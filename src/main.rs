@@ -289,7 +289,7 @@ fn passes(
     Ok(einsim::passes::analyse(
         &cascade,
         &env.sizes,
-        env.params.iter().cloned().collect(),
+        env.reported_params(),
     ))
 }
 

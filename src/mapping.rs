@@ -9,7 +9,7 @@
 use crate::arch::{
     Arch, BindingFile, Pipeline, SizeRule, StageFile, Storage, StorageKind, Unit, TICKS_PER_CYCLE,
 };
-use crate::cascade::{print_ref, Cascade, EinsumId, Section, TensorId, TensorRef};
+use crate::cascade::{partition_cover, print_ref, Cascade, EinsumId, Section, TensorId, TensorRef};
 use crate::dataflow::{read_kind, Dataflow, EdgeKind};
 use crate::expr::SizeExpr;
 use crate::ops::{einsum_ops, is_free};
@@ -135,6 +135,19 @@ pub struct Program {
     pub sizes: BTreeMap<String, u64>,
     /// The sizes the binding's rules chose (`P1` and friends), for reports.
     pub chosen: BTreeMap<String, u64>,
+    /// Partitioned ranks whose tiles hold padding (empty when every size divides).
+    pub padding: Vec<Padded>,
+}
+
+/// A rank whose last innermost tile is partial. Every tile is charged whole (compute, traffic and energy; the
+/// padded points are computed and discarded), so the program's counts include the padding.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Padded {
+    pub rank: String,
+    /// Points the rank has.
+    pub size: u64,
+    /// Its parts, outer to inner, with their sizes; their product is the points charged.
+    pub parts: Vec<(String, u64)>,
 }
 
 /// Build the program. `params` are the evaluated workload parameters; `rank_sizes[r]` the cascade's rank sizes.
@@ -152,6 +165,7 @@ pub fn map(
         ));
     }
     let sizes = size_table(c, rank_sizes, params, arch, b)?;
+    let padding = padded_ranks(c, b, &sizes);
     let mut servers: Vec<Server> = arch
         .units
         .iter()
@@ -181,12 +195,14 @@ pub fn map(
         stages,
         sizes,
         chosen,
+        padding,
     })
 }
 
 /// The size table every size expression is evaluated in: parameters, arch parameters, cascade ranks, then the
 /// binding's partition parts in rule order (a rule may use the parts before it). Each part must be positive and
-/// the parts of a rank must multiply to its size, so the tile loops cover the rank exactly.
+/// the parts of a rank must cover it with less than one innermost tile of padding
+/// ([`crate::cascade::partition_cover`]), so the tile loops cover the rank and only the last tile is partial.
 fn size_table(
     c: &Cascade,
     rank_sizes: &[i64],
@@ -227,19 +243,52 @@ fn size_table(
         sizes.insert(name.clone(), v);
     }
     for (rank, parts) in &b.partitions {
-        // Checked: parts of 2^40 each must not wrap into a product that happens to match.
-        let prod: Option<i64> = parts.iter().try_fold(1i64, |a, p| {
-            a.checked_mul(sizes.get(p).copied().unwrap_or(0))
-        });
-        let prod = prod.unwrap_or(-1);
-        if Some(&prod) != sizes.get(rank) {
+        // The cascade's partition invariant (checked, so parts of 2^40 each cannot wrap into a match): the parts
+        // cover the rank, with at most a partial last innermost tile.
+        let vals: Vec<i64> = parts
+            .iter()
+            .map(|p| sizes.get(p).copied().unwrap_or(0))
+            .collect();
+        let n = sizes.get(rank).copied().unwrap_or(0);
+        if let Err(e) = partition_cover(n, &vals) {
+            let vals: Vec<String> = vals.iter().map(i64::to_string).collect();
             return bad(format!(
-                "partition of `{rank}` into {parts:?} multiplies to {prod}, not {}",
-                sizes[rank]
+                "the parts of `{rank}` do not cover it with less than one tile of padding: {} = {}{}",
+                parts.join(" × "),
+                vals.join(" × "),
+                e.describe(rank, n)
             ));
         }
     }
     Ok(sizes)
+}
+
+/// Ranks whose parts hold more points than the rank has (a ragged length: `M` = 1000 in four 256-key tiles), the
+/// cascade's partitions and then the binding's. Every tile is charged whole, so the padded points count as work;
+/// reports say so.
+fn padded_ranks(c: &Cascade, b: &BindingFile, sizes: &BTreeMap<String, i64>) -> Vec<Padded> {
+    let cascade = c.ranks.iter().filter(|r| !r.parts.is_empty()).map(|r| {
+        let parts: Vec<String> = r.parts.iter().map(|&p| c.ranks[p].name.clone()).collect();
+        (r.name.clone(), parts)
+    });
+    let binding = b.partitions.iter().map(|(r, p)| (r.clone(), p.clone()));
+    let size = |n: &str| sizes.get(n).map(|&v| v.max(0) as u64);
+    cascade
+        .chain(binding)
+        .filter_map(|(rank, parts)| {
+            let n = size(&rank)?;
+            let parts: Vec<(String, u64)> = parts
+                .into_iter()
+                .map(|p| size(&p).map(|v| (p, v)))
+                .collect::<Option<_>>()?;
+            let covered = sat_prod(parts.iter().map(|(_, v)| *v));
+            (covered > n).then_some(Padded {
+                rank,
+                size: n,
+                parts,
+            })
+        })
+        .collect()
 }
 
 /// The value of one size rule. `Fixed` is an expression. `Largest` is the largest divisor of `divisor_of` (at

@@ -139,6 +139,18 @@ pub struct Setup {
     /// parameters (`d_model`, `ffn`) are not among them: the cascade does not use them.
     pub params: BTreeMap<String, i64>,
     pub sizes: Vec<i64>,
+    /// Cascade parameters that took their default expression's value (`q_len` following `seq`): in `params` for
+    /// mapping like any other, but not reported (see [`cascade::Env::followed`]).
+    pub followed: Vec<String>,
+}
+
+impl Setup {
+    /// The parameters a report lists: all but those that only followed others.
+    pub fn reported_params(&self) -> BTreeMap<String, i64> {
+        let mut p = self.params.clone();
+        p.retain(|k, _| !self.followed.contains(k));
+        p
+    }
 }
 
 /// Load arch, cascade and model and apply `--set`. `cascade` is a name (shipped, or declared by a cascade file a
@@ -192,6 +204,7 @@ pub fn setup(
         model,
         params: env.params.iter().cloned().collect(),
         sizes: env.sizes,
+        followed: env.followed,
     })
 }
 
@@ -311,8 +324,8 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
         sim::SimError::TooLarge(m) => RunError::Mapping(m + &report::too_large_context(&s.params)),
         sim::SimError::Internal(m) => RunError::Internal(m),
     })?;
-    let pass_report = passes::analyse(&s.cascade, &s.sizes, s.params.clone());
-    let mut params = s.params.clone();
+    let pass_report = passes::analyse(&s.cascade, &s.sizes, s.reported_params());
+    let mut params = s.reported_params();
     for (k, v) in &s.arch.params {
         params.insert(format!("{}.{k}", s.arch.name), *v);
     }

@@ -70,7 +70,12 @@ fn strip(mut c: Cascade) -> Cascade {
             }
         }
     }
-    c.params.iter_mut().for_each(|p| p.span = Span::default());
+    for p in &mut c.params {
+        p.span = Span::default();
+        if let Some(e) = &mut p.follows {
+            size(e);
+        }
+    }
     for r in &mut c.ranks {
         r.span = Span::default();
         size(&mut r.size);

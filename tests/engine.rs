@@ -535,6 +535,22 @@ fn extrapolation_exact_on_other_models() {
     }
 }
 
+/// Padded tiles (a ragged length, one decode query in a 256-query tile) and query and key lengths apart make
+/// ordinary programs: skipping their steady state changes nothing. Batch 4 keeps the full runs quick.
+#[test]
+fn extrapolation_exact_on_padded_and_decode_runs() {
+    for (arch, sets) in [
+        ("fusemax", &["batch=4", "q_len=1", "kv_len=4096"][..]),
+        ("fusemax", &["batch=4", "seq=1000"]),
+        ("unfused", &["batch=4", "q_len=300", "kv_len=1000"]),
+    ] {
+        let full = run_shipped(arch, "bert-base", sets, FULL);
+        let fast = run_shipped(arch, "bert-base", sets, EXTRAPOLATE);
+        assert!(!fast.padding.is_empty(), "{arch} {sets:?} pads");
+        assert_extrapolation_exact(&format!("{arch} {sets:?}"), &full, &fast, false);
+    }
+}
+
 #[test]
 #[ignore = "slow in debug builds (~40 s; ~10 s in release); run with `cargo test --release --test engine -- --ignored`"]
 fn extrapolation_exact_on_fusemax_full_batch() {

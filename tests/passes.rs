@@ -27,7 +27,7 @@ fn report(name: &str) -> PassReport {
     let env = c
         .with_params(&m.overrides_for(&c))
         .unwrap_or_else(|e| panic!("{name}: {e}"));
-    analyse(&c, &env.sizes, env.params.iter().cloned().collect())
+    analyse(&c, &env.sizes, env.reported_params())
 }
 
 fn passes(r: &PassReport, rank: &str) -> u32 {

@@ -5,7 +5,7 @@
 //! [`super::ir`] documents are established here and nowhere else.
 
 use super::env::{eval_ranks, RankEvalError};
-use super::file::{locate, Loc, RawCascade, TextLoc};
+use super::file::{locate, Loc, RawCascade, RawParam, TextLoc};
 use super::ir::*;
 use super::syntax::{self, map_size_spans, AstExpr, AstIndex, AstReduceOp, AstRef, Stmt};
 use crate::diag::{Diagnostic, SourceFile, Span};
@@ -22,6 +22,7 @@ pub(crate) fn check(file: &SourceFile, raw: RawCascade) -> Result<Cascade, Vec<D
         params: Vec::new(),
         ranks: Vec::new(),
         unknown_vars: BTreeSet::new(),
+        bad_params: BTreeSet::new(),
         partition_failed: false,
     };
     cx.params(&raw);
@@ -66,6 +67,8 @@ struct Cx<'a> {
     params: Vec<Param>,
     ranks: Vec<Rank>,
     unknown_vars: BTreeSet<String>,
+    /// Parameters whose default expression was rejected: sizes naming them are not evaluated.
+    bad_params: BTreeSet<String>,
     /// Some `partitions` entry was rejected: flattened indices that fail to match are then not reported again.
     partition_failed: bool,
 }
@@ -117,7 +120,7 @@ impl<'a> Cx<'a> {
 
     fn params(&mut self, raw: &RawCascade) {
         for (i, (name, v)) in raw.params.0.iter().enumerate() {
-            let (ks, _) = self.entry("params", i);
+            let (ks, vloc) = self.entry("params", i);
             if !is_ident(name) {
                 self.err(Diagnostic::new(
                     ks,
@@ -133,11 +136,88 @@ impl<'a> Cx<'a> {
                 .with_secondary(prev.span, "first defined here");
                 self.err(d);
             } else {
+                let (default, follows) = match v {
+                    RawParam::Value(v) => (*v, None),
+                    RawParam::Follows(text) => match self.follows(name, text, vloc, ks) {
+                        Some((v, e)) => (v, Some(e)),
+                        // Reported (or caused by an earlier bad default). Declared anyway, so names of it are not
+                        // reported again; sizes that use it are not evaluated.
+                        None => {
+                            self.bad_params.insert(name.clone());
+                            (1, None)
+                        }
+                    },
+                };
                 self.params.push(Param {
                     name: name.clone(),
-                    default: *v,
+                    default,
+                    follows,
                     span: ks,
                 });
+            }
+        }
+    }
+
+    /// A default written as an expression (`"q_len": "seq"`): it may name only parameters declared before it, so
+    /// evaluating in file order needs no cycle check. Returns its value with the defaults and the expression.
+    fn follows(
+        &mut self,
+        name: &str,
+        text: &str,
+        vloc: Option<&Loc>,
+        ks: Span,
+    ) -> Option<(i64, SizeExpr)> {
+        let tl = TextLoc::new(self.text, vloc, text, ks);
+        let mut e = match syntax::parse_size(text) {
+            Ok(e) => e,
+            Err(e) => {
+                self.err(Diagnostic::new(
+                    tl.map(e.span),
+                    format!("invalid default for parameter `{name}`: {}", e.message),
+                    format!("expected {}", e.expected),
+                ));
+                return None;
+            }
+        };
+        map_size_spans(&mut e, &|s| tl.map(s));
+        if e.names().iter().any(|(n, _)| self.bad_params.contains(*n)) {
+            return None;
+        }
+        let unknown: Vec<(String, Span)> = e
+            .names()
+            .into_iter()
+            .filter(|(n, _)| self.params.iter().all(|p| p.name != *n))
+            .map(|(n, s)| (n.to_string(), s))
+            .collect();
+        if !unknown.is_empty() {
+            let expected = if self.params.is_empty() {
+                format!("expected a parameter declared before `{name}`; none is")
+            } else {
+                let known = list(self.params.iter().map(|p| p.name.clone()));
+                format!("expected a parameter declared before `{name}` ({known})")
+            };
+            for (n, s) in unknown {
+                self.err(Diagnostic::new(
+                    s,
+                    format!("unknown name `{n}` in the default of parameter `{name}`"),
+                    expected.clone(),
+                ));
+            }
+            return None;
+        }
+        let earlier = |n: &str| self.params.iter().find(|p| p.name == n).map(|p| p.default);
+        match e.eval(&earlier) {
+            Ok(v) => Some((v, e)),
+            Err(err) => {
+                self.err(Diagnostic::new(
+                    err.span,
+                    format!(
+                        "cannot evaluate the default of parameter `{name}`: {}",
+                        err.message
+                    ),
+                    format!("expected {}", err.expected),
+                ));
+                None
             }
         }
     }
@@ -202,7 +282,9 @@ impl<'a> Cx<'a> {
         let mut diags = Vec::new();
         for (r, good) in self.ranks.iter().zip(ok.iter_mut()) {
             for (n, s) in r.size.names() {
-                if self.params.iter().all(|p| p.name != n) && self.rank_id(n).is_none() {
+                if self.bad_params.contains(n) {
+                    *good = false; // its default was reported
+                } else if self.params.iter().all(|p| p.name != n) && self.rank_id(n).is_none() {
                     diags.push(Diagnostic::new(
                         s,
                         format!("unknown name `{n}` in the size of rank `{}`", r.name),
@@ -377,29 +459,31 @@ impl<'a> Cx<'a> {
                 self.ranks[id].part_of = Some((pid, pos));
             }
             self.ranks[pid].parts = ids.clone();
-            // Check the product with the defaults, when every size evaluated.
+            // Check the cover with the defaults, when every size evaluated.
             let vals: Option<Vec<i64>> = std::iter::once(pid)
                 .chain(ids.iter().copied())
                 .map(|r| sizes[r])
                 .collect();
             if let Some(vals) = vals {
-                let product = vals[1..].iter().try_fold(1i64, |a, &b| a.checked_mul(b));
-                if product != Some(vals[0]) {
+                if let Err(e) = partition_cover(vals[0], &vals[1..]) {
                     let names: Vec<&str> = parts.iter().map(String::as_str).collect();
                     let nums: Vec<String> = vals[1..].iter().map(i64::to_string).collect();
-                    let prod = product.map_or("an overflow".to_string(), |p| p.to_string());
+                    let (outer, inner) = (names[0], names[names.len() - 1]);
                     self.err(
                         Diagnostic::new(
                             vs,
-                            format!("the parts of rank `{parent}` do not multiply to its size"),
+                            format!("the parts of rank `{parent}` do not cover it with less than one tile of padding"),
                             format!(
-                                "{} = {} = {prod}, but {parent} = {} (with the parameter defaults)",
+                                "{} = {}{} (with the parameter defaults)",
                                 names.join(" × "),
                                 nums.join(" × "),
-                                vals[0]
+                                e.describe(parent, vals[0])
                             ),
                         )
-                        .with_note(format!("help: size an inner part as a divisor, e.g. `\"{}\": \"{parent} / ...\"`", names[0])),
+                        .with_note(format!(
+                            "help: size the outer part by rounding up, e.g. `\"{outer}\": \"ceil({parent}, {inner})\"`; \
+                             the last {inner} tile may then be partial"
+                        )),
                     );
                 }
             }

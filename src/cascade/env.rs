@@ -1,11 +1,13 @@
 //! Evaluating a cascade's parameters and rank sizes for one configuration.
 //!
-//! A cascade's ranks are sized by expressions over named parameters (`"M": "seq"`, `"M1": "M / M0"`), so one file
-//! serves every sequence length. [`Cascade::with_params`] applies `--set`-style overrides to the defaults and
-//! evaluates every rank, re-checking what the loader checked for the defaults: sizes are positive and partition
-//! parts multiply to their parent. Later phases take the resulting [`Env`] and never evaluate expressions again.
+//! A cascade's ranks are sized by expressions over named parameters (`"M": "kv_len"`, `"M1": "ceil(M, M0)"`), so
+//! one file serves every sequence length. [`Cascade::with_params`] applies `--set`-style overrides to the defaults,
+//! evaluates the parameters that follow others (`"q_len": "seq"`) in file order, and evaluates every rank,
+//! re-checking what the loader checked for the defaults: sizes are positive and partition parts cover their
+//! parent with less than one innermost tile of padding ([`super::ir::partition_cover`]). Later phases take the
+//! resulting [`Env`] and never evaluate expressions again.
 
-use super::ir::{Cascade, RankId};
+use super::ir::{partition_cover, Cascade, RankId};
 use crate::diag::Span;
 use crate::expr::{ExprError, SizeExpr};
 
@@ -16,6 +18,10 @@ pub struct Env {
     pub params: Vec<(String, i64)>,
     /// Size of every rank, indexed by [`RankId`].
     pub sizes: Vec<i64>,
+    /// Parameters that took the value of their default expression (`q_len` following `seq`, nothing set it).
+    /// Reports leave them out: the parameters they follow say what they are, and a run that sets only `seq`
+    /// reads as it did before `q_len` existed.
+    pub followed: Vec<String>,
 }
 
 /// Why a configuration is invalid.
@@ -27,12 +33,17 @@ pub enum EnvError {
     Rank { rank: String, message: String },
     #[error("rank `{rank}` has size {size}; sizes must be positive")]
     NonPositive { rank: String, size: i64 },
-    #[error("the parts of rank `{parent}` do not multiply to its size: {parts} = {product}, but {parent} = {size}")]
+    #[error("the parts of rank `{parent}` do not cover it with less than one tile of padding: {parts}{why}")]
     Partition {
         parent: String,
         parts: String,
-        product: String,
-        size: i64,
+        why: String,
+    },
+    #[error("cannot evaluate `{expr}`, the default of parameter `{param}`: {message}")]
+    Default {
+        param: String,
+        expr: String,
+        message: String,
     },
     #[error("cannot evaluate `{expr}`: {message}")]
     Expr { expr: String, message: String },
@@ -47,27 +58,43 @@ fn known_params(known: &[String]) -> String {
 }
 
 impl Cascade {
-    /// Parameter defaults with `overrides` applied (later overrides win), and every rank size evaluated.
+    /// Parameter defaults with `overrides` applied (later overrides win), and every rank size evaluated. A
+    /// parameter with a default expression that no override sets takes the expression's value over the
+    /// parameters before it, after their overrides: `--set seq=4096` moves `q_len` and `kv_len` with it, and
+    /// `--set q_len=1` sets only `q_len`.
     ///
     /// Errors: an override naming a parameter the cascade does not have (the message lists the known ones), a
-    /// size that cannot be evaluated (overflow, inexact division), a size ≤ 0, or a partition whose parts do not
-    /// multiply to the parent.
+    /// default or size that cannot be evaluated (overflow, inexact division), a size ≤ 0, or a partition whose
+    /// parts do not cover the parent with less than one innermost tile of padding.
     pub fn with_params(&self, overrides: &[(String, i64)]) -> Result<Env, EnvError> {
-        let mut params: Vec<(String, i64)> = self
-            .params
+        if let Some((name, _)) = overrides
             .iter()
-            .map(|p| (p.name.clone(), p.default))
-            .collect();
-        for (name, value) in overrides {
-            match params.iter_mut().find(|(n, _)| n == name) {
-                Some(p) => p.1 = *value,
-                None => {
-                    return Err(EnvError::UnknownParam {
-                        name: name.clone(),
-                        known: params.iter().map(|(n, _)| n.clone()).collect(),
-                    })
+            .find(|(n, _)| self.params.iter().all(|p| &p.name != n))
+        {
+            return Err(EnvError::UnknownParam {
+                name: name.clone(),
+                known: self.params.iter().map(|p| p.name.clone()).collect(),
+            });
+        }
+        // In file order, so a parameter that follows others (`"q_len": "seq"`) sees their final values.
+        let mut params: Vec<(String, i64)> = Vec::with_capacity(self.params.len());
+        let mut followed = Vec::new();
+        for p in &self.params {
+            let set = overrides.iter().rev().find(|(n, _)| n == &p.name);
+            let value = match (set, &p.follows) {
+                (Some((_, v)), _) => *v,
+                (None, Some(e)) => {
+                    followed.push(p.name.clone());
+                    let lookup = |n: &str| params.iter().find(|(q, _)| q == n).map(|(_, v)| *v);
+                    e.eval(&lookup).map_err(|err| EnvError::Default {
+                        param: p.name.clone(),
+                        expr: e.to_string(),
+                        message: err.message,
+                    })?
                 }
-            }
+                (None, None) => p.default,
+            };
+            params.push((p.name.clone(), value));
         }
         let ranks: Vec<(&str, &SizeExpr)> = self
             .ranks
@@ -105,26 +132,26 @@ impl Cascade {
                 continue;
             }
             let parent = self.rank_id(&r.name).map_or(0, |i| sizes[i]);
-            let product = r
-                .parts
-                .iter()
-                .try_fold(1i64, |acc, p| acc.checked_mul(sizes[*p]));
-            if product != Some(parent) {
+            let vals: Vec<i64> = r.parts.iter().map(|p| sizes[*p]).collect();
+            if let Err(e) = partition_cover(parent, &vals) {
                 let names: Vec<&str> = r
                     .parts
                     .iter()
                     .map(|p| self.ranks[*p].name.as_str())
                     .collect();
-                let vals: Vec<String> = r.parts.iter().map(|p| sizes[*p].to_string()).collect();
+                let vals: Vec<String> = vals.iter().map(i64::to_string).collect();
                 return Err(EnvError::Partition {
                     parent: r.name.clone(),
                     parts: format!("{} = {}", names.join(" × "), vals.join(" × ")),
-                    product: product.map_or("overflow".into(), |p| p.to_string()),
-                    size: parent,
+                    why: e.describe(&r.name, parent),
                 });
             }
         }
-        Ok(Env { params, sizes })
+        Ok(Env {
+            params,
+            sizes,
+            followed,
+        })
     }
 
     /// Look up a parameter's default.
@@ -143,6 +170,14 @@ pub fn rank_sizes(c: &Cascade, overrides: &[(String, i64)]) -> Result<Vec<i64>, 
 }
 
 impl Env {
+    /// The parameters a report lists, by name: every one but those that only followed others ([`Env::followed`]).
+    pub fn reported_params(&self) -> std::collections::BTreeMap<String, i64> {
+        self.params
+            .iter()
+            .filter(|(n, _)| !self.followed.contains(n))
+            .cloned()
+            .collect()
+    }
     /// Size of a rank of the cascade this environment was built from.
     pub fn size(&self, r: RankId) -> i64 {
         self.sizes[r]

@@ -54,13 +54,45 @@ pub(crate) struct RawCascade {
     #[serde(default)]
     pub source: String,
     #[serde(default)]
-    pub params: Entries<i64>,
+    pub params: Entries<RawParam>,
     pub ranks: Entries<String>,
     #[serde(default)]
     pub partitions: Entries<Vec<String>>,
     #[serde(default)]
     pub broadcast: Vec<String>,
     pub einsums: String,
+}
+
+/// A cascade parameter's default as written: an integer (`"seq": 1024`), or a size expression in quotes over
+/// parameters declared before it (`"q_len": "seq"`), which the parameter then follows unless it is set itself.
+#[derive(Debug)]
+pub(crate) enum RawParam {
+    Value(i64),
+    Follows(String),
+}
+
+impl<'de> Deserialize<'de> for RawParam {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawParam;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer, or a size expression over earlier parameters in quotes")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<RawParam, E> {
+                Ok(RawParam::Value(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RawParam, E> {
+                i64::try_from(v)
+                    .map(RawParam::Value)
+                    .map_err(|_| E::custom(format!("{v} is too large for a parameter")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawParam, E> {
+                Ok(RawParam::Follows(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A model-shape file as written.

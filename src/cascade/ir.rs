@@ -7,7 +7,8 @@
 //! - every index variable names a rank in the rank table (`m1` ↔ `M1`, by the paper's lower-case convention);
 //! - the dataflow graph is acyclic once loop-carried reads (`RM[m1,p]` read by the Einsum writing `RM[m1+1,p]`'s
 //!   iteration) are removed;
-//! - partitions divide their rank for the default parameters (re-checked whenever parameters change).
+//! - every partition covers its rank with less than one innermost tile of padding, for the default parameters
+//!   (re-checked whenever parameters change; see [`partition_cover`]).
 
 use crate::diag::Span;
 use crate::expr::SizeExpr;
@@ -44,7 +45,12 @@ pub struct Cascade {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Param {
     pub name: String,
+    /// The value when nothing sets it. For a parameter that follows others, its value with every default.
     pub default: i64,
+    /// Set when the default is an expression over parameters declared *before* this one (`"q_len": "seq"`):
+    /// unless the parameter is set itself, it is evaluated after overrides, so it follows what it names
+    /// (`--set seq=4096` moves `q_len` too). Only earlier parameters may appear, so there is no cycle.
+    pub follows: Option<SizeExpr>,
     pub span: Span,
 }
 
@@ -285,6 +291,57 @@ impl Expr {
                 lhs.visit_refs(f);
                 rhs.visit_refs(f);
             }
+        }
+    }
+}
+
+/// Why a partition's parts do not cover their rank (see [`partition_cover`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CoverError {
+    /// The product of the parts does not fit 64 bits.
+    Overflow,
+    /// The parts hold fewer points than the rank has.
+    Short { product: i64 },
+    /// The padding is a whole innermost tile or more: some tile would hold no point of the rank at all.
+    WholeTile { product: i64, tile: i64 },
+}
+
+/// The partition invariant, for the cascade's partitions (`cascade::env`) and a binding's (`mapping`): parts
+/// `[X_k, ..., X_1, X_0]` (outer to inner) of a rank of size `n` must satisfy
+/// `n <= X_k × ... × X_0 < n + X_0`. Tiles are taken in flattened order, so every innermost tile is full except
+/// the last, which holds at least one point: a ragged length (`seq = 1000` in tiles of `M0 = 256`) is
+/// `M1 = ceil(M, M0) = 4` tiles, the last holding 232 points and 24 of padding. The outer part rounded up over
+/// the inner ones (`"M1": "ceil(M, M0)"`) satisfies it, and so does a middle part that divides the rounded count
+/// (`P1` a divisor of `ceil(P, P0)`, `P2 = ceil(P, P1 * P0)`); when the sizes divide, there is no padding.
+///
+/// What the padding costs is the mapping's rule, not the cascade's: every tile is charged whole (its compute,
+/// traffic and energy), so the padded points count as work. Returns the padding, `product - n`.
+pub fn partition_cover(n: i64, parts: &[i64]) -> Result<i64, CoverError> {
+    let product = parts
+        .iter()
+        .try_fold(1i64, |a, &p| a.checked_mul(p))
+        .ok_or(CoverError::Overflow)?;
+    let tile = parts.last().copied().unwrap_or(1);
+    if product < n {
+        Err(CoverError::Short { product })
+    } else if product - n >= tile {
+        Err(CoverError::WholeTile { product, tile })
+    } else {
+        Ok(product - n)
+    }
+}
+
+impl CoverError {
+    /// What went wrong, to follow the parts and their sizes (`M1 × M0 = 4 × 200`) in a message about rank
+    /// `parent` of size `n`: ` = 800, fewer than M = 1024`.
+    pub fn describe(&self, parent: &str, n: i64) -> String {
+        match self {
+            CoverError::Overflow => ": their product overflows".into(),
+            CoverError::Short { product } => format!(" = {product}, fewer than {parent} = {n}"),
+            CoverError::WholeTile { product, tile } => format!(
+                " = {product}, {} more than {parent} = {n}: a whole innermost tile ({tile}) or more of padding",
+                product - n
+            ),
         }
     }
 }

@@ -75,13 +75,49 @@ mod tests {
         let err = c.with_params(&[("sequence".into(), 4096)]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown parameter `sequence`; the parameters are: seq, batch, heads, head_dim"
+            "unknown parameter `sequence`; the parameters are: seq, q_len, kv_len, batch, heads, head_dim"
         );
-        assert!(
-            rank_sizes(&c, &[("seq".into(), 1000)]).is_err(),
-            "1000 is not a multiple of M0 = 256"
+        // A ragged length: four M0 tiles, the last holding 232 keys and 24 of padding.
+        let ragged = rank_sizes(&c, &[("seq".into(), 1000)]).unwrap();
+        assert_eq!(ragged[c.rank_id("M1").unwrap()], 4);
+        assert_eq!(partition_cover(1000, &[4, 256]), Ok(24));
+        // The partition invariant: no tile without a point of the rank, and no point without a tile.
+        assert_eq!(
+            partition_cover(1000, &[5, 256]),
+            Err(CoverError::WholeTile {
+                product: 1280,
+                tile: 256
+            })
         );
+        assert_eq!(
+            partition_cover(1000, &[3, 256]),
+            Err(CoverError::Short { product: 768 })
+        );
+        assert_eq!(partition_cover(1024, &[4, 256]), Ok(0));
         assert!(rank_sizes(&c, &[("heads".into(), 0)]).is_err());
+    }
+
+    #[test]
+    fn query_and_key_lengths_follow_seq_unless_set() {
+        let c = one_pass();
+        let (p, m) = (c.rank_id("P").unwrap(), c.rank_id("M").unwrap());
+        // Only `seq`: both lengths follow it, and reports leave them out.
+        let env = c.with_params(&[("seq".into(), 4096)]).unwrap();
+        assert_eq!((env.size(p), env.size(m)), (4096, 4096));
+        assert_eq!(env.followed, vec!["q_len", "kv_len"]);
+        assert!(!env.reported_params().contains_key("q_len"));
+        // Set apart, in either order relative to `seq`: the set value wins, the other still follows `seq`.
+        let env = c
+            .with_params(&[("q_len".into(), 1), ("seq".into(), 2048)])
+            .unwrap();
+        assert_eq!((env.size(p), env.size(m)), (1, 2048));
+        assert_eq!(env.followed, vec!["kv_len"]);
+        assert_eq!(env.reported_params().get("q_len"), Some(&1));
+        // Both set equal to `seq` give the sizes `seq` alone gives.
+        let both = c
+            .with_params(&[("q_len".into(), 4096), ("kv_len".into(), 4096)])
+            .unwrap();
+        assert_eq!(both.sizes, rank_sizes(&c, &[("seq".into(), 4096)]).unwrap());
     }
 
     #[test]

@@ -84,6 +84,7 @@ pub fn load_model(file: &SourceFile) -> Result<Model, Diagnostics> {
             params.push(Param {
                 name,
                 default: v,
+                follows: None, // a model gives values, never expressions
                 span: ks,
             });
         }

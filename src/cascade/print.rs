@@ -17,7 +17,10 @@ pub fn print(c: &Cascade) -> String {
     let params: Vec<String> = c
         .params
         .iter()
-        .map(|p| format!("{}: {}", quote(&p.name), p.default))
+        .map(|p| match &p.follows {
+            Some(e) => format!("{}: {}", quote(&p.name), quote(&e.to_string())),
+            None => format!("{}: {}", quote(&p.name), p.default),
+        })
         .collect();
     let _ = writeln!(out, "    params: {{ {} }},", params.join(", "));
     let _ = writeln!(out, "    ranks: {{");

@@ -17,6 +17,9 @@ pub fn render(r: &RunReport) -> String {
             .collect();
         let _ = writeln!(o, "\nMapping: {}", m.join(", "));
     }
+    if !r.padding.is_empty() {
+        let _ = writeln!(o, "\nPadding: {}", super::padding(&r.padding));
+    }
     let _ = writeln!(o, "\n| metric | value |\n|---|---|");
     let _ = writeln!(
         o,

@@ -6,7 +6,7 @@ pub mod passes;
 pub mod text;
 
 use crate::arch::{Arch, TICKS_PER_CYCLE};
-use crate::mapping::{Program, TemplateKind};
+use crate::mapping::{Padded, Program, TemplateKind};
 use crate::passes::PassReport;
 use crate::sim::SimResult;
 use serde::Serialize;
@@ -23,6 +23,11 @@ pub struct RunReport {
     pub params: BTreeMap<String, i64>,
     /// Sizes chosen by the mapping (partition parts such as `P1`).
     pub mapping: BTreeMap<String, u64>,
+    /// Ranks whose last tile is partial (a ragged length, or decode's one query in a 256-query tile). Every tile
+    /// is charged whole, so cycles, utilization, traffic and energy all include the padded points. Omitted from
+    /// JSON when nothing is padded.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub padding: Vec<Padded>,
     pub cycles: u64,
     pub seconds: f64,
     pub clock_hz: f64,
@@ -162,6 +167,30 @@ fn fits(v: u128, what: &str, unit: &str) -> Result<u64, BuildError> {
             "{what} is {v} {unit}, more than the 2^64 - 1 {unit} a report holds"
         ))
     })
+}
+
+/// The padded ranks in one line, for the printers: `P = 1 runs as 256 (P2 × P1 × P0 = 1 × 1 × 256)`, and what
+/// that means for the numbers below it.
+pub fn padding(padded: &[Padded]) -> String {
+    let ranks: Vec<String> = padded
+        .iter()
+        .map(|p| {
+            let names: Vec<&str> = p.parts.iter().map(|(n, _)| n.as_str()).collect();
+            let sizes: Vec<String> = p.parts.iter().map(|(_, v)| v.to_string()).collect();
+            let covered = p.parts.iter().fold(1u64, |a, (_, v)| a.saturating_mul(*v));
+            format!(
+                "{} = {} runs as {covered} ({} = {})",
+                p.rank,
+                p.size,
+                names.join(" × "),
+                sizes.join(" × ")
+            )
+        })
+        .collect();
+    format!(
+        "{}; each last tile is partial and charged whole, so every count below includes the padded points",
+        ranks.join(", ")
+    )
 }
 
 /// The parameters of a run, for the error that says a result is too large to report.
@@ -342,6 +371,7 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
         binding: f.binding.to_string(),
         params: f.params.clone(),
         mapping: p.chosen.clone(),
+        padding: p.padding.clone(),
         cycles: total_cycles,
         seconds: total_cycles as f64 / f.arch.clock_hz,
         clock_hz: f.arch.clock_hz,

@@ -76,6 +76,9 @@ pub fn render(r: &RunReport) -> String {
         };
         let _ = writeln!(o, "  mapping:    {b}{}", m.join(" "));
     }
+    if !r.padding.is_empty() {
+        let _ = writeln!(o, "  padding:    {}", super::padding(&r.padding));
+    }
     let _ = writeln!(o);
     let _ = writeln!(
         o,
