@@ -293,6 +293,17 @@ fn write(path: &Path, text: &str) {
     std::fs::write(root().join(path), text).expect("write a test file");
 }
 
+/// `text` with each `(from, to)` replaced once; panics when `from` is missing, so a test never runs an unedited
+/// copy after the shipped file changes.
+fn edit(text: &str, edits: &[(&str, &str)]) -> String {
+    let mut t = text.to_string();
+    for (from, to) in edits {
+        assert!(t.contains(from), "`{from}` not found");
+        t = t.replacen(from, to, 1);
+    }
+    t
+}
+
 fn shipped_text(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).expect("shipped file")
 }
@@ -414,9 +425,12 @@ fn workload_none_runs_the_cascade_defaults() {
     let small = dir.join("small.ron");
     write(
         &small,
-        &shipped_text("workloads/cascades/attention-1pass.ron").replace(
-            "params: { \"seq\": 1024, \"batch\": 64,",
-            "params: { \"seq\": 512, \"batch\": 2,",
+        &edit(
+            &shipped_text("workloads/cascades/attention-1pass.ron"),
+            &[
+                ("\"seq\": 1024", "\"seq\": 512"),
+                ("\"batch\": 64", "\"batch\": 2"),
+            ],
         ),
     );
     let small = small.to_str().unwrap();
