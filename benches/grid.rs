@@ -58,7 +58,7 @@ fn main() {
             }
         }
     }
-    times.sort_by(|a, b| b.0.cmp(&a.0));
+    times.sort_by_key(|t| std::cmp::Reverse(t.0));
     let total: Duration = times.iter().map(|t| t.0).sum();
     println!(
         "{} points timed ({invalid} invalid setups skipped), {:.2} s in all; slowest:",

@@ -201,8 +201,16 @@ fn no_divisor_error_shows_the_smallest_working_set() {
 /// FuseMax's GEMM binding at 1000 tokens: T / T0 does not divide, in T1's `Largest` rule.
 #[test]
 fn inexact_size_names_file_rule_and_a_value_that_works() {
+    // The shipped rules round up (ragged lengths pad); a rule written with exact division must say where it fails.
+    let fusemax = shipped(Kind::Arch, "fusemax");
+    let exact = edit_after(
+        &fusemax.text,
+        "cascade: \"gemm\"",
+        "divisor_of: \"ceil(T, T0)\"",
+        "divisor_of: \"T / T0\"",
+    );
     let m = map_error(
-        &shipped(Kind::Arch, "fusemax"),
+        &SourceFile::new(fusemax.name.as_str(), exact),
         Some("gemm"),
         &["tokens=1000"],
         "",
