@@ -166,6 +166,8 @@ struct Inst {
     /// For a load: the step of its last reader (it holds the buffer until then).
     free_step: u64,
     alloc: u64,
+    /// In `parked` rather than `order` (see there).
+    parked: bool,
 }
 
 /// Events at one tick are handled in this order: all `Ready`s (oldest instance first, so loads claim buffer space
@@ -192,7 +194,28 @@ struct Snap {
     step: u64,
     seq: u64,
     admitted: Vec<u64>,
+    /// Free buffer bytes and loads that had waited for room so far: a period may consume buffer space at a
+    /// steady rate (tiles kept past the loop accumulate) as long as no load waits.
+    buffer_free: u64,
+    waits: u64,
+    /// The newest parked tile then (by sequence number): tiles parked since are what the period added.
+    parked_seq: u64,
 }
+
+/// A parked tile of the sampled period, to be repeated once per skipped period.
+struct Repeat {
+    tmpl: usize,
+    key: u64,
+    step: u64,
+    seq: u64,
+    free_step: u64,
+    end: Tick,
+    consumers_left: u64,
+    alloc: u64,
+}
+
+/// How to skip: periods, the parked tiles that stay where they are, and the tiles to repeat.
+type Plan = (u64, BTreeSet<usize>, Vec<Repeat>);
 
 struct Stage<'a> {
     p: &'a Program,
@@ -214,8 +237,16 @@ struct Stage<'a> {
     insts: Vec<Option<Inst>>,
     free_ids: Vec<usize>,
     live: HashMap<(usize, u64), usize, FastHash>,
-    /// Live instances by sequence number (program order), for canonical snapshots.
+    /// Live instances by sequence number (program order), for canonical snapshots, except the parked ones.
     order: BTreeMap<u64, usize>,
+    /// Finished loads still holding their tile past every result's latency, by (release step, sequence number).
+    /// A snapshot at a loop level needs only those released before the loop's last iteration (the others count
+    /// through the free bytes), so a block of tiles kept for later readers costs a snapshot nothing. Whether an
+    /// instance is parked is a function of the state when snapshots are taken (prune runs first), so keys stay
+    /// canonical.
+    parked: BTreeMap<(u64, u64), usize>,
+    /// Loads that finished holding their tile, to be parked once their latency has passed.
+    to_park: Vec<usize>,
     /// Live instances after the last prune: the next prune comes when the table has doubled.
     pruned_at: usize,
     /// Instances that finished with nothing left to release (or whose tile was just released): the only
@@ -245,6 +276,18 @@ struct Stage<'a> {
     stride_shift: u32,
     /// Step at which the current execution of each loop began.
     loop_start: Vec<u64>,
+    /// Loads that have had to wait for buffer room, and per loop level the least free space since its current
+    /// execution began: together they bound how much room a skip that consumes buffer space may take.
+    waits: u64,
+    low_water: Vec<u64>,
+    /// The largest sequence number ever parked (tiles park in completion order, mostly program order), and per
+    /// loop level whether a space-consuming skip already failed in its current execution (it is not retried: each
+    /// try reads every parked tile).
+    parked_seq: u64,
+    affine_failed: Vec<bool>,
+    /// Per load template: every reader's last read of a tile falls at the tile's `free_step`, so a repeated tile
+    /// is released exactly as the one it repeats.
+    simple_release: Vec<bool>,
     /// (step, now) at the middle of the prefix, for the steady rate if the budget runs out.
     midpoint: Option<(u64, Tick)>,
 }
@@ -313,6 +356,8 @@ impl<'a> Stage<'a> {
             free_ids: Vec::new(),
             live: HashMap::default(),
             order: BTreeMap::new(),
+            parked: BTreeMap::new(),
+            to_park: Vec::new(),
             pruned_at: 0,
             finished: Vec::new(),
             events: BinaryHeap::new(),
@@ -331,6 +376,11 @@ impl<'a> Stage<'a> {
             last_time: 0,
             history: (0..n).map(|_| HashMap::default()).collect(),
             loop_start: vec![0; n],
+            waits: 0,
+            parked_seq: 0,
+            affine_failed: vec![false; n],
+            low_water: vec![st.buffer_free; n],
+            simple_release: simple_release(st, n),
             history_words: 0,
             stride_shift: 0,
             midpoint: None,
@@ -463,6 +513,7 @@ impl<'a> Stage<'a> {
             consumers_left: t.consumers,
             free_step: self.last_use_step(ti),
             alloc: t.alloc,
+            parked: false,
         };
         self.seq += 1;
         for d in &t.deps {
@@ -534,8 +585,9 @@ impl<'a> Stage<'a> {
                 };
                 if alloc > 0 {
                     if self.alloc_wait.is_empty() && self.buffer_free >= alloc {
-                        self.buffer_free -= alloc;
+                        self.take(alloc);
                     } else {
+                        self.waits += 1;
                         self.insts[id].as_mut().expect("live").state = State::AllocWait;
                         self.alloc_wait.insert((seq, id));
                         return;
@@ -585,8 +637,11 @@ impl<'a> Stage<'a> {
                 self.finished.push(l);
             }
         }
-        if self.insts[id].as_ref().expect("live").consumers_left == 0 {
+        let i = self.insts[id].as_ref().expect("live");
+        if i.consumers_left == 0 {
             self.finished.push(id);
+        } else if i.alloc > 0 {
+            self.to_park.push(id);
         }
         self.retry_allocs();
         let complete = end + self.p.servers[self.st.templates[tmpl].server].latency as Tick;
@@ -603,13 +658,21 @@ impl<'a> Stage<'a> {
         }
     }
 
+    /// Grant `alloc` bytes of the buffer.
+    fn take(&mut self, alloc: u64) {
+        self.buffer_free -= alloc;
+        for l in &mut self.low_water {
+            *l = (*l).min(self.buffer_free);
+        }
+    }
+
     fn retry_allocs(&mut self) {
         while let Some(&(seq, id)) = self.alloc_wait.first() {
             let alloc = self.insts[id].as_ref().expect("live").alloc;
             if alloc > self.buffer_free {
                 break;
             }
-            self.buffer_free -= alloc;
+            self.take(alloc);
             self.alloc_wait.remove(&(seq, id));
             self.enqueue(id);
         }
@@ -665,13 +728,37 @@ impl<'a> Stage<'a> {
                 continue;
             }
             self.live.remove(&(i.tmpl, i.key));
-            self.order.remove(&i.seq);
+            if i.parked {
+                self.parked.remove(&(i.free_step, i.seq));
+            } else {
+                self.order.remove(&i.seq);
+            }
             self.insts[id] = None;
             self.free_ids.push(id);
         }
         waiting.sort_unstable();
         waiting.dedup();
         self.finished = waiting;
+        let mut later = Vec::new();
+        for id in std::mem::take(&mut self.to_park) {
+            let Some(i) = self.insts[id].as_mut() else {
+                continue;
+            };
+            if i.parked || i.state != State::Done || i.consumers_left == 0 || i.alloc == 0 {
+                continue; // released since (or a reused slot, listed again when it finishes)
+            }
+            if i.end + self.max_latency > now {
+                later.push(id);
+                continue;
+            }
+            i.parked = true;
+            self.parked_seq = self.parked_seq.max(i.seq);
+            self.order.remove(&i.seq);
+            self.parked.insert((i.free_step, i.seq), id);
+        }
+        later.sort_unstable();
+        later.dedup();
+        self.to_park = later;
         self.pruned_at = self.live.len();
     }
 
@@ -716,14 +803,9 @@ impl<'a> Stage<'a> {
         let rel = |t: Tick| i64::try_from(t.saturating_sub(now)).ok();
         let rs = |s: u64| i64::try_from(s as i128 - self.step as i128).ok();
         let word = |v: u64| i64::try_from(v).ok();
-        let mut key: Vec<i64> = Vec::with_capacity(self.live.len() * 10 + 64);
+        let mut key: Vec<i64> = Vec::with_capacity(self.order.len() * 10 + 64);
         let last_start = self.last_iteration_start(level);
-        // In sequence order, which is canonical: no sort needed.
-        for &id in self.order.values() {
-            let i = self.insts[id].as_ref().expect("live");
-            if self.is_background(i, last_start) {
-                continue;
-            }
+        let record = |key: &mut Vec<i64>, i: &Inst| -> Option<()> {
             key.extend_from_slice(&[
                 rs(i.step)?,
                 i.tmpl as i64,
@@ -740,8 +822,20 @@ impl<'a> Stage<'a> {
                 word(i.alloc)?,
                 rs(i.free_step)?,
             ]);
+            Some(())
+        };
+        // In sequence order, which is canonical: no sort needed.
+        for &id in self.order.values() {
+            let i = self.insts[id].as_ref().expect("live");
+            if !self.is_background(i, last_start) {
+                record(&mut key, i)?;
+            }
         }
-        key.push(word(self.buffer_free)?);
+        // Parked tiles released before the last iteration could be skipped over: they are part of the state.
+        key.push(-2);
+        for &id in self.parked.range(..(last_start, 0)).map(|(_, id)| id) {
+            record(&mut key, self.insts[id].as_ref().expect("live"))?;
+        }
         for &t in &self.server_free {
             key.push(rel(t)?);
         }
@@ -760,7 +854,8 @@ impl<'a> Stage<'a> {
             self.weights[level].max(1) as u128 * self.st.templates.len().max(1) as u128;
         // A few hundred live instances are cheap to snapshot at every iteration (and small loops need it to find
         // their period before they end); past that, the stride grows with the live set.
-        let cost = (4 * self.live.len() as u128).saturating_sub(1024);
+        let active = self.live.len().saturating_sub(self.parked.len()) as u128;
+        let cost = (4 * active).saturating_sub(1024);
         let want = cost.div_ceil(per_iteration).max(1) << self.stride_shift;
         want.next_power_of_two().min(1 << 62) as u64
     }
@@ -785,6 +880,8 @@ impl<'a> Stage<'a> {
             if iter == 0 {
                 self.history_words -= self.history[level].keys().map(Vec::len).sum::<usize>();
                 self.history[level].clear();
+                self.low_water[level] = self.buffer_free;
+                self.affine_failed[level] = false;
             }
             // A skip needs two matching iterations ≥ 1 and at least one whole period left before the last
             // iteration, which is never skipped: 1 + 2k ≤ trips - 1.
@@ -800,22 +897,33 @@ impl<'a> Stage<'a> {
             };
             if let Some(h) = self.history[level].get(&key) {
                 let k = iter - h.iter;
+                let (dt, ds, dseq) = (self.now - h.now, self.step - h.step, self.seq - h.seq);
                 let n = (self.trips[level] - 1 - iter) / k;
-                if n >= 1 {
-                    let (dt, ds, dseq) = (self.now - h.now, self.step - h.step, self.seq - h.seq);
+                let plan = if h.buffer_free == self.buffer_free {
+                    Some((n, BTreeSet::new(), Vec::new()))
+                } else if self.affine_failed[level] {
+                    None
+                } else {
+                    let plan = self.repeats(level, h, n, k).filter(|p| p.0 >= 1);
+                    self.affine_failed[level] = plan.is_none();
+                    plan
+                };
+                if let Some((n, stay, repeats)) = plan.filter(|p| p.0 >= 1) {
                     let dadm: Vec<u64> = self
                         .admitted
                         .iter()
                         .zip(&h.admitted)
                         .map(|(a, b)| a - b)
                         .collect();
-                    self.jump(level, n, k, dt, ds, dseq);
+                    self.jump(level, n, k, dt, ds, dseq, &stay);
+                    self.materialise(level, n, k, (dt, ds, dseq), &repeats);
                     for (a, d) in self.admitted.iter_mut().zip(dadm) {
                         *a += n * d;
                     }
                     for l in level..self.n {
                         self.history_words -= self.history[l].keys().map(Vec::len).sum::<usize>();
                         self.history[l].clear();
+                        self.low_water[l] = self.buffer_free;
                     }
                     return;
                 }
@@ -827,6 +935,9 @@ impl<'a> Stage<'a> {
                 step: self.step,
                 seq: self.seq,
                 admitted: self.admitted.clone(),
+                buffer_free: self.buffer_free,
+                waits: self.waits,
+                parked_seq: self.parked_seq,
             };
             self.history_words += key.len();
             self.history[level].insert(key, snap);
@@ -842,34 +953,174 @@ impl<'a> Stage<'a> {
         }
     }
 
+    /// A period that consumes buffer space: tiles kept past the loop (parked, released after its last iteration)
+    /// accumulate, `h.buffer_free - buffer_free` bytes a period, while everything else repeats (the snapshot keys
+    /// match). Skipping is exact when no load has waited for room (every grant succeeded, and does again while the
+    /// low-water mark allows) and the tiles parked in the sampled period can be repeated once per skipped period:
+    /// each is released at its `free_step`, after the loop, and no reader has released any yet. Parked tiles stay
+    /// where they are (a skip shifts what repeats, and kept tiles accumulate instead). `None` when not exact.
+    fn repeats(&self, level: usize, h: &Snap, n: u64, k: u64) -> Option<Plan> {
+        if self.waits != h.waits || !self.alloc_wait.is_empty() || h.buffer_free < self.buffer_free
+        {
+            return None;
+        }
+        let delta = h.buffer_free - self.buffer_free;
+        let last_start = self.last_iteration_start(level);
+        let start = self.loop_start[level];
+        let mut stay = BTreeSet::new();
+        let mut repeats = Vec::new();
+        let mut made = 0u64;
+        for &id in self.parked.range((last_start, 0)..).map(|(_, id)| id) {
+            let i = self.insts[id].as_ref().expect("live");
+            if i.step < start {
+                continue;
+            }
+            stay.insert(id);
+            if i.seq <= h.parked_seq {
+                continue;
+            }
+            let t = &self.st.templates[i.tmpl];
+            if !self.simple_release[i.tmpl] || i.consumers_left != t.consumers {
+                return None;
+            }
+            made += i.alloc;
+            repeats.push(Repeat {
+                tmpl: i.tmpl,
+                key: i.key,
+                step: i.step,
+                seq: i.seq,
+                free_step: i.free_step,
+                end: i.end,
+                consumers_left: i.consumers_left,
+                alloc: i.alloc,
+            });
+        }
+        if made != delta || repeats.is_empty() {
+            return None;
+        }
+        // Room for every repeated tile, and a bounded number of them (they are real instances).
+        let n = n
+            .min(self.low_water[level] / delta)
+            .min((1 << 16) / repeats.len() as u64);
+        // A repeated tile must not land on a key another instance has after the skip.
+        let moved =
+            |id: usize| !stay.contains(&id) && self.insts[id].as_ref().expect("live").step >= start;
+        for r in &repeats {
+            let stride = k * self.strides[r.tmpl][level];
+            for j in 1..=n {
+                let key = r.key + j * stride;
+                if self.live.get(&(r.tmpl, key)).is_some_and(|&id| !moved(id)) {
+                    return None;
+                }
+                if let Some(from) = key.checked_sub(n * stride) {
+                    if self.live.get(&(r.tmpl, from)).is_some_and(|&id| moved(id)) {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some((n, stay, repeats))
+    }
+
+    /// Add the tiles the skipped periods parked: each sampled tile again, one period later each time.
+    fn materialise(
+        &mut self,
+        level: usize,
+        n: u64,
+        k: u64,
+        period: (Tick, u64, u64),
+        repeats: &[Repeat],
+    ) {
+        let (dt, ds, dseq) = period;
+        for r in repeats {
+            for j in 1..=n {
+                let id = self.alloc_id();
+                let key = r.key + j * k * self.strides[r.tmpl][level];
+                let end = r.end + j as Tick * dt;
+                let (seq, free_step) = (r.seq + j * dseq, r.free_step + j * ds);
+                self.insts[id] = Some(Inst {
+                    tmpl: r.tmpl,
+                    key,
+                    step: r.step + j * ds,
+                    seq,
+                    state: State::Done,
+                    deps_left: 0,
+                    ready_at: end,
+                    end,
+                    dependents: vec![],
+                    loads: vec![],
+                    consumers_left: r.consumers_left,
+                    free_step,
+                    alloc: r.alloc,
+                    parked: true,
+                });
+                self.live.insert((r.tmpl, key), id);
+                self.parked_seq = self.parked_seq.max(seq);
+                let clash = self.parked.insert((free_step, seq), id);
+                debug_assert!(
+                    clash.is_none(),
+                    "a repeated tile's sequence number is taken"
+                );
+                self.take(r.alloc);
+            }
+        }
+    }
+
     /// Skip `n` periods of `k` iterations of loop `level`, each lasting `dt` ticks, `ds` steps and `dseq`
     /// instances: shift every time, step, sequence number and coordinate of what started in this execution.
-    fn jump(&mut self, level: usize, n: u64, k: u64, dt: Tick, ds: u64, dseq: u64) {
+    #[allow(clippy::too_many_arguments)] // the period's three measures, kept apart for clarity
+    fn jump(
+        &mut self,
+        level: usize,
+        n: u64,
+        k: u64,
+        dt: Tick,
+        ds: u64,
+        dseq: u64,
+        stay: &BTreeSet<usize>,
+    ) {
         let shift_t = n as Tick * dt;
         let start = self.loop_start[level];
         self.now += shift_t;
         self.last_time = self.last_time.max(self.now);
-        let mut new_live = HashMap::with_capacity_and_hasher(self.live.len(), FastHash::default());
+        // Only what started in this execution moves (and not the kept tiles in `stay`): take those out of the
+        // indexes, shift them, and put them back; everything else keeps its place (a block of kept tiles is not
+        // rebuilt at every skip).
+        let mut movers = Vec::new();
         for (&(tmpl, key), &id) in &self.live {
-            let i = self.insts[id].as_mut().expect("live");
-            let mut key = key;
-            if i.step >= start {
-                i.step += n * ds;
-                i.seq += n * dseq;
-                i.free_step += n * ds;
-                key += n * k * self.strides[tmpl][level];
-                i.key = key;
+            if stay.contains(&id) {
+                continue;
             }
+            let i = self.insts[id].as_mut().expect("live");
             i.ready_at += shift_t;
             i.end += shift_t;
-            new_live.insert((tmpl, key), id);
+            if i.step >= start {
+                movers.push((tmpl, key, id));
+            }
         }
-        self.live = new_live;
-        self.order = self
-            .live
-            .values()
-            .map(|&id| (self.insts[id].as_ref().expect("live").seq, id))
-            .collect();
+        for &(tmpl, key, id) in &movers {
+            self.live.remove(&(tmpl, key));
+            let i = self.insts[id].as_ref().expect("live");
+            if i.parked {
+                self.parked.remove(&(i.free_step, i.seq));
+            } else {
+                self.order.remove(&i.seq);
+            }
+        }
+        for &(tmpl, key, id) in &movers {
+            let i = self.insts[id].as_mut().expect("live");
+            i.step += n * ds;
+            i.seq += n * dseq;
+            i.free_step += n * ds;
+            i.key = key + n * k * self.strides[tmpl][level];
+            self.live.insert((tmpl, i.key), id);
+            if i.parked {
+                self.parked.insert((i.free_step, i.seq), id);
+                self.parked_seq = self.parked_seq.max(i.seq);
+            } else {
+                self.order.insert(i.seq, id);
+            }
+        }
         for t in &mut self.server_free {
             *t += shift_t;
         }
@@ -968,4 +1219,20 @@ impl<'a> Stage<'a> {
         let guess = self.now + (self.now - t0) * left / steps;
         guess.clamp(e.low, e.high)
     }
+}
+
+/// Per template: a load whose every reader iterates each loop inside the load's `keep` that the load itself does
+/// not, so every reader's last read of a tile is at the tile's `free_step` (see `Stage::repeats`).
+fn simple_release(st: &StageProgram, n: usize) -> Vec<bool> {
+    st.templates
+        .iter()
+        .enumerate()
+        .map(|(li, l)| {
+            let keep = l.keep.unwrap_or(n);
+            st.templates
+                .iter()
+                .filter(|u| u.deps.iter().any(|d| d.template == li))
+                .all(|u| (keep + 1..n).all(|j| l.loops[j] || u.loops[j]))
+        })
+        .collect()
 }
