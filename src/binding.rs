@@ -191,16 +191,8 @@ impl View<'_> {
     }
     /// Parts an Einsum iterates, broadcast ranks first (`mapping::Stage::einsum_parts`).
     fn einsum_parts(&self, c: &Cascade, e: EinsumId) -> Vec<String> {
-        let es = &c.einsums[e];
         let mut v: Vec<String> = Vec::new();
-        let ranks = c.broadcast.iter().copied().chain(
-            es.output
-                .indices
-                .iter()
-                .chain(es.expr.refs().into_iter().flat_map(|r| r.indices.iter()))
-                .flat_map(|i| i.iterated()),
-        );
-        for r in ranks {
+        for r in c.iterated_ranks(e) {
             for p in self.parts_of(&c.ranks[r].name) {
                 if !v.contains(&p) {
                     v.push(p);

@@ -786,26 +786,13 @@ impl<'a> Stage<'a> {
         v
     }
 
-    /// Parts an Einsum iterates.
+    /// Parts an Einsum iterates (its ranks, `Cascade::iterated_ranks`, as this binding partitions them).
     fn einsum_parts(&self, e: EinsumId) -> Vec<String> {
-        let es = &self.c.einsums[e];
-        let mut v: Vec<String> = self
-            .c
-            .broadcast
-            .iter()
-            .flat_map(|&r| self.parts_of(r))
-            .collect();
-        for idx in es
-            .output
-            .indices
-            .iter()
-            .chain(es.expr.refs().iter().flat_map(|r| r.indices.iter()))
-        {
-            for r in idx.iterated() {
-                for p in self.parts_of(r) {
-                    if !v.contains(&p) {
-                        v.push(p);
-                    }
+        let mut v: Vec<String> = Vec::new();
+        for r in self.c.iterated_ranks(e) {
+            for p in self.parts_of(r) {
+                if !v.contains(&p) {
+                    v.push(p);
                 }
             }
         }

@@ -227,6 +227,24 @@ impl Cascade {
     pub fn rank_id(&self, name: &str) -> Option<RankId> {
         self.ranks.iter().position(|r| r.name == name)
     }
+    /// Ranks Einsum `e` iterates: the broadcast ranks first, then those its output and operands index, each once.
+    /// Mapping and the binding check both expand these into a binding's partition parts.
+    pub fn iterated_ranks(&self, e: EinsumId) -> Vec<RankId> {
+        let es = &self.einsums[e];
+        let indexed = es
+            .output
+            .indices
+            .iter()
+            .chain(es.expr.refs().into_iter().flat_map(|r| r.indices.iter()))
+            .flat_map(|i| i.iterated());
+        let mut v: Vec<RankId> = Vec::new();
+        for r in self.broadcast.iter().copied().chain(indexed) {
+            if !v.contains(&r) {
+                v.push(r);
+            }
+        }
+        v
+    }
     pub fn tensor_id(&self, name: &str) -> Option<TensorId> {
         self.tensors.iter().position(|t| t.name == name)
     }
