@@ -1002,12 +1002,24 @@ impl<'a> Stage<'a> {
         let n = n
             .min(self.low_water[level] / delta)
             .min((1 << 16) / repeats.len() as u64);
-        // A repeated tile must not land on a key another instance has after the skip.
+        // A repeated tile must not land on a key or a sequence number another instance has after the skip (the
+        // indexes are keyed by both).
         let moved =
             |id: usize| !stay.contains(&id) && self.insts[id].as_ref().expect("live").step >= start;
+        let dseq = self.seq - h.seq;
+        let mut seqs: std::collections::HashSet<u64> = self
+            .live
+            .values()
+            .map(|&id| {
+                self.insts[id].as_ref().expect("live").seq + if moved(id) { n * dseq } else { 0 }
+            })
+            .collect();
         for r in &repeats {
             let stride = k * self.strides[r.tmpl][level];
             for j in 1..=n {
+                if !seqs.insert(r.seq + j * dseq) {
+                    return None;
+                }
                 let key = r.key + j * stride;
                 if self.live.get(&(r.tmpl, key)).is_some_and(|&id| !moved(id)) {
                     return None;
