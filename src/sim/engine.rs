@@ -214,8 +214,17 @@ struct Repeat {
     alloc: u64,
 }
 
-/// How to skip: periods, the parked tiles that stay where they are, and the tiles to repeat.
-type Plan = (u64, BTreeSet<usize>, Vec<Repeat>);
+/// How to skip: periods, the parked tiles that stay where they are, the tiles to repeat (a period that consumes
+/// buffer space) and the tiles whose readers all fall in the skipped periods (a period that releases it).
+struct Plan {
+    n: u64,
+    stay: BTreeSet<usize>,
+    repeats: Vec<Repeat>,
+    releases: Vec<usize>,
+}
+
+/// Snapshots of a loop's execution that may match nothing before its stride doubles (see `Stage::misses`).
+const MISSES_PER_DOUBLING: u32 = 64;
 
 struct Stage<'a> {
     p: &'a Program,
@@ -285,6 +294,10 @@ struct Stage<'a> {
     /// try reads every parked tile).
     parked_seq: u64,
     affine_failed: Vec<bool>,
+    /// Per loop level, snapshots taken in its current execution that matched nothing: every `MISSES_PER_DOUBLING`
+    /// of them double the level's snapshot stride, so a loop that never turns periodic costs a logarithmic number
+    /// of snapshots, not one an iteration.
+    misses: Vec<u32>,
     /// Per load template: every reader's last read of a tile falls at the tile's `free_step`, so a repeated tile
     /// is released exactly as the one it repeats.
     simple_release: Vec<bool>,
@@ -379,6 +392,7 @@ impl<'a> Stage<'a> {
             waits: 0,
             parked_seq: 0,
             affine_failed: vec![false; n],
+            misses: vec![0; n],
             low_water: vec![st.buffer_free; n],
             simple_release: simple_release(st, n),
             history_words: 0,
@@ -831,10 +845,19 @@ impl<'a> Stage<'a> {
                 record(&mut key, i)?;
             }
         }
-        // Parked tiles released before the last iteration could be skipped over: they are part of the state.
+        // Parked tiles released before the last iteration could be skipped over: they are part of the state,
+        // except the *stationary* ones (loaded before this execution of the loop began) whose readers are all
+        // still to come. Those only wait to be released, one period's worth a period (FLAT's Q tiles, kept across
+        // the key loop, freed one per query tile in its last iteration): a skip checks and releases them
+        // (`Stage::releasing`), and leaving them out lets the keys of such a period match.
         key.push(-2);
+        let start = self.loop_start[level];
         for &id in self.parked.range(..(last_start, 0)).map(|(_, id)| id) {
-            record(&mut key, self.insts[id].as_ref().expect("live"))?;
+            let i = self.insts[id].as_ref().expect("live");
+            if i.step < start && i.free_step >= self.step {
+                continue;
+            }
+            record(&mut key, i)?;
         }
         for &t in &self.server_free {
             key.push(rel(t)?);
@@ -856,7 +879,8 @@ impl<'a> Stage<'a> {
         // their period before they end); past that, the stride grows with the live set.
         let active = self.live.len().saturating_sub(self.parked.len()) as u128;
         let cost = (4 * active).saturating_sub(1024);
-        let want = cost.div_ceil(per_iteration).max(1) << self.stride_shift;
+        let backoff = self.stride_shift + self.misses[level] / MISSES_PER_DOUBLING;
+        let want = cost.div_ceil(per_iteration).max(1) << backoff.min(62);
         want.next_power_of_two().min(1 << 62) as u64
     }
 
@@ -882,6 +906,7 @@ impl<'a> Stage<'a> {
                 self.history[level].clear();
                 self.low_water[level] = self.buffer_free;
                 self.affine_failed[level] = false;
+                self.misses[level] = 0;
             }
             // A skip needs two matching iterations ≥ 1 and at least one whole period left before the last
             // iteration, which is never skipped: 1 + 2k ≤ trips - 1.
@@ -900,23 +925,31 @@ impl<'a> Stage<'a> {
                 let (dt, ds, dseq) = (self.now - h.now, self.step - h.step, self.seq - h.seq);
                 let n = (self.trips[level] - 1 - iter) / k;
                 let plan = if h.buffer_free == self.buffer_free {
-                    Some((n, BTreeSet::new(), Vec::new()))
+                    Some(self.plain_skip(level, n, ds))
                 } else if self.affine_failed[level] {
                     None
                 } else {
-                    let plan = self.repeats(level, h, n, k).filter(|p| p.0 >= 1);
+                    let plan = if h.buffer_free < self.buffer_free {
+                        self.releasing(level, h, n, ds)
+                    } else {
+                        self.repeats(level, h, n, k)
+                            .map(|p| self.before_releases(level, p, ds))
+                    }
+                    .filter(|p| p.n >= 1);
                     self.affine_failed[level] = plan.is_none();
                     plan
                 };
-                if let Some((n, stay, repeats)) = plan.filter(|p| p.0 >= 1) {
+                if let Some(plan) = plan.filter(|p| p.n >= 1) {
+                    let n = plan.n;
                     let dadm: Vec<u64> = self
                         .admitted
                         .iter()
                         .zip(&h.admitted)
                         .map(|(a, b)| a - b)
                         .collect();
-                    self.jump(level, n, k, dt, ds, dseq, &stay);
-                    self.materialise(level, n, k, (dt, ds, dseq), &repeats);
+                    self.jump(level, n, k, dt, ds, dseq, &plan.stay);
+                    self.materialise(level, n, k, (dt, ds, dseq), &plan.repeats);
+                    self.release(&plan.releases);
                     for (a, d) in self.admitted.iter_mut().zip(dadm) {
                         *a += n * d;
                     }
@@ -929,6 +962,7 @@ impl<'a> Stage<'a> {
                 }
                 continue;
             }
+            self.misses[level] += 1;
             let snap = Snap {
                 iter,
                 now: self.now,
@@ -965,17 +999,12 @@ impl<'a> Stage<'a> {
             return None;
         }
         let delta = h.buffer_free - self.buffer_free;
-        let last_start = self.last_iteration_start(level);
         let start = self.loop_start[level];
-        let mut stay = BTreeSet::new();
+        let stay = self.background(level);
         let mut repeats = Vec::new();
         let mut made = 0u64;
-        for &id in self.parked.range((last_start, 0)..).map(|(_, id)| id) {
+        for &id in &stay {
             let i = self.insts[id].as_ref().expect("live");
-            if i.step < start {
-                continue;
-            }
-            stay.insert(id);
             if i.seq <= h.parked_seq {
                 continue;
             }
@@ -1031,7 +1060,131 @@ impl<'a> Stage<'a> {
                 }
             }
         }
-        Some((n, stay, repeats))
+        Some(Plan {
+            n,
+            stay,
+            repeats,
+            releases: Vec::new(),
+        })
+    }
+
+    /// Parked tiles loaded in this execution of loop `level` and released after its last iteration: a skip leaves
+    /// them where they are (they are not part of what repeats, and their keys do not depend on the loop).
+    fn background(&self, level: usize) -> BTreeSet<usize> {
+        let start = self.loop_start[level];
+        self.parked
+            .range((self.last_iteration_start(level), 0)..)
+            .map(|(_, &id)| id)
+            .filter(|&id| self.insts[id].as_ref().expect("live").step >= start)
+            .collect()
+    }
+
+    /// Stationary parked tiles (loaded before this execution of loop `level`) whose last readers fall in steps
+    /// `[from, to)`, in release order.
+    fn stationary_releases(
+        &self,
+        level: usize,
+        from: u64,
+        to: u64,
+    ) -> impl Iterator<Item = usize> + '_ {
+        let start = self.loop_start[level];
+        self.parked
+            .range((from, 0)..(to, 0))
+            .map(|(_, &id)| id)
+            .filter(move |&id| self.insts[id].as_ref().expect("live").step < start)
+    }
+
+    /// Whole periods of `ds` steps from here before the first stationary tile is released: a skip that releases
+    /// nothing must stop there, as the snapshot keys leave those tiles out.
+    fn periods_before_release(&self, level: usize, n: u64, ds: u64) -> u64 {
+        let end = self.step.saturating_add(n.saturating_mul(ds));
+        match self.stationary_releases(level, self.step, end).next() {
+            Some(id) => (self.insts[id].as_ref().expect("live").free_step - self.step) / ds,
+            None => n,
+        }
+    }
+
+    /// The ordinary skip: the period neither consumes nor releases buffer space.
+    fn plain_skip(&self, level: usize, n: u64, ds: u64) -> Plan {
+        Plan {
+            n: self.periods_before_release(level, n, ds),
+            stay: self.background(level),
+            repeats: Vec::new(),
+            releases: Vec::new(),
+        }
+    }
+
+    fn before_releases(&self, level: usize, mut p: Plan, ds: u64) -> Plan {
+        p.n = self.periods_before_release(level, p.n, ds);
+        p.repeats.retain(|_| p.n >= 1);
+        p
+    }
+
+    /// A period that releases buffer space: stationary tiles (kept from before this execution of the loop, left
+    /// out of the snapshot keys) are freed by their last readers, `buffer_free - h.buffer_free` bytes a period,
+    /// while everything else repeats. Skipping is exact when no load has waited for room (so none does with more
+    /// room: space only affects grants, and every grant in the sampled period succeeded with less), the sampled
+    /// period made no tile that outlives the loop (all the space it gained came from releases), and each skipped
+    /// period releases the same number of bytes, from tiles no reader has touched, each freed at its `free_step`
+    /// (`simple_release`). The skip then drops those tiles. The tiles that readers in flight at the landing read
+    /// are, after the skip, the ones read at the sampled point: the same templates, so the same bytes and
+    /// readers; no later reader looks either up, as each was last read before the landing.
+    fn releasing(&self, level: usize, h: &Snap, n: u64, ds: u64) -> Option<Plan> {
+        if self.waits != h.waits || !self.alloc_wait.is_empty() {
+            return None;
+        }
+        let gained = self.buffer_free - h.buffer_free;
+        let stay = self.background(level);
+        if stay
+            .iter()
+            .any(|&id| self.insts[id].as_ref().expect("live").seq >= h.seq)
+        {
+            return None;
+        }
+        let end = self.step.saturating_add(n.saturating_mul(ds));
+        let mut tiles = self.stationary_releases(level, self.step, end).peekable();
+        let mut releases = Vec::new();
+        let mut periods = 0u64;
+        'periods: while periods < n {
+            let period_end = self.step + (periods + 1) * ds;
+            let (mut bytes, mut these) = (0u64, Vec::new());
+            while let Some(&id) = tiles.peek() {
+                let i = self.insts[id].as_ref().expect("live");
+                if i.free_step >= period_end {
+                    break;
+                }
+                if !self.simple_release[i.tmpl]
+                    || i.consumers_left != self.st.templates[i.tmpl].consumers
+                {
+                    break 'periods;
+                }
+                bytes += i.alloc;
+                these.push(id);
+                tiles.next();
+            }
+            if bytes != gained {
+                break;
+            }
+            releases.extend(these);
+            periods += 1;
+        }
+        Some(Plan {
+            n: periods,
+            stay,
+            repeats: Vec::new(),
+            releases,
+        })
+    }
+
+    /// Drop tiles whose readers were all skipped over, giving back their room.
+    fn release(&mut self, ids: &[usize]) {
+        for &id in ids {
+            let i = self.insts[id].take().expect("live");
+            self.live.remove(&(i.tmpl, i.key));
+            self.parked.remove(&(i.free_step, i.seq));
+            self.buffer_free += i.alloc;
+            self.free_ids.push(id);
+        }
     }
 
     /// Add the tiles the skipped periods parked: each sampled tile again, one period later each time.
