@@ -212,7 +212,7 @@ pub fn text(r: &GpuReport) -> String {
     let _ = writeln!(s, "  parameters: {}", params.join(", "));
     let _ = writeln!(
         s,
-        "  tile {}×{} ({} Q tiles per CTA, {} SM(s) per item, {} steps in flight); {} items on {} slots ({:.2} waves)",
+        "  tile {}×{} ({} Q tiles per item, {} SM(s) per item, {} steps in flight); {} items on {} slots ({:.2} waves)",
         r.tile_m, r.tile_n, r.q_tiles, r.ctas, r.window, r.items, r.slots, r.items as f64 / r.slots as f64
     );
     let _ = writeln!(

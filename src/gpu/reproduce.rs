@@ -32,6 +32,9 @@ pub enum Measure {
         gpu: String,
         kernel: String,
         d: u64,
+        /// The causal tile (FA3's 128×128 at hd128), not the non-causal one.
+        #[serde(default)]
+        causal: bool,
         sets: Vec<(String, f64)>,
         unit: String,
         steps: f64,
@@ -179,6 +182,10 @@ pub fn compute(
         ("b200", "fa4", "no conditional rescale (rescale=1)", vec![("rescale", 1.0)]),
         ("b200", "fa4", "1-CTA (cta_group=1)", vec![("cta_group", 1.0)]),
         ("b200", "fa4", "no ping-pong (pingpong=0)", vec![("pingpong", 0.0)]),
+        ("b200", "fa4", "tensor core at peak (tc_sustained=1)", vec![("tc_sustained", 1.0)]),
+        ("b200", "fa4", "tensor core at peak, no emulated exp", vec![("tc_sustained", 1.0), ("emu", 0.0)]),
+        ("b200", "fa4", "tensor core at peak, no conditional rescale", vec![("tc_sustained", 1.0), ("rescale", 1.0)]),
+        ("b200", "fa4", "tensor core at peak, 1-CTA", vec![("tc_sustained", 1.0), ("cta_group", 1.0)]),
         ("h100", "fa3", "FA3 as shipped", vec![]),
         ("h100", "fa3", "no intra-warpgroup pipelining (stages=1)", vec![("stages", 1.0)]),
         ("h100", "fa3", "no warpgroup ping-pong (pingpong=0)", vec![("pingpong", 0.0)]),
@@ -196,8 +203,8 @@ pub fn compute(
     let mut checks = vec![];
     for t in targets().map_err(RunError::Internal)? {
         let model = match &t.measure {
-            Measure::Step { gpu, kernel, d, sets, unit, steps } => {
-                let r = one(files, gpu, kernel, &workload(32768, 32768, *d, false), sets, opts)?;
+            Measure::Step { gpu, kernel, d, causal, sets, unit, steps } => {
+                let r = one(files, gpu, kernel, &workload(32768, 32768, *d, *causal), sets, opts)?;
                 r.units.iter().find(|u| &u.unit == unit).map_or(f64::NAN, |u| u.step_ideal * steps)
             }
             Measure::Ratio { gpu, kernel, d, num, den } => {
