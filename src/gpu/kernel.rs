@@ -94,6 +94,20 @@ pub fn plan(
             known.join(", ")
         ))
     })?;
+    for key in sets.keys() {
+        let gpu_param = gpu.vars.contains_key(key) && key != "clock" && key != "sms";
+        if !k.params.contains_key(key) && !gpu_param {
+            let mut known: Vec<&str> = k.params.keys().map(String::as_str).collect();
+            known.extend(gpu.vars.keys().map(String::as_str).filter(|k| *k != "clock" && *k != "sms"));
+            return Err(RunError::Mapping(format!(
+                "--set {key}: not a workload key ({}) nor a parameter of {} or its binding `{}` ({})",
+                super::WORKLOAD_KEYS.join(", "),
+                gpu.name,
+                k.name,
+                known.join(", ")
+            )));
+        }
+    }
     let text = &gpu.file.text;
     let from = locate(text, &k.name, 0).start as usize;
     let at = |needle: &str| locate(text, needle, from);
@@ -128,9 +142,10 @@ pub fn plan(
     }
     let tile = k.tiles.iter().find(|t| t.d == w.d).ok_or_else(|| {
         let ds: Vec<String> = k.tiles.iter().map(|t| t.d.to_string()).collect();
+        let tiles = text[from..].find("tiles:").map_or(Span::new(from, from), |i| Span::new(from + i, from + i + 5));
         invalid(
             gpu,
-            at("tiles"),
+            tiles,
             format!("kernel `{}` does not support head dim {} (it supports {})", k.name, w.d, ds.join(", ")),
             "the head dims this kernel has tiles for",
         )
