@@ -649,7 +649,8 @@ fn gpu_reproduce(out: Option<String>) -> ExitCode {
         Err(e) => return fail(e),
     };
     let elapsed = start.elapsed();
-    let dir = PathBuf::from(out.unwrap_or_else(|| format!("reports/{}", einsim::gpu::reproduce::NAME)));
+    let dir =
+        PathBuf::from(out.unwrap_or_else(|| format!("reports/{}", einsim::gpu::reproduce::NAME)));
     match einsim::gpu::reproduce::write(&dir, &rep) {
         Ok(n) => {
             outln!(

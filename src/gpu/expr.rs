@@ -137,7 +137,11 @@ impl Parser<'_> {
             return Ok(v);
         }
         if c.is_ascii_digit() || c == b'.' {
-            while self.s.get(self.i).is_some_and(|c| c.is_ascii_digit() || *c == b'.') {
+            while self
+                .s
+                .get(self.i)
+                .is_some_and(|c| c.is_ascii_digit() || *c == b'.')
+            {
                 self.i += 1;
             }
             if self.s.get(self.i).is_some_and(|c| *c == b'e' || *c == b'E') {
@@ -219,8 +223,14 @@ mod tests {
         assert_eq!(eval("M * N * (1 - emu)", &vars), Ok(12288.0));
         assert_eq!(eval("2^3^2", &vars), Ok(512.0));
         assert_eq!(eval("-2 + 3 * 4", &vars), Ok(10.0));
-        assert_eq!(eval("2250e12 / (148 * 8192)", &vars).map(|x| x.round()), Ok(1855700923.0));
-        assert_eq!(eval("if(M == 128, 1, 2) + max(1, ceil(0.5))", &vars), Ok(2.0));
+        assert_eq!(
+            eval("2250e12 / (148 * 8192)", &vars).map(|x| x.round()),
+            Ok(1855700923.0)
+        );
+        assert_eq!(
+            eval("if(M == 128, 1, 2) + max(1, ceil(0.5))", &vars),
+            Ok(2.0)
+        );
         assert_eq!(eval("N >= 256", &vars), Ok(0.0));
     }
 
@@ -228,10 +238,16 @@ mod tests {
     fn errors_say_where() {
         let vars = v(&[("M", 1.0)]);
         assert_eq!(eval("M + X", &vars).unwrap_err().at, 4);
-        assert!(eval("1 / (M - 1)", &vars).unwrap_err().message.contains("division"));
+        assert!(eval("1 / (M - 1)", &vars)
+            .unwrap_err()
+            .message
+            .contains("division"));
         assert!(eval("(1 + 2", &vars).is_err());
         assert!(eval("1 2", &vars).is_err());
-        assert!(eval("sqrt(2)", &vars).unwrap_err().message.contains("unknown function"));
+        assert!(eval("sqrt(2)", &vars)
+            .unwrap_err()
+            .message
+            .contains("unknown function"));
         assert!(eval("", &vars).is_err());
     }
 }

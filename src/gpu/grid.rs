@@ -10,7 +10,7 @@ use std::collections::BinaryHeap;
 /// Makespan of `groups` (duration, count) on `slots` slots, longest first.
 pub fn lpt(groups: &[(Tick, u64)], slots: u64) -> Tick {
     let mut g: Vec<(Tick, u64)> = groups.iter().copied().filter(|g| g.1 > 0).collect();
-    g.sort_by(|a, b| b.0.cmp(&a.0));
+    g.sort_by_key(|b| Reverse(b.0));
     let slots = slots.max(1);
     let mut free: BinaryHeap<Reverse<Tick>> = (0..slots).map(|_| Reverse(0)).collect();
     for (dur, count) in g {
@@ -21,8 +21,10 @@ pub fn lpt(groups: &[(Tick, u64)], slots: u64) -> Tick {
         let hi = free.iter().map(|r| r.0).max().unwrap_or(0);
         if left >= slots && hi - lo <= dur {
             let rounds = left / slots;
-            let shifted: BinaryHeap<Reverse<Tick>> =
-                free.drain().map(|Reverse(t)| Reverse(t + dur * rounds as Tick)).collect();
+            let shifted: BinaryHeap<Reverse<Tick>> = free
+                .drain()
+                .map(|Reverse(t)| Reverse(t + dur * rounds as Tick))
+                .collect();
             free = shifted;
             left -= rounds * slots;
         }

@@ -71,7 +71,10 @@ pub struct Plan {
 }
 
 fn invalid(gpu: &Gpu, span: Span, message: String, label: &str) -> RunError {
-    RunError::Invalid(Diagnostics::one(&gpu.file, Diagnostic::new(span, message, label)))
+    RunError::Invalid(Diagnostics::one(
+        &gpu.file,
+        Diagnostic::new(span, message, label),
+    ))
 }
 
 /// The kernel named `name` (the GPU's first if none), bound to `w` with `sets` overriding its parameters.
@@ -98,7 +101,12 @@ pub fn plan(
         let gpu_param = gpu.vars.contains_key(key) && key != "clock" && key != "sms";
         if !k.params.contains_key(key) && !gpu_param {
             let mut known: Vec<&str> = k.params.keys().map(String::as_str).collect();
-            known.extend(gpu.vars.keys().map(String::as_str).filter(|k| *k != "clock" && *k != "sms"));
+            known.extend(
+                gpu.vars
+                    .keys()
+                    .map(String::as_str)
+                    .filter(|k| *k != "clock" && *k != "sms"),
+            );
             return Err(RunError::Mapping(format!(
                 "--set {key}: not a workload key ({}) nor a parameter of {} or its binding `{}` ({})",
                 super::WORKLOAD_KEYS.join(", "),
@@ -113,7 +121,12 @@ pub fn plan(
     let at = |needle: &str| locate(text, needle, from);
     let ev = |what: &str, e: &str, vars: &BTreeMap<String, f64>| {
         expr::eval(e, vars).map_err(|x| {
-            invalid(gpu, at(e), format!("kernel `{}`, {what}: {}", k.name, x.message), "in this expression")
+            invalid(
+                gpu,
+                at(e),
+                format!("kernel `{}`, {what}: {}", k.name, x.message),
+                "in this expression",
+            )
         })
     };
     let mut vars = gpu.vars.clone();
@@ -142,11 +155,18 @@ pub fn plan(
     }
     let tile = k.tiles.iter().find(|t| t.d == w.d).ok_or_else(|| {
         let ds: Vec<String> = k.tiles.iter().map(|t| t.d.to_string()).collect();
-        let tiles = text[from..].find("tiles:").map_or(Span::new(from, from), |i| Span::new(from + i, from + i + 5));
+        let tiles = text[from..]
+            .find("tiles:")
+            .map_or(Span::new(from, from), |i| Span::new(from + i, from + i + 5));
         invalid(
             gpu,
             tiles,
-            format!("kernel `{}` does not support head dim {} (it supports {})", k.name, w.d, ds.join(", ")),
+            format!(
+                "kernel `{}` does not support head dim {} (it supports {})",
+                k.name,
+                w.d,
+                ds.join(", ")
+            ),
             "the head dims this kernel has tiles for",
         )
     })?;
@@ -157,18 +177,38 @@ pub fn plan(
     let whole = |what: &str, e: &str, vars: &BTreeMap<String, f64>| -> Result<u64, RunError> {
         let v = ev(what, e, vars)?;
         if v < 1.0 || v.fract() != 0.0 || v > 1e12 {
-            return Err(invalid(gpu, at(e), format!("kernel `{}`: {what} must be a whole number ≥ 1, got {v}", k.name), "here"));
+            return Err(invalid(
+                gpu,
+                at(e),
+                format!(
+                    "kernel `{}`: {what} must be a whole number ≥ 1, got {v}",
+                    k.name
+                ),
+                "here",
+            ));
         }
         Ok(v as u64)
     };
-    let (mv, nv, qv) = (whole("M", m, &vars)?, whole("N", n, &vars)?, whole("Q", q, &vars)?);
+    let (mv, nv, qv) = (
+        whole("M", m, &vars)?,
+        whole("N", n, &vars)?,
+        whole("Q", q, &vars)?,
+    );
     vars.insert("M".into(), mv as f64);
     vars.insert("N".into(), nv as f64);
     vars.insert("Q".into(), qv as f64);
     let ctas = whole("ctas", &k.ctas.0, &vars)?;
     let window = whole("window", &k.window.0, &vars)?.min(u32::MAX as u64) as u32;
     if ctas > gpu.sms {
-        return Err(invalid(gpu, at(&k.ctas.0), format!("kernel `{}`: {ctas} SMs per work item, but {} has {}", k.name, gpu.name, gpu.sms), "here"));
+        return Err(invalid(
+            gpu,
+            at(&k.ctas.0),
+            format!(
+                "kernel `{}`: {ctas} SMs per work item, but {} has {}",
+                k.name, gpu.name, gpu.sms
+            ),
+            "here",
+        ));
     }
     let mut fits = vec![];
     for f in &k.fits {
@@ -198,14 +238,29 @@ pub fn plan(
         });
     }
     let names: Vec<&str> = k.tasks.iter().map(|t| t.name.as_str()).collect();
-    let unit_ix = |n: &str| gpu.units.iter().position(|u| u.name == n).expect("checked at load");
+    let unit_ix = |n: &str| {
+        gpu.units
+            .iter()
+            .position(|u| u.name == n)
+            .expect("checked at load")
+    };
     let mut tasks = vec![];
     for t in &k.tasks {
         let what = format!("task `{}`", t.name);
         let ui = unit_ix(&t.unit);
         let mut parts = vec![];
         match (&t.work, &gpu.units[ui].kind) {
-            (Work::Mma { m, n, k: kk, a, b, b_share }, Kind::TensorCore(tc)) => {
+            (
+                Work::Mma {
+                    m,
+                    n,
+                    k: kk,
+                    a,
+                    b,
+                    b_share,
+                },
+                Kind::TensorCore(tc),
+            ) => {
                 let shape = MmaShape {
                     m: ev(&what, m, &vars)?,
                     n: ev(&what, n, &vars)?,
@@ -216,31 +271,67 @@ pub fn plan(
                     elem: vars["elem"],
                 };
                 let c = tc.mma(&k.dtype, &shape).map_err(|e| {
-                    invalid(gpu, at(&t.name), format!("kernel `{}`, {what}: {e}", k.name), "this MMA")
+                    invalid(
+                        gpu,
+                        at(&t.name),
+                        format!("kernel `{}`, {what}: {e}", k.name),
+                        "this MMA",
+                    )
                 })?;
-                parts.push(Part { unit: ui, ideal: c.ideal, cycles: c.busy });
+                parts.push(Part {
+                    unit: ui,
+                    ideal: c.ideal,
+                    cycles: c.busy,
+                });
                 for (src, bytes) in c.reads {
                     let si = unit_ix(&src);
                     if let Kind::Memory(mem) = &gpu.units[si].kind {
                         let cy = mem.cycles(bytes);
                         if cy > 0.0 {
-                            parts.push(Part { unit: si, ideal: cy, cycles: cy });
+                            parts.push(Part {
+                                unit: si,
+                                ideal: cy,
+                                cycles: cy,
+                            });
                         }
                     }
                 }
             }
             (Work::Ops(e), Kind::Pipe(p)) => {
                 let cy = p.cycles(ev(&what, e, &vars)?);
-                parts.push(Part { unit: ui, ideal: cy, cycles: cy });
+                parts.push(Part {
+                    unit: ui,
+                    ideal: cy,
+                    cycles: cy,
+                });
             }
             (Work::Bytes(e), Kind::Memory(mem)) => {
                 let cy = mem.cycles(ev(&what, e, &vars)?);
-                parts.push(Part { unit: ui, ideal: cy, cycles: cy });
+                parts.push(Part {
+                    unit: ui,
+                    ideal: cy,
+                    cycles: cy,
+                });
             }
-            _ => return Err(RunError::Internal(format!("{what}: unit kind mismatch after the load check"))),
+            _ => {
+                return Err(RunError::Internal(format!(
+                    "{what}: unit kind mismatch after the load check"
+                )))
+            }
         }
-        if let Some(p) = parts.iter().find(|p| !(p.cycles >= 0.0) || p.cycles > 1e15) {
-            return Err(invalid(gpu, at(&t.name), format!("kernel `{}`, {what}: {} cycles on `{}` is not a valid amount of work", k.name, p.cycles, gpu.units[p.unit].name), "this task"));
+        if let Some(p) = parts
+            .iter()
+            .find(|p| p.cycles.is_nan() || p.cycles < 0.0 || p.cycles > 1e15)
+        {
+            return Err(invalid(
+                gpu,
+                at(&t.name),
+                format!(
+                    "kernel `{}`, {what}: {} cycles on `{}` is not a valid amount of work",
+                    k.name, p.cycles, gpu.units[p.unit].name
+                ),
+                "this task",
+            ));
         }
         let after = t
             .after
@@ -250,7 +341,13 @@ pub fn plan(
                     Some(b) => (b, true),
                     None => (a.as_str(), false),
                 };
-                (names.iter().position(|n| *n == base).expect("checked at load"), prev)
+                (
+                    names
+                        .iter()
+                        .position(|n| *n == base)
+                        .expect("checked at load"),
+                    prev,
+                )
             })
             .collect();
         tasks.push(Task {
@@ -292,8 +389,14 @@ pub fn program(gpu: &Gpu, plan: &Plan, steps: u64) -> Program {
         })
         .collect();
     let loops = vec![
-        Loop { index: "kv".into(), trip: steps.max(1) },
-        Loop { index: "q".into(), trip: plan.q },
+        Loop {
+            index: "kv".into(),
+            trip: steps.max(1),
+        },
+        Loop {
+            index: "q".into(),
+            trip: plan.q,
+        },
     ];
     let mut first_template = vec![];
     let mut n = 0;

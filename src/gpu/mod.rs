@@ -96,8 +96,8 @@ impl Ctx<'_> {
 
 /// Parse and check a GPU file, with `--set` overrides of its `params`. Every problem found is reported.
 pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diagnostics> {
-    let g: GpuFile = crate::cascade::parse_ron_as(file, "`Gpu(...)`")
-        .map_err(|d| Diagnostics::one(file, d))?;
+    let g: GpuFile =
+        crate::cascade::parse_ron_as(file, "`Gpu(...)`").map_err(|d| Diagnostics::one(file, d))?;
     let mut cx = Ctx {
         file,
         errors: vec![],
@@ -119,14 +119,22 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
     let l2 = cx.fig("l2", &g.l2, &vars);
     let tdp = cx.fig("tdp", &g.tdp, &vars);
     if sms.is_finite() && (sms < 1.0 || sms.fract() != 0.0) {
-        cx.error(&g.sms.0, format!("`sms` must be a whole number ≥ 1, got {sms}"), "here");
+        cx.error(
+            &g.sms.0,
+            format!("`sms` must be a whole number ≥ 1, got {sms}"),
+            "here",
+        );
     }
     let mut units = vec![];
     for (name, u) in &g.units {
         let pos = |cx: &mut Ctx, what: &str, f: &Fig, v: &BTreeMap<String, f64>| {
             let x = cx.fig(&format!("{name}.{what}"), f, v);
             if x.is_finite() && x < 0.0 {
-                cx.error(&f.0, format!("`{name}.{what}` must not be negative, got {x}"), "here");
+                cx.error(
+                    &f.0,
+                    format!("`{name}.{what}` must not be negative, got {x}"),
+                    "here",
+                );
             }
             x
         };
@@ -145,7 +153,11 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                     .collect();
                 let s = pos(&mut cx, "sustained", sustained, &vars);
                 if s.is_finite() && !(s > 0.0 && s <= 1.0) {
-                    cx.error(&sustained.0, format!("`{name}.sustained` must lie in (0, 1], got {s}"), "a fraction of peak");
+                    cx.error(
+                        &sustained.0,
+                        format!("`{name}.sustained` must lie in (0, 1], got {s}"),
+                        "a fraction of peak",
+                    );
                 }
                 let tc = TensorCore {
                     flops,
@@ -221,26 +233,41 @@ fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
                 ),
                 "a feature of another GPU generation",
             );
-            cx.errors.last_mut().expect("just pushed").notes.push(format!(
-                "{} has: {}",
-                gpu.name,
-                gpu.features.join(", ")
-            ));
+            cx.errors
+                .last_mut()
+                .expect("just pushed")
+                .notes
+                .push(format!("{} has: {}", gpu.name, gpu.features.join(", ")));
         }
     }
     if k.tiles.is_empty() {
-        cx.error(&k.name, format!("kernel `{}` lists no tiles", k.name), "expected a Tile per head dim");
+        cx.error(
+            &k.name,
+            format!("kernel `{}` lists no tiles", k.name),
+            "expected a Tile per head dim",
+        );
     }
     let names: Vec<&str> = k.tasks.iter().map(|t| t.name.as_str()).collect();
     for (i, t) in k.tasks.iter().enumerate() {
         if names[..i].contains(&t.name.as_str()) {
-            cx.error(&t.name, format!("task `{}` is defined twice", t.name), "a second time");
+            cx.error(
+                &t.name,
+                format!("task `{}` is defined twice", t.name),
+                "a second time",
+            );
         }
         let want = match &t.work {
             Work::Mma { a, b, .. } => {
                 for o in [a, b] {
                     if !matches!(gpu.unit(o).map(|u| &u.kind), Some(Kind::Memory(_))) {
-                        cx.error(o, format!("task `{}`: operand source `{o}` is not a Memory unit of {}", t.name, gpu.name), "expected a Memory unit");
+                        cx.error(
+                            o,
+                            format!(
+                                "task `{}`: operand source `{o}` is not a Memory unit of {}",
+                                t.name, gpu.name
+                            ),
+                            "expected a Memory unit",
+                        );
                     }
                 }
                 "TensorCore"
@@ -265,18 +292,33 @@ fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
                 ),
                 "here",
             );
-            cx.errors.last_mut().expect("just pushed").notes.push(format!("units: {}", units.join(", ")));
+            cx.errors
+                .last_mut()
+                .expect("just pushed")
+                .notes
+                .push(format!("units: {}", units.join(", ")));
         }
         for a in &t.after {
             let base = a.strip_suffix("@prev").unwrap_or(a);
             if !names.contains(&base) || (base == t.name && !a.ends_with("@prev")) {
-                cx.error(a, format!("task `{}` waits for `{a}`, which is not another task of kernel `{}`", t.name, k.name), "expected a task name (or NAME@prev)");
+                cx.error(
+                    a,
+                    format!(
+                        "task `{}` waits for `{a}`, which is not another task of kernel `{}`",
+                        t.name, k.name
+                    ),
+                    "expected a task name (or NAME@prev)",
+                );
             }
         }
     }
     for f in &k.fits {
         if !matches!(gpu.unit(&f.unit).map(|u| &u.kind), Some(Kind::Memory(_))) {
-            cx.error(&f.unit, format!("fit `{}`: `{}` is not a Memory unit", f.what, f.unit), "expected a Memory unit");
+            cx.error(
+                &f.unit,
+                format!("fit `{}`: `{}` is not a Memory unit", f.what, f.unit),
+                "expected a Memory unit",
+            );
         }
     }
 }
@@ -286,7 +328,9 @@ pub const WORKLOAD_KEYS: [&str; 7] = ["seq", "tokens", "hidden", "batch", "heads
 
 /// Split `--set KEY=VALUE` arguments into the workload and parameter overrides. Defaults follow FA4's benchmark
 /// (gpus.md §3.1): 32K tokens in total, hidden 2048, head dim 128, seq 32K, non-causal.
-pub fn sets(args: &[String]) -> Result<(kernel::Workload, BTreeMap<String, f64>), crate::run::RunError> {
+pub fn sets(
+    args: &[String],
+) -> Result<(kernel::Workload, BTreeMap<String, f64>), crate::run::RunError> {
     use crate::run::RunError;
     let mut vals: BTreeMap<String, f64> = BTreeMap::new();
     for a in args {
@@ -336,7 +380,11 @@ pub fn sets(args: &[String]) -> Result<(kernel::Workload, BTreeMap<String, f64>)
     let causal = match vals.get("causal").copied() {
         None | Some(0.0) => false,
         Some(1.0) => true,
-        Some(v) => return Err(RunError::Mapping(format!("--set causal: expected 0 or 1, got {v}"))),
+        Some(v) => {
+            return Err(RunError::Mapping(format!(
+                "--set causal: expected 0 or 1, got {v}"
+            )))
+        }
     };
     vals.retain(|k, _| !WORKLOAD_KEYS.contains(&k.as_str()));
     Ok((

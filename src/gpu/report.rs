@@ -80,7 +80,11 @@ pub fn items(plan: &Plan, w: &Workload) -> Vec<(u64, u64)> {
 fn item_work(gpu: &Gpu, plan: &Plan, steps: u64) -> Vec<Tick> {
     let mut w = vec![0 as Tick; gpu.units.len()];
     for t in &plan.tasks {
-        let n = if t.when == "Step" { steps * plan.q } else { plan.q };
+        let n = if t.when == "Step" {
+            steps * plan.q
+        } else {
+            plan.q
+        };
         for p in &t.parts {
             w[p.unit] += kernel::ticks(p.cycles) as Tick * n as Tick;
         }
@@ -137,7 +141,6 @@ pub fn run(
         .map_err(|_| RunError::Mapping("the run's cycles exceed 2^64".into()))?;
     let seconds = cycles as f64 / gpu.clock_hz;
     let flops = attention_flops(w);
-    let sms_busy = (slots * plan.ctas) as f64;
     let mut units = vec![];
     for (ui, u) in gpu.units.iter().enumerate() {
         let (mut ideal, mut cyc) = (0.0, 0.0);
@@ -153,10 +156,13 @@ pub fn run(
             unit: u.name.clone(),
             step_ideal: ideal,
             step_cycles: cyc,
-            utilization: if ticks > 0 { busy / (ticks as f64 * gpu.sms as f64) } else { 0.0 },
+            utilization: if ticks > 0 {
+                busy / (ticks as f64 * gpu.sms as f64)
+            } else {
+                0.0
+            },
         });
     }
-    let _ = sms_busy;
     let binds = units
         .iter()
         .max_by(|a, b| a.step_cycles.total_cmp(&b.step_cycles))
@@ -229,8 +235,16 @@ pub fn text(r: &GpuReport) -> String {
         "  throughput: {:.1} TFLOP/s ({:.1}% of the {} dense peak)",
         r.tflops, r.percent_of_peak, r.dtype
     );
-    let _ = writeln!(s, "  per tile step (one Q tile × one K/V block), binding unit: {}", r.binds);
-    let _ = writeln!(s, "    {:<8} {:>10} {:>10} {:>8}", "unit", "at peak", "modelled", "util");
+    let _ = writeln!(
+        s,
+        "  per tile step (one Q tile × one K/V block), binding unit: {}",
+        r.binds
+    );
+    let _ = writeln!(
+        s,
+        "    {:<8} {:>10} {:>10} {:>8}",
+        "unit", "at peak", "modelled", "util"
+    );
     for u in &r.units {
         let _ = writeln!(
             s,
@@ -242,7 +256,14 @@ pub fn text(r: &GpuReport) -> String {
         );
     }
     for f in &r.fits {
-        let _ = writeln!(s, "  {} in {}: {} of {} B", f.what, f.unit, f.bytes.ceil(), f.capacity);
+        let _ = writeln!(
+            s,
+            "  {} in {}: {} of {} B",
+            f.what,
+            f.unit,
+            f.bytes.ceil(),
+            f.capacity
+        );
     }
     s
 }

@@ -20,7 +20,12 @@ pub const NAME: &str = "fa4";
 const TARGETS: &str = include_str!("fa4_targets.ron");
 
 /// (gpu, kernel) pairs of the grid.
-pub const GRID: [(&str, &str); 4] = [("b200", "fa4"), ("h100", "fa3"), ("h200", "fa3"), ("a100", "fa2")];
+pub const GRID: [(&str, &str); 4] = [
+    ("b200", "fa4"),
+    ("h100", "fa3"),
+    ("h200", "fa3"),
+    ("a100", "fa2"),
+];
 pub const SEQS: [u64; 6] = [1024, 2048, 4096, 8192, 16384, 32768];
 pub const DIMS: [u64; 3] = [64, 128, 256];
 
@@ -156,7 +161,14 @@ pub fn compute(
         for d in DIMS {
             for causal in [false, true] {
                 for seq in SEQS {
-                    runs.push(one(files, gpu, kernel, &workload(seq, 32768, d, causal), &[], opts)?);
+                    runs.push(one(
+                        files,
+                        gpu,
+                        kernel,
+                        &workload(seq, 32768, d, causal),
+                        &[],
+                        opts,
+                    )?);
                 }
             }
         }
@@ -166,29 +178,91 @@ pub fn compute(
     let tiles = vec![
         (
             "B200 FA4 fwd, 1-CTA, no emulation".to_string(),
-            one(files, "b200", "fa4", &w128, &[("cta_group".into(), 1.0), ("emu".into(), 0.0)], opts)?,
+            one(
+                files,
+                "b200",
+                "fa4",
+                &w128,
+                &[("cta_group".into(), 1.0), ("emu".into(), 0.0)],
+                opts,
+            )?,
         ),
         (
             "B200 FA4 fwd, 2-CTA, no emulation".to_string(),
-            one(files, "b200", "fa4", &w128, &[("cta_group".into(), 2.0), ("emu".into(), 0.0)], opts)?,
+            one(
+                files,
+                "b200",
+                "fa4",
+                &w128,
+                &[("cta_group".into(), 2.0), ("emu".into(), 0.0)],
+                opts,
+            )?,
         ),
-        ("H100 FA3 fwd (hd128)".to_string(), one(files, "h100", "fa3", &w128, &[], opts)?),
+        (
+            "H100 FA3 fwd (hd128)".to_string(),
+            one(files, "h100", "fa3", &w128, &[], opts)?,
+        ),
     ];
     let mut ablations = vec![];
     let w = workload(8192, 32768, 128, false);
     for (gpu, kernel, label, sets) in [
         ("b200", "fa4", "FA4 as shipped", vec![]),
         ("b200", "fa4", "no emulated exp (emu=0)", vec![("emu", 0.0)]),
-        ("b200", "fa4", "no conditional rescale (rescale=1)", vec![("rescale", 1.0)]),
-        ("b200", "fa4", "1-CTA (cta_group=1)", vec![("cta_group", 1.0)]),
-        ("b200", "fa4", "no ping-pong (pingpong=0)", vec![("pingpong", 0.0)]),
-        ("b200", "fa4", "tensor core at peak (tc_sustained=1)", vec![("tc_sustained", 1.0)]),
-        ("b200", "fa4", "tensor core at peak, no emulated exp", vec![("tc_sustained", 1.0), ("emu", 0.0)]),
-        ("b200", "fa4", "tensor core at peak, no conditional rescale", vec![("tc_sustained", 1.0), ("rescale", 1.0)]),
-        ("b200", "fa4", "tensor core at peak, 1-CTA", vec![("tc_sustained", 1.0), ("cta_group", 1.0)]),
+        (
+            "b200",
+            "fa4",
+            "no conditional rescale (rescale=1)",
+            vec![("rescale", 1.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "1-CTA (cta_group=1)",
+            vec![("cta_group", 1.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "no ping-pong (pingpong=0)",
+            vec![("pingpong", 0.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "tensor core at peak (tc_sustained=1)",
+            vec![("tc_sustained", 1.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "tensor core at peak, no emulated exp",
+            vec![("tc_sustained", 1.0), ("emu", 0.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "tensor core at peak, no conditional rescale",
+            vec![("tc_sustained", 1.0), ("rescale", 1.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "tensor core at peak, 1-CTA",
+            vec![("tc_sustained", 1.0), ("cta_group", 1.0)],
+        ),
         ("h100", "fa3", "FA3 as shipped", vec![]),
-        ("h100", "fa3", "no intra-warpgroup pipelining (stages=1)", vec![("stages", 1.0)]),
-        ("h100", "fa3", "no warpgroup ping-pong (pingpong=0)", vec![("pingpong", 0.0)]),
+        (
+            "h100",
+            "fa3",
+            "no intra-warpgroup pipelining (stages=1)",
+            vec![("stages", 1.0)],
+        ),
+        (
+            "h100",
+            "fa3",
+            "no warpgroup ping-pong (pingpong=0)",
+            vec![("pingpong", 0.0)],
+        ),
     ] {
         let sets: Vec<(String, f64)> = sets.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let report = one(files, gpu, kernel, &w, &sets, opts)?;
@@ -203,13 +277,49 @@ pub fn compute(
     let mut checks = vec![];
     for t in targets().map_err(RunError::Internal)? {
         let model = match &t.measure {
-            Measure::Step { gpu, kernel, d, causal, sets, unit, steps } => {
-                let r = one(files, gpu, kernel, &workload(32768, 32768, *d, *causal), sets, opts)?;
-                r.units.iter().find(|u| &u.unit == unit).map_or(f64::NAN, |u| u.step_ideal * steps)
+            Measure::Step {
+                gpu,
+                kernel,
+                d,
+                causal,
+                sets,
+                unit,
+                steps,
+            } => {
+                let r = one(
+                    files,
+                    gpu,
+                    kernel,
+                    &workload(32768, 32768, *d, *causal),
+                    sets,
+                    opts,
+                )?;
+                r.units
+                    .iter()
+                    .find(|u| &u.unit == unit)
+                    .map_or(f64::NAN, |u| u.step_ideal * steps)
             }
-            Measure::Ratio { gpu, kernel, d, num, den } => {
-                let r = one(files, gpu, kernel, &workload(32768, 32768, *d, false), &[], opts)?;
-                let c = |n: &str| r.units.iter().find(|u| u.unit == n).map_or(f64::NAN, |u| u.step_ideal);
+            Measure::Ratio {
+                gpu,
+                kernel,
+                d,
+                num,
+                den,
+            } => {
+                let r = one(
+                    files,
+                    gpu,
+                    kernel,
+                    &workload(32768, 32768, *d, false),
+                    &[],
+                    opts,
+                )?;
+                let c = |n: &str| {
+                    r.units
+                        .iter()
+                        .find(|u| u.unit == n)
+                        .map_or(f64::NAN, |u| u.step_ideal)
+                };
                 c(num) / c(den)
             }
             Measure::Peak { gpu, kernel } => runs
@@ -217,20 +327,48 @@ pub fn compute(
                 .filter(|r| &r.gpu == gpu && &r.kernel == kernel)
                 .map(|r| r.tflops)
                 .fold(f64::NAN, f64::max),
-            Measure::Point { gpu, kernel, d, causal, seq, tokens } => {
-                one(files, gpu, kernel, &workload(*seq, *tokens, *d, *causal), &[], opts)?.tflops
+            Measure::Point {
+                gpu,
+                kernel,
+                d,
+                causal,
+                seq,
+                tokens,
+            } => {
+                one(
+                    files,
+                    gpu,
+                    kernel,
+                    &workload(*seq, *tokens, *d, *causal),
+                    &[],
+                    opts,
+                )?
+                .tflops
             }
         };
         let error = (model - t.value) / t.value;
         let pass = error.abs() <= t.tolerance + 1e-12;
-        checks.push(Check { target: t, model, error, pass });
+        checks.push(Check {
+            target: t,
+            model,
+            error,
+            pass,
+        });
     }
-    Ok(Fa4Reproduction { runs, tiles, ablations, checks })
+    Ok(Fa4Reproduction {
+        runs,
+        tiles,
+        ablations,
+        checks,
+    })
 }
 
 /// The text artifacts: (file name, contents). Deterministic: the drift test compares them to the committed copies.
 pub fn texts(r: &Fa4Reproduction) -> Vec<(String, String)> {
-    let mut out = vec![("report.md".to_string(), markdown(r)), ("runs.csv".to_string(), csv(r))];
+    let mut out = vec![
+        ("report.md".to_string(), markdown(r)),
+        ("runs.csv".to_string(), csv(r)),
+    ];
     if let Ok(svg) = crate::plot::svg(&figure(r)) {
         out.push(("tflops.svg".to_string(), svg));
     }
@@ -246,7 +384,8 @@ pub fn write(dir: &Path, r: &Fa4Reproduction) -> Result<usize, String> {
         std::fs::write(&p, text).map_err(|e| format!("cannot write `{}`: {e}", p.display()))?;
     }
     let png = dir.join("tflops.png");
-    crate::plot::png(&figure(r), &png).map_err(|e| format!("cannot write `{}`: {}", png.display(), e.0))?;
+    crate::plot::png(&figure(r), &png)
+        .map_err(|e| format!("cannot write `{}`: {}", png.display(), e.0))?;
     Ok(texts.len() + 1)
 }
 
@@ -264,7 +403,12 @@ pub fn figure(r: &Fa4Reproduction) -> Figure {
                     let points = r
                         .runs
                         .iter()
-                        .filter(|x| &x.gpu == gpu && &x.kernel == kernel && x.workload.d == d && x.workload.causal == causal)
+                        .filter(|x| {
+                            &x.gpu == gpu
+                                && &x.kernel == kernel
+                                && x.workload.d == d
+                                && x.workload.causal == causal
+                        })
                         .map(|x| (x.workload.seq as f64, x.tflops))
                         .collect();
                     series.push(Series {
@@ -301,8 +445,23 @@ fn csv(r: &Fa4Reproduction) -> String {
         let _ = writeln!(
             s,
             "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.2},{}",
-            x.gpu, x.kernel, w.seq, w.batch, w.heads, w.d, w.causal, x.tile_m, x.tile_n, x.q_tiles, x.ctas, x.items,
-            x.cycles, x.bound_cycles, x.tflops, x.percent_of_peak, x.binds
+            x.gpu,
+            x.kernel,
+            w.seq,
+            w.batch,
+            w.heads,
+            w.d,
+            w.causal,
+            x.tile_m,
+            x.tile_n,
+            x.q_tiles,
+            x.ctas,
+            x.items,
+            x.cycles,
+            x.bound_cycles,
+            x.tflops,
+            x.percent_of_peak,
+            x.binds
         );
     }
     s
@@ -310,14 +469,20 @@ fn csv(r: &Fa4Reproduction) -> String {
 
 fn markdown(r: &Fa4Reproduction) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# FlashAttention-4 / -3 / -2 forward on B200, H100, H200 and A100 (einsim)\n");
+    let _ = writeln!(
+        s,
+        "# FlashAttention-4 / -3 / -2 forward on B200, H100, H200 and A100 (einsim)\n"
+    );
     let _ = writeln!(
         s,
         "Generated by `einsim reproduce fa4`; GPUs and kernels are `arch/gpu/*.ron`, targets `src/gpu/fa4_targets.ron`.\n\
          Published numbers are targets only: none is an input. No GPU was measured for this report.\n"
     );
     let _ = writeln!(s, "## Targets\n");
-    let _ = writeln!(s, "| target | published | einsim | error | tolerance | result | source | note |");
+    let _ = writeln!(
+        s,
+        "| target | published | einsim | error | tolerance | result | source | note |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for c in &r.checks {
         let t = &c.target;
@@ -330,22 +495,47 @@ fn markdown(r: &Fa4Reproduction) -> String {
             t.unit,
             c.model,
             100.0 * c.error,
-            if t.tolerance == 0.0 { "exact".to_string() } else { format!("±{:.0}%", 100.0 * t.tolerance) },
+            if t.tolerance == 0.0 {
+                "exact".to_string()
+            } else {
+                format!("±{:.0}%", 100.0 * t.tolerance)
+            },
             if c.pass { "pass" } else { "**FAIL**" },
             t.source,
             t.note
         );
     }
-    let _ = writeln!(s, "\n## Cycles per tile step (one Q tile × one K/V block), per SM at peak rates\n");
+    let _ = writeln!(
+        s,
+        "\n## Cycles per tile step (one Q tile × one K/V block), per SM at peak rates\n"
+    );
     let units = ["tc", "mufu", "fma", "alu", "smem", "tmem", "l2"];
-    let _ = writeln!(s, "| case | tile | {} | binds (modelled) |", units.join(" | "));
+    let _ = writeln!(
+        s,
+        "| case | tile | {} | binds (modelled) |",
+        units.join(" | ")
+    );
     let _ = writeln!(s, "|---|---|{}---|", "---|".repeat(units.len()));
     for (name, x) in &r.tiles {
         let cells: Vec<String> = units
             .iter()
-            .map(|u| x.units.iter().find(|r| &r.unit == u).map_or("–".into(), |r| format!("{:.0}", r.step_ideal)))
+            .map(|u| {
+                x.units
+                    .iter()
+                    .find(|r| &r.unit == u)
+                    .map_or("–".into(), |r| format!("{:.0}", r.step_ideal))
+            })
             .collect();
-        let _ = writeln!(s, "| {name} | {}×{}×{} ({} per CTA) | {} | {} |", x.tile_m, x.tile_n, x.workload.d, x.q_tiles, cells.join(" | "), x.binds);
+        let _ = writeln!(
+            s,
+            "| {name} | {}×{}×{} ({} per CTA) | {} | {} |",
+            x.tile_m,
+            x.tile_n,
+            x.workload.d,
+            x.q_tiles,
+            cells.join(" | "),
+            x.binds
+        );
     }
     let _ = writeln!(
         s,
@@ -353,14 +543,26 @@ fn markdown(r: &Fa4Reproduction) -> String {
          modelled cycles divide these by its sustained fraction (measured GEMM / peak, gpus.md §4).\n"
     );
     let _ = writeln!(s, "## Ablations (seq 8K, 32K tokens, hd128, non-causal)\n");
-    let _ = writeln!(s, "| GPU | kernel | variant | TFLOP/s | vs shipped | binds |");
+    let _ = writeln!(
+        s,
+        "| GPU | kernel | variant | TFLOP/s | vs shipped | binds |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|---|");
     for a in &r.ablations {
-        let base = r.ablations.iter().find(|b| b.gpu == a.gpu && b.kernel == a.kernel).map_or(f64::NAN, |b| b.report.tflops);
+        let base = r
+            .ablations
+            .iter()
+            .find(|b| b.gpu == a.gpu && b.kernel == a.kernel)
+            .map_or(f64::NAN, |b| b.report.tflops);
         let _ = writeln!(
             s,
             "| {} | {} | {} | {:.1} | {:+.1}% | {} |",
-            a.gpu, a.kernel, a.label, a.report.tflops, 100.0 * (a.report.tflops / base - 1.0), a.report.binds
+            a.gpu,
+            a.kernel,
+            a.label,
+            a.report.tflops,
+            100.0 * (a.report.tflops / base - 1.0),
+            a.report.binds
         );
     }
     let _ = writeln!(s, "\n## Forward TFLOP/s (32K tokens, hidden 2048)\n");
@@ -377,8 +579,18 @@ fn markdown(r: &Fa4Reproduction) -> String {
             let mut row = format!("| {} |", crate::plot::format_len(seq as f64));
             for d in DIMS {
                 for causal in [false, true] {
-                    let x = r.runs.iter().find(|x| x.gpu == gpu && x.kernel == kernel && x.workload.seq == seq && x.workload.d == d && x.workload.causal == causal);
-                    let _ = write!(row, " {} |", x.map_or("–".into(), |x| format!("{:.0}", x.tflops)));
+                    let x = r.runs.iter().find(|x| {
+                        x.gpu == gpu
+                            && x.kernel == kernel
+                            && x.workload.seq == seq
+                            && x.workload.d == d
+                            && x.workload.causal == causal
+                    });
+                    let _ = write!(
+                        row,
+                        " {} |",
+                        x.map_or("–".into(), |x| format!("{:.0}", x.tflops))
+                    );
                 }
             }
             let _ = writeln!(s, "{row}");

@@ -37,11 +37,24 @@ mod tests {
 
     #[test]
     fn shared_memory_traffic_of_a_tile() {
-        let smem = Memory { capacity: 228.0 * 1024.0, bandwidth: 128.0 };
+        let smem = Memory {
+            capacity: 228.0 * 1024.0,
+            bandwidth: 128.0,
+        };
         // Q, K and V tiles of 128×128 bf16: FA4's 768 SMEM cycles.
         assert_eq!(smem.cycles(3.0 * 32768.0), 768.0);
         assert!(smem.fits(224.0 * 1024.0).is_ok());
-        assert!(smem.fits(229.0 * 1024.0).unwrap_err().contains("holds 233472 B"));
-        assert_eq!(Memory { capacity: 1.0, bandwidth: 0.0 }.cycles(1e9), 0.0);
+        assert!(smem
+            .fits(229.0 * 1024.0)
+            .unwrap_err()
+            .contains("holds 233472 B"));
+        assert_eq!(
+            Memory {
+                capacity: 1.0,
+                bandwidth: 0.0
+            }
+            .cycles(1e9),
+            0.0
+        );
     }
 }

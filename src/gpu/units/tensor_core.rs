@@ -96,7 +96,15 @@ mod tests {
     }
 
     fn shape<'a>(a: &'a str, b_share: f64) -> MmaShape<'a> {
-        MmaShape { m: 128.0, n: 128.0, k: 128.0, a, b: "smem", b_share, elem: 2.0 }
+        MmaShape {
+            m: 128.0,
+            n: 128.0,
+            k: 128.0,
+            a,
+            b: "smem",
+            b_share,
+            elem: 2.0,
+        }
     }
 
     #[test]
@@ -127,7 +135,13 @@ mod tests {
 
     #[test]
     fn refuses_what_the_hardware_cannot_do() {
-        assert!(blackwell().mma("fp4", &shape("smem", 1.0)).unwrap_err().contains("no `fp4`"));
-        assert!(blackwell().mma("bf16", &shape("rf", 1.0)).unwrap_err().contains("operand A"));
+        assert!(blackwell()
+            .mma("fp4", &shape("smem", 1.0))
+            .unwrap_err()
+            .contains("no `fp4`"));
+        assert!(blackwell()
+            .mma("bf16", &shape("rf", 1.0))
+            .unwrap_err()
+            .contains("operand A"));
     }
 }
