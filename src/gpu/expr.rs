@@ -225,7 +225,7 @@ mod tests {
         assert_eq!(eval("-2 + 3 * 4", &vars), Ok(10.0));
         assert_eq!(
             eval("2250e12 / (148 * 8192)", &vars).map(|x| x.round()),
-            Ok(1855700923.0)
+            Ok(1855798670.0)
         );
         assert_eq!(
             eval("if(M == 128, 1, 2) + max(1, ceil(0.5))", &vars),
