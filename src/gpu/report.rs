@@ -46,6 +46,9 @@ pub struct GpuReport {
     /// Shortest and longest work item, in cycles.
     pub item_cycles: (u64, u64),
     pub fits: Vec<kernel::Fit>,
+    /// Board energy, calibrated against power: the GPU's TDP over the run time. No per-operation energies are
+    /// published for these GPUs (gpus.md §5.4), so this is an explicit calibration, not a model of the units.
+    pub energy_j: f64,
 }
 
 /// Attention FLOPs as the FA papers count them: 4·s²·d·h·b forward, halved under a causal mask.
@@ -194,6 +197,7 @@ pub fn run(
         units,
         item_cycles: (c(item_ticks.iter().min()), c(item_ticks.iter().max())),
         fits: plan.fits.clone(),
+        energy_j: gpu.tdp * seconds,
     })
 }
 
@@ -234,6 +238,11 @@ pub fn text(r: &GpuReport) -> String {
         s,
         "  throughput: {:.1} TFLOP/s ({:.1}% of the {} dense peak)",
         r.tflops, r.percent_of_peak, r.dtype
+    );
+    let _ = writeln!(
+        s,
+        "  energy: {:.3} J (calibration: the board at its TDP for the run time; no per-op energies are published)",
+        r.energy_j
     );
     let _ = writeln!(
         s,
