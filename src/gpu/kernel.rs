@@ -227,7 +227,7 @@ pub fn plan(
                     ),
                     "the footprint",
                 )
-                .with_note(format!("the tile for d = {} is at {}", w.d, tile.source)),
+                .with_note(format!("the tile for d = {} comes from: {}", w.d, tile.source)),
             )));
         }
         fits.push(Fit {

@@ -229,6 +229,12 @@ pub fn compute(
         (
             "b200",
             "fa4",
+            "P stored in one part (p_split=1)",
+            vec![("p_split", 1.0)],
+        ),
+        (
+            "b200",
+            "fa4",
             "tensor core at peak (tc_sustained=1)",
             vec![("tc_sustained", 1.0)],
         ),
