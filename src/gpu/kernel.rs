@@ -227,7 +227,10 @@ pub fn plan(
                     ),
                     "the footprint",
                 )
-                .with_note(format!("the tile for d = {} comes from: {}", w.d, tile.source)),
+                .with_note(format!(
+                    "the tile for d = {} comes from: {}",
+                    w.d, tile.source
+                )),
             )));
         }
         fits.push(Fit {
