@@ -9,6 +9,7 @@ fn main() {
     let mut out = String::from("/// (kind, name, path relative to the repository, text)\npub static FILES: &[(&str, &str, &str, &str)] = &[\n");
     for (kind, dir) in [
         ("arch", "arch"),
+        ("gpu", "arch/gpu"),
         ("energy", "arch/energy"),
         ("cascade", "workloads/cascades"),
         ("model", "workloads/models"),

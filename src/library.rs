@@ -9,6 +9,8 @@ include!(concat!(env!("OUT_DIR"), "/library.rs"));
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Arch,
+    /// A GPU file (`arch/gpu/*.ron`): an SM's units, the chip, and kernels as bindings.
+    Gpu,
     Energy,
     Cascade,
     Model,
@@ -19,6 +21,7 @@ impl Kind {
     fn tag(self) -> &'static str {
         match self {
             Kind::Arch => "arch",
+            Kind::Gpu => "gpu",
             Kind::Energy => "energy",
             Kind::Cascade => "cascade",
             Kind::Model => "model",

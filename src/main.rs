@@ -87,6 +87,10 @@ enum Command {
         /// on the bindings of the name it declares; default: the arch's first binding (attention).
         #[arg(long)]
         cascade: Option<String>,
+        /// A GPU's kernel (`--arch b200 --binding fa4`); default: the GPU's first. GPU runs take `--set`
+        /// seq, tokens (batch = tokens / seq), hidden (heads = hidden / d), d, causal and the kernel's parameters.
+        #[arg(long)]
+        binding: Option<String>,
     },
     /// Pass analysis of a cascade: passes per rank, their causes and the minimum live footprint.
     #[command(
@@ -170,6 +174,7 @@ fn main() -> ExitCode {
         format: Format::Text,
         no_extrapolate: false,
         cascade: None,
+        binding: None,
     });
     match command {
         Command::Run {
@@ -179,7 +184,20 @@ fn main() -> ExitCode {
             format,
             no_extrapolate,
             cascade,
+            binding,
         } => {
+            let opts = SimOptions {
+                extrapolate: !no_extrapolate,
+                ..SimOptions::default()
+            };
+            if let Some(g) = gpu_file(&arch) {
+                return gpu_run(&g, binding.as_deref(), &set, format, opts);
+            }
+            if binding.is_some() {
+                return usage(vec![format!(
+                    "--binding selects a GPU kernel; `{arch}` is not a GPU (see `einsim list`)"
+                )]);
+            }
             let files = (resolve(Kind::Arch, &arch), resolve_model(&workload));
             let (Ok(a), Ok(w)) = files else {
                 return usage(
@@ -197,10 +215,6 @@ fn main() -> ExitCode {
                     )]);
                 }
             }
-            let opts = SimOptions {
-                extrapolate: !no_extrapolate,
-                ..SimOptions::default()
-            };
             match run::run(&a, w.as_ref(), cascade.as_deref(), &set, &lookup, opts) {
                 Ok(r) => {
                     match format {
@@ -257,6 +271,7 @@ fn main() -> ExitCode {
         Command::List => {
             for (kind, title) in [
                 (Kind::Arch, "archs"),
+                (Kind::Gpu, "gpus"),
                 (Kind::Cascade, "cascades"),
                 (Kind::Model, "models"),
                 (Kind::Energy, "energy tables"),
@@ -342,6 +357,7 @@ fn resolve(kind: Kind, arg: &str) -> Result<SourceFile, String> {
             "`{arg}` is neither a shipped {} nor a file; shipped: {}",
             match kind {
                 Kind::Arch => "arch",
+                Kind::Gpu => "gpu",
                 Kind::Cascade => "cascade",
                 Kind::Model => "model",
                 Kind::Energy => "energy table",
@@ -370,7 +386,9 @@ fn check(files: &[String]) -> ExitCode {
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with("//"))
             .unwrap_or("");
-        let result = if head.starts_with("Arch") {
+        let result = if head.starts_with("Gpu") {
+            einsim::gpu::load(&file, &Default::default()).map(|_| ())
+        } else if head.starts_with("Arch") {
             // The hardware, and every binding against the cascade it names: shipped, or a file that a path in
             // the binding finds next to this arch file (or in the working directory), as `run` finds it.
             let lookup = files_near(Path::new(path).parent().map(Path::to_path_buf));
@@ -427,6 +445,9 @@ fn fail(e: RunError) -> ExitCode {
 /// `einsim reproduce NAME`: compute, write the artifacts, print the validation summary. Exit 3 if any run hit an
 /// engine bug (after writing, so the report shows which).
 fn reproduce_cmd(name: &str, out: Option<String>, quiet: bool) -> ExitCode {
+    if name == einsim::gpu::reproduce::NAME {
+        return gpu_reproduce(out);
+    }
     use einsim::reproduce::{self, targets::Status};
     let start = std::time::Instant::now();
     let bar = Bar::new(&format!("reproduce {name}"), quiet);
@@ -582,6 +603,69 @@ impl einsim::progress::Progress for Bar {
     fn inc(&self) {
         if let Some(b) = &self.0 {
             b.inc(1);
+        }
+    }
+}
+
+/// A GPU named by `--arch`: a shipped GPU file, or a file whose top-level struct is `Gpu(...)`.
+fn gpu_file(arg: &str) -> Option<SourceFile> {
+    if library::get(Kind::Arch, arg).is_some() {
+        return None;
+    }
+    library::get(Kind::Gpu, arg).or_else(|| {
+        let text = std::fs::read_to_string(arg).ok()?;
+        einsim::gpu::is_gpu_file(&text).then(|| SourceFile::new(arg, text))
+    })
+}
+
+fn gpu_run(
+    file: &SourceFile,
+    binding: Option<&str>,
+    set: &[String],
+    format: Format,
+    opts: SimOptions,
+) -> ExitCode {
+    let r = einsim::gpu::sets(set).and_then(|(w, sets)| {
+        let gpu = einsim::gpu::load(file, &sets).map_err(RunError::Invalid)?;
+        einsim::gpu::report::run(&gpu, binding, &w, &sets, opts)
+    });
+    match r {
+        Ok(r) => {
+            match format {
+                Format::Json => outln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
+                _ => out!("{}", einsim::gpu::report::text(&r)),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// `einsim reproduce fa4`: compute, write `reports/fa4/`, print the summary.
+fn gpu_reproduce(out: Option<String>) -> ExitCode {
+    let start = std::time::Instant::now();
+    let rep = match einsim::gpu::reproduce::compute(&library::get, SimOptions::default()) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let elapsed = start.elapsed();
+    let dir =
+        PathBuf::from(out.unwrap_or_else(|| format!("reports/{}", einsim::gpu::reproduce::NAME)));
+    match einsim::gpu::reproduce::write(&dir, &rep) {
+        Ok(n) => {
+            outln!(
+                "{} runs in {:.2} s; targets: {} pass, {} FAIL",
+                rep.runs.len(),
+                elapsed.as_secs_f64(),
+                rep.checks.iter().filter(|c| c.pass).count(),
+                rep.checks.iter().filter(|c| !c.pass).count()
+            );
+            outln!("wrote {n} files to {}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(INVALID)
         }
     }
 }

@@ -1,0 +1,400 @@
+//! GPUs: an SM's units as engine servers, kernels (FA2, FA3, FA4) as data, a chip of N SMs under a persistent
+//! longest-processing-time-first tile scheduler.
+//!
+//! Phases, as for the accelerators: [`load`] parses and checks a GPU file (`arch/gpu/*.ron`) into a [`Gpu`];
+//! [`kernel::plan`] binds a kernel to a workload (tile per head dim, parameters, fits) and builds, for a work item
+//! of a given number of K/V steps, an engine [`crate::mapping::Program`]; [`crate::sim::simulate`] times it;
+//! [`grid`] places the work items on the SMs; [`report`] builds the [`report::GpuReport`]. No kernel or GPU
+//! is named in Rust: only unit kinds ([`units`]).
+
+pub mod expr;
+pub mod file;
+pub mod grid;
+pub mod kernel;
+pub mod report;
+pub mod reproduce;
+pub mod units;
+
+use crate::diag::{locate, Diagnostic, Diagnostics, SourceFile, Span};
+use file::{Fig, GpuFile, KernelFile, UnitFile, Work};
+use std::collections::BTreeMap;
+use units::{Kind, Memory, Pipe, TensorCore, Unit};
+
+/// A resolved GPU: numbers, not expressions; its kernels still as written (they are resolved per workload).
+#[derive(Clone, Debug)]
+pub struct Gpu {
+    pub name: String,
+    pub path: String,
+    pub description: String,
+    pub generation: String,
+    pub features: Vec<String>,
+    pub clock_hz: f64,
+    pub sms: u64,
+    pub peak_flops: f64,
+    pub hbm: f64,
+    pub l2: f64,
+    pub tdp: f64,
+    /// Resolved `params`, `clock` and `sms`: names kernels may use.
+    pub vars: BTreeMap<String, f64>,
+    pub units: Vec<Unit>,
+    pub kernels: Vec<KernelFile>,
+    /// The file, for kernel errors found at run time.
+    pub file: SourceFile,
+}
+
+impl Gpu {
+    pub fn unit(&self, name: &str) -> Option<&Unit> {
+        self.units.iter().find(|u| u.name == name)
+    }
+}
+
+/// Whether a file is a GPU file (`Gpu(...)`) rather than an accelerator `Arch(...)`.
+pub fn is_gpu_file(text: &str) -> bool {
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("//"))
+        .is_some_and(|l| l.starts_with("Gpu("))
+}
+
+struct Ctx<'a> {
+    file: &'a SourceFile,
+    errors: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn at(&self, needle: &str) -> Span {
+        locate(&self.file.text, needle, 0)
+    }
+    fn error(&mut self, needle: &str, message: String, label: &str) {
+        let span = self.at(needle);
+        self.errors.push(Diagnostic::new(span, message, label));
+    }
+    /// Evaluate a figure; a bad expression or an empty source is an error located at the expression.
+    fn fig(&mut self, what: &str, f: &Fig, vars: &BTreeMap<String, f64>) -> f64 {
+        if f.2.trim().is_empty() {
+            self.error(
+                &f.0,
+                format!("figure `{what}` has no source"),
+                "every figure says where it comes from (or \"assumed\" and why)",
+            );
+        }
+        match expr::eval(&f.0, vars) {
+            Ok(v) => v,
+            Err(e) => {
+                let s = self.at(&f.0);
+                let at = (s.start as usize + e.at).min(s.end as usize);
+                self.errors.push(Diagnostic::new(
+                    Span::new(at, at.max(s.end as usize)),
+                    format!("figure `{what}`: {}", e.message),
+                    "in this expression",
+                ));
+                f64::NAN
+            }
+        }
+    }
+}
+
+/// Parse and check a GPU file, with `--set` overrides of its `params`. Every problem found is reported.
+pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diagnostics> {
+    let g: GpuFile =
+        crate::cascade::parse_ron_as(file, "`Gpu(...)`").map_err(|d| Diagnostics::one(file, d))?;
+    let mut cx = Ctx {
+        file,
+        errors: vec![],
+    };
+    let mut vars = BTreeMap::new();
+    for (k, f) in &g.params {
+        let v = match sets.get(k) {
+            Some(v) => *v,
+            None => cx.fig(k, f, &vars),
+        };
+        vars.insert(k.clone(), v);
+    }
+    let clock = cx.fig("clock", &g.clock, &vars);
+    let sms = cx.fig("sms", &g.sms, &vars);
+    vars.insert("clock".into(), clock);
+    vars.insert("sms".into(), sms);
+    let peak = cx.fig("peak", &g.peak, &vars);
+    let hbm = cx.fig("hbm", &g.hbm, &vars);
+    let l2 = cx.fig("l2", &g.l2, &vars);
+    let tdp = cx.fig("tdp", &g.tdp, &vars);
+    if sms.is_finite() && (sms < 1.0 || sms.fract() != 0.0) {
+        cx.error(
+            &g.sms.0,
+            format!("`sms` must be a whole number ≥ 1, got {sms}"),
+            "here",
+        );
+    }
+    let mut units = vec![];
+    for (name, u) in &g.units {
+        let pos = |cx: &mut Ctx, what: &str, f: &Fig, v: &BTreeMap<String, f64>| {
+            let x = cx.fig(&format!("{name}.{what}"), f, v);
+            if x.is_finite() && x < 0.0 {
+                cx.error(
+                    &f.0,
+                    format!("`{name}.{what}` must not be negative, got {x}"),
+                    "here",
+                );
+            }
+            x
+        };
+        let (kind, latency) = match u {
+            UnitFile::TensorCore {
+                flops,
+                a_from,
+                b_from,
+                instr_m,
+                sustained,
+                latency,
+            } => {
+                let flops: BTreeMap<String, f64> = flops
+                    .iter()
+                    .map(|(k, f)| (k.clone(), pos(&mut cx, &format!("flops.{k}"), f, &vars)))
+                    .collect();
+                let s = pos(&mut cx, "sustained", sustained, &vars);
+                if s.is_finite() && !(s > 0.0 && s <= 1.0) {
+                    cx.error(
+                        &sustained.0,
+                        format!("`{name}.sustained` must lie in (0, 1], got {s}"),
+                        "a fraction of peak",
+                    );
+                }
+                let tc = TensorCore {
+                    flops,
+                    a_from: a_from.clone(),
+                    b_from: b_from.clone(),
+                    instr_m: pos(&mut cx, "instr_m", instr_m, &vars),
+                    sustained: s,
+                };
+                (Kind::TensorCore(tc), latency)
+            }
+            UnitFile::Pipe { rate, latency } => {
+                let rate = pos(&mut cx, "rate", rate, &vars);
+                (Kind::Pipe(Pipe { rate }), latency)
+            }
+            UnitFile::Memory {
+                capacity,
+                bandwidth,
+                latency,
+            } => {
+                let m = Memory {
+                    capacity: pos(&mut cx, "capacity", capacity, &vars),
+                    bandwidth: pos(&mut cx, "bandwidth", bandwidth, &vars),
+                };
+                (Kind::Memory(m), latency)
+            }
+        };
+        let latency = pos(&mut cx, "latency", latency, &vars);
+        units.push(Unit {
+            name: name.clone(),
+            kind,
+            latency,
+        });
+    }
+    let gpu = Gpu {
+        name: g.name.clone(),
+        path: file.name.clone(),
+        description: g.description.clone(),
+        generation: g.generation.clone(),
+        features: g.features.clone(),
+        clock_hz: clock,
+        sms: sms as u64,
+        peak_flops: peak,
+        hbm,
+        l2,
+        tdp,
+        vars,
+        units,
+        kernels: g.kernels.clone(),
+        file: file.clone(),
+    };
+    for k in &g.kernels {
+        check_kernel(&mut cx, &gpu, k);
+    }
+    if cx.errors.is_empty() {
+        Ok(gpu)
+    } else {
+        Err(Diagnostics {
+            file: file.clone(),
+            items: cx.errors,
+        })
+    }
+}
+
+/// Names a kernel uses: features of this generation, units of the right kind, tasks it waits for.
+fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
+    for r in &k.requires {
+        if !gpu.features.contains(r) {
+            cx.error(
+                r,
+                format!(
+                    "kernel `{}` needs `{r}`, which {} ({}) does not have",
+                    k.name, gpu.name, gpu.generation
+                ),
+                "a feature of another GPU generation",
+            );
+            cx.errors
+                .last_mut()
+                .expect("just pushed")
+                .notes
+                .push(format!("{} has: {}", gpu.name, gpu.features.join(", ")));
+        }
+    }
+    if k.tiles.is_empty() {
+        cx.error(
+            &k.name,
+            format!("kernel `{}` lists no tiles", k.name),
+            "expected a Tile per head dim",
+        );
+    }
+    let names: Vec<&str> = k.tasks.iter().map(|t| t.name.as_str()).collect();
+    for (i, t) in k.tasks.iter().enumerate() {
+        if names[..i].contains(&t.name.as_str()) {
+            cx.error(
+                &t.name,
+                format!("task `{}` is defined twice", t.name),
+                "a second time",
+            );
+        }
+        let want = match &t.work {
+            Work::Mma { a, b, .. } => {
+                for o in [a, b] {
+                    if !matches!(gpu.unit(o).map(|u| &u.kind), Some(Kind::Memory(_))) {
+                        cx.error(
+                            o,
+                            format!(
+                                "task `{}`: operand source `{o}` is not a Memory unit of {}",
+                                t.name, gpu.name
+                            ),
+                            "expected a Memory unit",
+                        );
+                    }
+                }
+                "TensorCore"
+            }
+            Work::Ops(_) => "Pipe",
+            Work::Bytes(_) => "Memory",
+        };
+        let got = gpu.unit(&t.unit).map(|u| match u.kind {
+            Kind::TensorCore(_) => "TensorCore",
+            Kind::Pipe(_) => "Pipe",
+            Kind::Memory(_) => "Memory",
+        });
+        if got != Some(want) {
+            let units: Vec<&str> = gpu.units.iter().map(|u| u.name.as_str()).collect();
+            cx.error(
+                &t.unit,
+                format!(
+                    "task `{}`: `{}` is {} but its work needs a {want} unit",
+                    t.name,
+                    t.unit,
+                    got.map_or("not a unit of this GPU".to_string(), |g| format!("a {g}"))
+                ),
+                "here",
+            );
+            cx.errors
+                .last_mut()
+                .expect("just pushed")
+                .notes
+                .push(format!("units: {}", units.join(", ")));
+        }
+        for a in &t.after {
+            let base = a.strip_suffix("@prev").unwrap_or(a);
+            if !names.contains(&base) || (base == t.name && !a.ends_with("@prev")) {
+                cx.error(
+                    a,
+                    format!(
+                        "task `{}` waits for `{a}`, which is not another task of kernel `{}`",
+                        t.name, k.name
+                    ),
+                    "expected a task name (or NAME@prev)",
+                );
+            }
+        }
+    }
+    for f in &k.fits {
+        if !matches!(gpu.unit(&f.unit).map(|u| &u.kind), Some(Kind::Memory(_))) {
+            cx.error(
+                &f.unit,
+                format!("fit `{}`: `{}` is not a Memory unit", f.what, f.unit),
+                "expected a Memory unit",
+            );
+        }
+    }
+}
+
+/// Workload keys of `--set` for GPU runs; every other key overrides a GPU or kernel parameter.
+pub const WORKLOAD_KEYS: [&str; 7] = ["seq", "tokens", "hidden", "batch", "heads", "d", "causal"];
+
+/// Split `--set KEY=VALUE` arguments into the workload and parameter overrides. Defaults follow FA4's benchmark
+/// (gpus.md §3.1): 32K tokens in total, hidden 2048, head dim 128, seq 32K, non-causal.
+pub fn sets(
+    args: &[String],
+) -> Result<(kernel::Workload, BTreeMap<String, f64>), crate::run::RunError> {
+    use crate::run::RunError;
+    let mut vals: BTreeMap<String, f64> = BTreeMap::new();
+    for a in args {
+        let (k, v) = a
+            .split_once('=')
+            .ok_or_else(|| RunError::Mapping(format!("--set `{a}`: expected KEY=VALUE")))?;
+        let (num, mul) = match v.trim().strip_suffix(['K', 'k']) {
+            Some(n) => (n, 1024.0),
+            None => match v.trim().strip_suffix('M') {
+                Some(n) => (n, 1048576.0),
+                None => (v.trim(), 1.0),
+            },
+        };
+        let x: f64 = num
+            .parse()
+            .ok()
+            .filter(|x: &f64| x.is_finite())
+            .ok_or_else(|| RunError::Mapping(format!("--set `{a}`: `{v}` is not a number")))?;
+        vals.insert(k.trim().to_string(), x * mul);
+    }
+    let whole = |k: &str, default: f64| -> Result<u64, RunError> {
+        let v = vals.get(k).copied().unwrap_or(default);
+        if v < 1.0 || v.fract() != 0.0 || v > 2f64.powi(40) {
+            return Err(RunError::Mapping(format!(
+                "--set {k}: expected a whole number from 1 to 2^40, got {v}"
+            )));
+        }
+        Ok(v as u64)
+    };
+    let seq = whole("seq", 32768.0)?;
+    let d = whole("d", 128.0)?;
+    let tokens = whole("tokens", 32768.0)?;
+    let hidden = whole("hidden", 2048.0)?;
+    let batch = match vals.get("batch") {
+        Some(_) => whole("batch", 1.0)?,
+        None => (tokens / seq).max(1),
+    };
+    let heads = match vals.get("heads") {
+        Some(_) => whole("heads", 1.0)?,
+        None if hidden % d == 0 => hidden / d,
+        None => {
+            return Err(RunError::Mapping(format!(
+                "hidden {hidden} is not a multiple of head dim {d}; set heads"
+            )))
+        }
+    };
+    let causal = match vals.get("causal").copied() {
+        None | Some(0.0) => false,
+        Some(1.0) => true,
+        Some(v) => {
+            return Err(RunError::Mapping(format!(
+                "--set causal: expected 0 or 1, got {v}"
+            )))
+        }
+    };
+    vals.retain(|k, _| !WORKLOAD_KEYS.contains(&k.as_str()));
+    Ok((
+        kernel::Workload {
+            seq,
+            batch,
+            heads,
+            d,
+            causal,
+        },
+        vals,
+    ))
+}

@@ -1,0 +1,614 @@
+//! `einsim reproduce fa4`: FA4 on B200, FA3 on H100 and H200, FA2 on A100 over FA4's benchmark grid (1K…32K with
+//! 32K total tokens, hidden 2048, head dims 64/128/256, causal and not), the per-tile cycle table, technique
+//! ablations, and the published targets (`fa4_targets.ron`: values, sources, tolerances; never inputs) with the
+//! error of each. [`compute`] is pure; [`write`] is the one function here that writes files.
+
+use super::kernel::Workload;
+use super::report::{self, GpuReport};
+use crate::diag::SourceFile;
+use crate::library::Kind;
+use crate::plot::{Corner, Figure, LineChart, Panel, Series, XAxis};
+use crate::run::RunError;
+use crate::sim::SimOptions;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::Path;
+
+pub const NAME: &str = "fa4";
+
+const TARGETS: &str = include_str!("fa4_targets.ron");
+
+/// (gpu, kernel) pairs of the grid.
+pub const GRID: [(&str, &str); 4] = [
+    ("b200", "fa4"),
+    ("h100", "fa3"),
+    ("h200", "fa3"),
+    ("a100", "fa2"),
+];
+pub const SEQS: [u64; 6] = [1024, 2048, 4096, 8192, 16384, 32768];
+pub const DIMS: [u64; 3] = [64, 128, 256];
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Measure {
+    /// Cycles per tile step on a unit at peak, times `steps` (2 for a 256-row CTA of two Q tiles).
+    Step {
+        gpu: String,
+        kernel: String,
+        d: u64,
+        /// The causal tile (FA3's 128×128 at hd128), not the non-causal one.
+        #[serde(default)]
+        causal: bool,
+        sets: Vec<(String, f64)>,
+        unit: String,
+        steps: f64,
+    },
+    /// Ratio of two units' cycles per step at peak.
+    Ratio {
+        gpu: String,
+        kernel: String,
+        d: u64,
+        num: String,
+        den: String,
+    },
+    /// Highest TF/s over the grid for this GPU and kernel.
+    Peak { gpu: String, kernel: String },
+    /// TF/s at one point (`tokens` in total).
+    Point {
+        gpu: String,
+        kernel: String,
+        d: u64,
+        causal: bool,
+        seq: u64,
+        tokens: u64,
+    },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "Target")]
+pub struct Target {
+    pub id: String,
+    pub what: String,
+    pub value: f64,
+    pub unit: String,
+    /// Relative tolerance (0.10 = within 10%; 0 = exactly).
+    pub tolerance: f64,
+    pub source: String,
+    pub measure: Measure,
+    /// Why the model misses, when it does (written after looking, never used to pass).
+    #[serde(default)]
+    pub note: String,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "Targets")]
+struct TargetFile {
+    targets: Vec<Target>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub target: Target,
+    pub model: f64,
+    pub error: f64,
+    pub pass: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Ablation {
+    pub gpu: String,
+    pub kernel: String,
+    pub label: String,
+    pub sets: Vec<(String, f64)>,
+    pub report: GpuReport,
+}
+
+#[derive(Clone, Debug)]
+pub struct Fa4Reproduction {
+    pub runs: Vec<GpuReport>,
+    pub tiles: Vec<(String, GpuReport)>,
+    pub ablations: Vec<Ablation>,
+    pub checks: Vec<Check>,
+}
+
+fn load(
+    files: &dyn Fn(Kind, &str) -> Option<SourceFile>,
+    name: &str,
+    sets: &BTreeMap<String, f64>,
+) -> Result<super::Gpu, RunError> {
+    let f = files(Kind::Gpu, name)
+        .ok_or_else(|| RunError::Internal(format!("no shipped GPU `{name}`")))?;
+    super::load(&f, sets).map_err(RunError::Invalid)
+}
+
+fn one(
+    files: &dyn Fn(Kind, &str) -> Option<SourceFile>,
+    gpu: &str,
+    kernel: &str,
+    w: &Workload,
+    sets: &[(String, f64)],
+    opts: SimOptions,
+) -> Result<GpuReport, RunError> {
+    let sets: BTreeMap<String, f64> = sets.iter().cloned().collect();
+    let g = load(files, gpu, &sets)?;
+    report::run(&g, Some(kernel), w, &sets, opts)
+}
+
+fn workload(seq: u64, tokens: u64, d: u64, causal: bool) -> Workload {
+    Workload {
+        seq,
+        batch: (tokens / seq).max(1),
+        heads: 2048 / d,
+        d,
+        causal,
+    }
+}
+
+/// The targets as shipped.
+pub fn targets() -> Result<Vec<Target>, String> {
+    ron::from_str::<TargetFile>(TARGETS)
+        .map(|t| t.targets)
+        .map_err(|e| format!("src/gpu/fa4_targets.ron: {e}"))
+}
+
+pub fn compute(
+    files: &dyn Fn(Kind, &str) -> Option<SourceFile>,
+    opts: SimOptions,
+) -> Result<Fa4Reproduction, RunError> {
+    let mut runs = vec![];
+    for (gpu, kernel) in GRID {
+        for d in DIMS {
+            for causal in [false, true] {
+                for seq in SEQS {
+                    runs.push(one(
+                        files,
+                        gpu,
+                        kernel,
+                        &workload(seq, 32768, d, causal),
+                        &[],
+                        opts,
+                    )?);
+                }
+            }
+        }
+    }
+    // The per-tile table: FA4 as the paper counts it (1-CTA, every exp on MUFU), FA3 as gpus.md §2.1 derives it.
+    let w128 = workload(32768, 32768, 128, false);
+    let tiles = vec![
+        (
+            "B200 FA4 fwd, 1-CTA, no emulation".to_string(),
+            one(
+                files,
+                "b200",
+                "fa4",
+                &w128,
+                &[("cta_group".into(), 1.0), ("emu".into(), 0.0)],
+                opts,
+            )?,
+        ),
+        (
+            "B200 FA4 fwd, 2-CTA, no emulation".to_string(),
+            one(
+                files,
+                "b200",
+                "fa4",
+                &w128,
+                &[("cta_group".into(), 2.0), ("emu".into(), 0.0)],
+                opts,
+            )?,
+        ),
+        (
+            "H100 FA3 fwd (hd128)".to_string(),
+            one(files, "h100", "fa3", &w128, &[], opts)?,
+        ),
+    ];
+    let mut ablations = vec![];
+    let w = workload(8192, 32768, 128, false);
+    for (gpu, kernel, label, sets) in [
+        ("b200", "fa4", "FA4 as shipped", vec![]),
+        ("b200", "fa4", "no emulated exp (emu=0)", vec![("emu", 0.0)]),
+        (
+            "b200",
+            "fa4",
+            "no conditional rescale (rescale=1)",
+            vec![("rescale", 1.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "1-CTA (cta_group=1)",
+            vec![("cta_group", 1.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "no ping-pong (pingpong=0)",
+            vec![("pingpong", 0.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "P stored in one part (p_split=1)",
+            vec![("p_split", 1.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "tensor core at peak (tc_sustained=1)",
+            vec![("tc_sustained", 1.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "tensor core at peak, no emulated exp",
+            vec![("tc_sustained", 1.0), ("emu", 0.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "tensor core at peak, no conditional rescale",
+            vec![("tc_sustained", 1.0), ("rescale", 1.0)],
+        ),
+        (
+            "b200",
+            "fa4",
+            "tensor core at peak, 1-CTA",
+            vec![("tc_sustained", 1.0), ("cta_group", 1.0)],
+        ),
+        ("h100", "fa3", "FA3 as shipped", vec![]),
+        (
+            "h100",
+            "fa3",
+            "no intra-warpgroup pipelining (stages=1)",
+            vec![("stages", 1.0)],
+        ),
+        (
+            "h100",
+            "fa3",
+            "no warpgroup ping-pong (pingpong=0)",
+            vec![("pingpong", 0.0)],
+        ),
+    ] {
+        let sets: Vec<(String, f64)> = sets.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+        let report = one(files, gpu, kernel, &w, &sets, opts)?;
+        ablations.push(Ablation {
+            gpu: gpu.into(),
+            kernel: kernel.into(),
+            label: label.into(),
+            sets,
+            report,
+        });
+    }
+    let mut checks = vec![];
+    for t in targets().map_err(RunError::Internal)? {
+        let model = match &t.measure {
+            Measure::Step {
+                gpu,
+                kernel,
+                d,
+                causal,
+                sets,
+                unit,
+                steps,
+            } => {
+                let r = one(
+                    files,
+                    gpu,
+                    kernel,
+                    &workload(32768, 32768, *d, *causal),
+                    sets,
+                    opts,
+                )?;
+                r.units
+                    .iter()
+                    .find(|u| &u.unit == unit)
+                    .map_or(f64::NAN, |u| u.step_ideal * steps)
+            }
+            Measure::Ratio {
+                gpu,
+                kernel,
+                d,
+                num,
+                den,
+            } => {
+                let r = one(
+                    files,
+                    gpu,
+                    kernel,
+                    &workload(32768, 32768, *d, false),
+                    &[],
+                    opts,
+                )?;
+                let c = |n: &str| {
+                    r.units
+                        .iter()
+                        .find(|u| u.unit == n)
+                        .map_or(f64::NAN, |u| u.step_ideal)
+                };
+                c(num) / c(den)
+            }
+            Measure::Peak { gpu, kernel } => runs
+                .iter()
+                .filter(|r| &r.gpu == gpu && &r.kernel == kernel)
+                .map(|r| r.tflops)
+                .fold(f64::NAN, f64::max),
+            Measure::Point {
+                gpu,
+                kernel,
+                d,
+                causal,
+                seq,
+                tokens,
+            } => {
+                one(
+                    files,
+                    gpu,
+                    kernel,
+                    &workload(*seq, *tokens, *d, *causal),
+                    &[],
+                    opts,
+                )?
+                .tflops
+            }
+        };
+        let error = (model - t.value) / t.value;
+        let pass = error.abs() <= t.tolerance + 1e-12;
+        checks.push(Check {
+            target: t,
+            model,
+            error,
+            pass,
+        });
+    }
+    Ok(Fa4Reproduction {
+        runs,
+        tiles,
+        ablations,
+        checks,
+    })
+}
+
+/// The text artifacts: (file name, contents). Deterministic: the drift test compares them to the committed copies.
+pub fn texts(r: &Fa4Reproduction) -> Vec<(String, String)> {
+    let mut out = vec![
+        ("report.md".to_string(), markdown(r)),
+        ("runs.csv".to_string(), csv(r)),
+    ];
+    if let Ok(svg) = crate::plot::svg(&figure(r)) {
+        out.push(("tflops.svg".to_string(), svg));
+    }
+    out
+}
+
+/// Write `report.md`, `runs.csv`, `tflops.svg` and `tflops.png` into `dir`; the number of files written.
+pub fn write(dir: &Path, r: &Fa4Reproduction) -> Result<usize, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+    let texts = texts(r);
+    for (name, text) in &texts {
+        let p = dir.join(name);
+        std::fs::write(&p, text).map_err(|e| format!("cannot write `{}`: {e}", p.display()))?;
+    }
+    let png = dir.join("tflops.png");
+    crate::plot::png(&figure(r), &png)
+        .map_err(|e| format!("cannot write `{}`: {}", png.display(), e.0))?;
+    Ok(texts.len() + 1)
+}
+
+fn label(gpu: &str, kernel: &str) -> String {
+    format!("{} on {}", kernel.to_uppercase(), gpu.to_uppercase())
+}
+
+pub fn figure(r: &Fa4Reproduction) -> Figure {
+    let panels = GRID
+        .iter()
+        .map(|(gpu, kernel)| {
+            let mut series = vec![];
+            for d in DIMS {
+                for causal in [false, true] {
+                    let points = r
+                        .runs
+                        .iter()
+                        .filter(|x| {
+                            &x.gpu == gpu
+                                && &x.kernel == kernel
+                                && x.workload.d == d
+                                && x.workload.causal == causal
+                        })
+                        .map(|x| (x.workload.seq as f64, x.tflops))
+                        .collect();
+                    series.push(Series {
+                        name: format!("hd{d}{}", if causal { " causal" } else { "" }),
+                        points,
+                    });
+                }
+            }
+            Panel::Line(LineChart {
+                title: label(gpu, kernel),
+                x_label: "sequence length (32K tokens in total)".into(),
+                y_label: "TFLOP/s".into(),
+                x_axis: XAxis::Log2,
+                series,
+                reference: None,
+                legend: Corner::LowerRight,
+                headroom: 1.15,
+            })
+        })
+        .collect();
+    Figure {
+        title: "einsim: attention forward TFLOP/s, hidden 2048".into(),
+        panels,
+        cols: 2,
+        panel_size: (560, 400),
+        shared_legend: true,
+    }
+}
+
+fn csv(r: &Fa4Reproduction) -> String {
+    let mut s = String::from("gpu,kernel,seq,batch,heads,d,causal,tile_m,tile_n,q_tiles,ctas,items,cycles,bound_cycles,tflops,percent_of_peak,binds\n");
+    for x in &r.runs {
+        let w = &x.workload;
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{:.2},{}",
+            x.gpu,
+            x.kernel,
+            w.seq,
+            w.batch,
+            w.heads,
+            w.d,
+            w.causal,
+            x.tile_m,
+            x.tile_n,
+            x.q_tiles,
+            x.ctas,
+            x.items,
+            x.cycles,
+            x.bound_cycles,
+            x.tflops,
+            x.percent_of_peak,
+            x.binds
+        );
+    }
+    s
+}
+
+fn markdown(r: &Fa4Reproduction) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# FlashAttention-4 / -3 / -2 forward on B200, H100, H200 and A100 (einsim)\n"
+    );
+    let _ = writeln!(
+        s,
+        "Generated by `einsim reproduce fa4`; GPUs and kernels are `arch/gpu/*.ron`, targets `src/gpu/fa4_targets.ron`.\n\
+         Published numbers are targets only: none is an input. No GPU was measured for this report.\n"
+    );
+    let _ = writeln!(s, "## Targets\n");
+    let _ = writeln!(
+        s,
+        "| target | published | einsim | error | tolerance | result | source | note |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+    for c in &r.checks {
+        let t = &c.target;
+        let _ = writeln!(
+            s,
+            "| {} {} | {} {} | {:.1} | {:+.1}% | {} | {} | {} | {} |",
+            t.id,
+            t.what,
+            t.value,
+            t.unit,
+            c.model,
+            100.0 * c.error,
+            if t.tolerance == 0.0 {
+                "exact".to_string()
+            } else {
+                format!("±{:.0}%", 100.0 * t.tolerance)
+            },
+            if c.pass { "pass" } else { "**FAIL**" },
+            t.source,
+            t.note
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\n## Cycles per tile step (one Q tile × one K/V block), per SM at peak rates\n"
+    );
+    let units = ["tc", "mufu", "fma", "alu", "smem", "tmem", "l2"];
+    let _ = writeln!(
+        s,
+        "| case | tile | {} | binds (modelled) |",
+        units.join(" | ")
+    );
+    let _ = writeln!(s, "|---|---|{}---|", "---|".repeat(units.len()));
+    for (name, x) in &r.tiles {
+        let cells: Vec<String> = units
+            .iter()
+            .map(|u| {
+                x.units
+                    .iter()
+                    .find(|r| &r.unit == u)
+                    .map_or("–".into(), |r| format!("{:.0}", r.step_ideal))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "| {name} | {}×{}×{} ({} per CTA) | {} | {} |",
+            x.tile_m,
+            x.tile_n,
+            x.workload.d,
+            x.q_tiles,
+            cells.join(" | "),
+            x.binds
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nA CTA's step is the row times its Q tiles (FA4: 2 × 128 rows, FA3: 2 × 64-row warpgroups). The tensor core's\n\
+         modelled cycles divide these by its sustained fraction (measured GEMM / peak, gpus.md §4).\n"
+    );
+    let _ = writeln!(s, "## Ablations (seq 8K, 32K tokens, hd128, non-causal)\n");
+    let _ = writeln!(
+        s,
+        "| GPU | kernel | variant | TFLOP/s | vs shipped | binds |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for a in &r.ablations {
+        let base = r
+            .ablations
+            .iter()
+            .find(|b| b.gpu == a.gpu && b.kernel == a.kernel)
+            .map_or(f64::NAN, |b| b.report.tflops);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.1} | {:+.1}% | {} |",
+            a.gpu,
+            a.kernel,
+            a.label,
+            a.report.tflops,
+            100.0 * (a.report.tflops / base - 1.0),
+            a.report.binds
+        );
+    }
+    let _ = writeln!(s, "\n## Forward TFLOP/s (32K tokens, hidden 2048)\n");
+    for (gpu, kernel) in GRID {
+        let _ = writeln!(s, "### {}\n", label(gpu, kernel));
+        let mut head = String::from("| seq |");
+        for d in DIMS {
+            for c in ["", " causal"] {
+                let _ = write!(head, " hd{d}{c} |");
+            }
+        }
+        let _ = writeln!(s, "{head}\n|---|{}", "---|".repeat(DIMS.len() * 2));
+        for seq in SEQS {
+            let mut row = format!("| {} |", crate::plot::format_len(seq as f64));
+            for d in DIMS {
+                for causal in [false, true] {
+                    let x = r.runs.iter().find(|x| {
+                        x.gpu == gpu
+                            && x.kernel == kernel
+                            && x.workload.seq == seq
+                            && x.workload.d == d
+                            && x.workload.causal == causal
+                    });
+                    let _ = write!(
+                        row,
+                        " {} |",
+                        x.map_or("–".into(), |x| format!("{:.0}", x.tflops))
+                    );
+                }
+            }
+            let _ = writeln!(s, "{row}");
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(
+        s,
+        "## Not reproduced\n\n\
+         - FA4's backward pass (target 3: 2560 / 1024 / 3328 and 2688 cycles) is not modelled yet.\n\
+         - FA2 on H100 (mma.sync on Hopper) has no sourced tensor-core rate in gpus.md and is left out.\n\
+         - No real GPU was available: the PyTorch SDPA measurement of the issue's item 5 was not run.\n"
+    );
+    s
+}

@@ -1,0 +1,274 @@
+//! GPUs: hand-checked cycle counts on a tiny fixture, the bound invariant over every shipped GPU and kernel,
+//! extrapolation equality, the bad-input corpus (`tests/bad_gpu/`, snapshotted), and the committed
+//! `reports/fa4/` (drift test) with its published targets.
+
+use einsim::diag::SourceFile;
+use einsim::gpu::kernel::Workload;
+use einsim::gpu::{self, report, reproduce};
+use einsim::library::{self, Kind};
+use einsim::run::RunError;
+use einsim::sim::SimOptions;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tiny() -> gpu::Gpu {
+    let p = root().join("tests/fixtures/gpu/tiny.ron");
+    let f = SourceFile::new(
+        "tests/fixtures/gpu/tiny.ron",
+        std::fs::read_to_string(p).unwrap(),
+    );
+    gpu::load(&f, &BTreeMap::new()).unwrap()
+}
+
+fn w(seq: u64, d: u64, causal: bool) -> Workload {
+    Workload {
+        seq,
+        batch: 1,
+        heads: 1,
+        d,
+        causal,
+    }
+}
+
+fn sets(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
+    pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+}
+
+#[test]
+fn tiny_sequential_by_hand() {
+    // Tile 4×4 at d = 4: each MMA is 2·4·4·4 = 128 FLOPs = 4 cycles at 32/cycle; its operands are two 4×4 fp16
+    // tiles (64 B) = 4 cycles of shared memory, beside it. exp: 16 / 4 = 4 cycles. A step is S, exp, PV in a
+    // chain: 12 cycles. seq 8 gives 2 items (8 / 4 rows) of 2 steps (8 / 4 keys): 24 cycles each, one per SM.
+    let g = tiny();
+    let r = report::run(
+        &g,
+        None,
+        &w(8, 4, false),
+        &BTreeMap::new(),
+        SimOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        (r.items, r.slots, r.item_cycles, r.cycles),
+        (2, 2, (24, 24), 24)
+    );
+    let tc = r.units.iter().find(|u| u.unit == "tc").unwrap();
+    assert_eq!((tc.step_ideal, tc.step_cycles), (8.0, 8.0));
+    // Busy 16 of 24 cycles on both SMs.
+    assert!((tc.utilization - 16.0 / 24.0).abs() < 1e-12);
+    // 4·s²·d = 1024 FLOPs in 24 ns.
+    assert!((r.tflops - 1024.0 / 24e-9 / 1e12).abs() < 1e-9);
+    // Three items on two SMs: wave quantization makes it two item times.
+    let r = report::run(
+        &g,
+        None,
+        &w(12, 4, false),
+        &BTreeMap::new(),
+        SimOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((r.items, r.item_cycles.0, r.cycles), (3, 36, 72));
+}
+
+#[test]
+fn tiny_causal_and_ping_pong_by_hand() {
+    let g = tiny();
+    // Causal, seq 8: item 0 attends to 1 block (12 cycles), item 1 to 2 (24); FLOPs halve.
+    let r = report::run(
+        &g,
+        None,
+        &w(8, 4, true),
+        &BTreeMap::new(),
+        SimOptions::default(),
+    )
+    .unwrap();
+    assert_eq!((r.item_cycles, r.cycles), ((12, 24), 24));
+    assert_eq!(r.flops, 512.0);
+    // Two Q tiles per item, two steps in flight, one block (seq 8: one item of 8 rows, 2 steps).
+    // tc: S0 0–4, S1 4–8, PV0 8–12 (exp0 4–8), PV1 12–16 (exp1 8–12); the second block's S0 waits for its step
+    // to enter the window at 12 and for PV0 (carried), then runs behind PV1: 16–20, S1 20–24, exp0 20–24,
+    // PV0 24–28, exp1 24–28, PV1 28–32.
+    let two = sets(&[("q_tiles", 2.0), ("window", 2.0)]);
+    let r = report::run(&g, None, &w(8, 4, false), &two, SimOptions::default()).unwrap();
+    assert_eq!((r.items, r.cycles), (1, 32));
+}
+
+/// Every shipped GPU × kernel × head dim × mask × length runs and stays at or above its bound (report::run
+/// returns an internal error otherwise), and extrapolation changes nothing.
+#[test]
+fn shipped_gpus_run_within_the_bound() {
+    for name in library::names(Kind::Gpu) {
+        let g = gpu::load(&library::get(Kind::Gpu, name).unwrap(), &BTreeMap::new()).unwrap();
+        for k in &g.kernels {
+            for t in &k.tiles {
+                for causal in [false, true] {
+                    for seq in [1000, 4096, 32768] {
+                        let wl = Workload {
+                            seq,
+                            batch: 2,
+                            heads: 3,
+                            d: t.d,
+                            causal,
+                        };
+                        let r = report::run(
+                            &g,
+                            Some(&k.name),
+                            &wl,
+                            &BTreeMap::new(),
+                            SimOptions::default(),
+                        )
+                        .unwrap_or_else(|e| {
+                            panic!("{name} {} d={} causal={causal} seq={seq}: {e}", k.name, t.d)
+                        });
+                        assert!(r.cycles >= r.bound_cycles && r.tflops > 0.0);
+                        if seq == 4096 {
+                            let full = report::run(
+                                &g,
+                                Some(&k.name),
+                                &wl,
+                                &BTreeMap::new(),
+                                SimOptions {
+                                    extrapolate: false,
+                                    ..SimOptions::default()
+                                },
+                            )
+                            .unwrap();
+                            assert_eq!(
+                                full.cycles, r.cycles,
+                                "{name} {} d={} causal={causal}",
+                                k.name, t.d
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn render(e: RunError) -> String {
+    match e {
+        RunError::Invalid(d) => d.render(),
+        RunError::Mapping(m) | RunError::Internal(m) => format!("error: {m}\n"),
+    }
+}
+
+/// `tests/bad_gpu/*.ron`: each file's load errors, located and snapshotted.
+#[test]
+fn bad_gpu_files_are_reported() {
+    let mut paths: Vec<_> = std::fs::read_dir(root().join("tests/bad_gpu"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 4);
+    for p in paths {
+        let name = p.file_stem().unwrap().to_str().unwrap().to_string();
+        let f = SourceFile::new(
+            format!("tests/bad_gpu/{name}.ron"),
+            std::fs::read_to_string(&p).unwrap(),
+        );
+        let d = gpu::load(&f, &BTreeMap::new()).expect_err(&name);
+        insta::assert_snapshot!(format!("bad_gpu__{name}"), d.render());
+    }
+}
+
+/// Run-time bad input on shipped GPUs: each a located error naming the limit.
+#[test]
+fn kernel_limits_are_reported() {
+    let b200 = gpu::load(&library::get(Kind::Gpu, "b200").unwrap(), &BTreeMap::new()).unwrap();
+    let a100 = gpu::load(&library::get(Kind::Gpu, "a100").unwrap(), &BTreeMap::new()).unwrap();
+    let cases: [(&str, &gpu::Gpu, Workload, BTreeMap<String, f64>); 6] = [
+        (
+            "emu-above-one",
+            &b200,
+            w(4096, 128, false),
+            sets(&[("emu", 1.5)]),
+        ),
+        ("head-dim-96", &b200, w(4096, 96, false), BTreeMap::new()),
+        (
+            "tmem-two-q-tiles-hd256",
+            &b200,
+            w(4096, 256, false),
+            sets(&[("q_tiles", 2.0)]),
+        ),
+        (
+            "smem-eight-stages",
+            &b200,
+            w(4096, 128, false),
+            sets(&[("kv_stages", 8.0)]),
+        ),
+        (
+            "rf-three-ctas-hd64",
+            &a100,
+            w(4096, 64, false),
+            sets(&[("ctas_per_sm", 3.0)]),
+        ),
+        (
+            "unknown-parameter",
+            &b200,
+            w(4096, 128, false),
+            sets(&[("bogus", 1.0)]),
+        ),
+    ];
+    for (name, g, wl, s) in cases {
+        let e = report::run(g, None, &wl, &s, SimOptions::default()).expect_err(name);
+        insta::assert_snapshot!(format!("gpu_limit__{name}"), render(e));
+    }
+}
+
+/// The committed `reports/fa4/` equals a fresh reproduction, and every target is met or its miss explained.
+#[test]
+fn fa4_reproduction_has_not_drifted() {
+    let r = reproduce::compute(&library::get, SimOptions::default()).unwrap();
+    for (name, text) in reproduce::texts(&r) {
+        let committed = std::fs::read_to_string(root().join("reports/fa4").join(&name))
+            .unwrap_or_else(|e| panic!("reports/fa4/{name}: {e}; run `einsim reproduce fa4`"));
+        assert!(
+            committed == text,
+            "reports/fa4/{name} differs from `einsim reproduce fa4`; rerun it and review"
+        );
+    }
+    for c in &r.checks {
+        assert!(
+            c.pass || !c.target.note.is_empty(),
+            "target {} ({}) misses ({:+.1}%) without a note saying why",
+            c.target.id,
+            c.target.what,
+            100.0 * c.error
+        );
+    }
+    // The per-tile cycles are exact.
+    for c in r.checks.iter().filter(|c| c.target.tolerance == 0.0) {
+        assert!(
+            c.pass,
+            "target {}: {} vs {}",
+            c.target.id, c.model, c.target.value
+        );
+    }
+}
+
+#[test]
+fn json_has_tflops() {
+    let g = gpu::load(&library::get(Kind::Gpu, "b200").unwrap(), &BTreeMap::new()).unwrap();
+    let r = report::run(
+        &g,
+        Some("fa4"),
+        &w(8192, 128, true),
+        &BTreeMap::new(),
+        SimOptions::default(),
+    )
+    .unwrap();
+    let v = serde_json::to_value(&r).unwrap();
+    assert!(v["tflops"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["binds"], "tc");
+    assert!(v["units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|u| u["unit"] == "tmem"));
+}
