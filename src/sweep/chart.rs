@@ -57,7 +57,6 @@ impl Scale {
                 keys: None,
             };
         }
-        let log = lo > 0.0 && hi / lo >= 100.0;
         let mut distinct: Vec<f64> = finite.clone();
         distinct.sort_by(f64::total_cmp);
         distinct.dedup();
@@ -66,6 +65,15 @@ impl Scale {
             && distinct
                 .iter()
                 .all(|&v| v >= 1.0 && v.fract() == 0.0 && (v as u64).is_power_of_two());
+        // A geometric series of values (powers of two, `Geometric` axes): ticks at the values themselves.
+        let ratios: Vec<f64> = distinct.windows(2).map(|w| w[1] / w[0]).collect();
+        let geometric = distinct.len() > 2
+            && distinct.len() <= 12
+            && lo > 0.0
+            && ratios.iter().all(|r| (r / ratios[0] - 1.0).abs() < 0.01);
+        let pow2 = pow2 || geometric;
+        // Two decades, or a geometric series over a factor of 8.
+        let log = lo > 0.0 && (hi / lo >= 100.0 || (pow2 && hi / lo >= 8.0));
         if log {
             let (l, h) = (lo.log10(), hi.log10());
             let pad = (h - l) * 0.04;

@@ -39,8 +39,9 @@ struct RawSweep {
     designs: Vec<String>,
     #[serde(default = "default_workload")]
     workload: String,
+    /// Empty: the cascade of each design's first binding.
     #[serde(default)]
-    cascade: Option<String>,
+    cascade: String,
     #[serde(default)]
     set: BTreeMap<String, Int>,
     #[serde(default)]
@@ -157,10 +158,11 @@ struct RawPlot {
     name: String,
     #[serde(default)]
     kind: PlotKind,
+    /// Empty: the kind's default.
     #[serde(default)]
-    x: Option<String>,
+    x: String,
     #[serde(default)]
-    y: Option<String>,
+    y: String,
     #[serde(default)]
     group: Vec<String>,
     #[serde(default)]
@@ -172,6 +174,7 @@ struct RawPlot {
 pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
     let raw: RawSweep = cascade::parse_ron_as(file, "`Sweep(...)`")
         .map_err(|d| Diagnostics::one(file, d))?;
+    let cascade_name = Some(raw.cascade.clone()).filter(|c| !c.is_empty());
     let root = cascade::locate(&file.text);
     let text = file.text.as_str();
     let field = |name: &str| root.as_ref().and_then(|r| r.field(name));
@@ -239,7 +242,7 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
             );
             continue;
         };
-        match run::setup(&arch, model.as_ref(), raw.cascade.as_deref(), &[], lookup) {
+        match run::setup(&arch, model.as_ref(), cascade_name.as_deref(), &[], lookup) {
             Ok(s) => {
                 designs.push(Design {
                     label: name.clone(),
@@ -484,8 +487,8 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
         let spec = spec_of(
             &p.name,
             p.kind,
-            p.x.clone(),
-            p.y.clone(),
+            Some(p.x.clone()).filter(|s| !s.is_empty()),
+            Some(p.y.clone()).filter(|s| !s.is_empty()),
             p.group.clone(),
             p.filter.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
         );
@@ -525,7 +528,7 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
         hash: fnv1a(text),
         designs,
         model,
-        cascade: raw.cascade,
+        cascade: cascade_name,
         sets,
         axes,
         area_at_most,

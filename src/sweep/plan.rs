@@ -518,7 +518,12 @@ fn error_text(e: &RunError) -> String {
                 None => msg,
             }
         }
-        RunError::Mapping(m) => m.lines().next().unwrap_or("").to_string(),
+        RunError::Mapping(m) => m
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(" "),
         RunError::Internal(m) => format!("internal error: {}", m.lines().next().unwrap_or("")),
     }
 }
