@@ -142,7 +142,7 @@ enum Command {
         #[arg(long)]
         jobs: Option<usize>,
         /// Run only shard i of n (points whose index is i mod n), writing shard-i-of-n.jsonl; see `einsim merge`.
-        #[arg(long, value_name = "I/N", requires = "file")]
+        #[arg(long, value_name = "I/N")]
         shard: Option<String>,
         /// Arch name or path.
         #[arg(long, default_value = "fusemax")]
@@ -306,6 +306,13 @@ fn main() -> ExitCode {
             quiet,
             ..
         } => sweep_cli::sweep(&file, out, jobs, shard, quiet),
+        Command::Sweep {
+            file: None,
+            shard: Some(_),
+            ..
+        } => usage(vec![
+            "--shard splits a sweep file: einsim sweep FILE --shard I/N".into(),
+        ]),
         Command::Sweep {
             file: None,
             jobs,
