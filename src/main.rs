@@ -151,7 +151,11 @@ enum Command {
         #[arg(long, default_value = "bert-base")]
         workload: String,
         /// A parameter and its values, e.g. seq=1K,4K,16K; repeat to vary several (first = x axis).
-        #[arg(long = "vary", value_name = "KEY=V1,V2,...", required_unless_present = "file")]
+        #[arg(
+            long = "vary",
+            value_name = "KEY=V1,V2,...",
+            required_unless_present = "file"
+        )]
         vary: Vec<einsim::sweep::Vary>,
         /// Fixed override applied to every point, e.g. batch=1.
         #[arg(long = "set", value_name = "KEY=VALUE")]

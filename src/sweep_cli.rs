@@ -22,10 +22,12 @@ fn lookup_near(dir: PathBuf) -> impl Fn(Kind, &str) -> Option<SourceFile> + Sync
         if !library::is_path(name) {
             return None;
         }
-        [dir.join(name), PathBuf::from(name)].into_iter().find_map(|p| {
-            let text = std::fs::read_to_string(&p).ok()?;
-            Some(SourceFile::new(p.display().to_string(), text))
-        })
+        [dir.join(name), PathBuf::from(name)]
+            .into_iter()
+            .find_map(|p| {
+                let text = std::fs::read_to_string(&p).ok()?;
+                Some(SourceFile::new(p.display().to_string(), text))
+            })
     }
 }
 
@@ -45,12 +47,10 @@ fn load(path: &str) -> Result<(Plan, PathBuf), ExitCode> {
     let file = SourceFile::new(path, text);
     let dir = dir_of(path);
     let lookup = lookup_near(dir.clone());
-    file::load(&file, &lookup)
-        .map(|p| (p, dir))
-        .map_err(|d| {
-            eprint!("{d}");
-            ExitCode::from(INVALID)
-        })
+    file::load(&file, &lookup).map(|p| (p, dir)).map_err(|d| {
+        eprint!("{d}");
+        ExitCode::from(INVALID)
+    })
 }
 
 /// `einsim sweep FILE`: run the points of the shard not already in the journal, appending each as it finishes;
@@ -105,9 +105,9 @@ pub fn sweep(
         clean.push_str(l);
         clean.push('\n');
     }
-    let file = match std::fs::write(&journal, &clean).and_then(|_| {
-        std::fs::OpenOptions::new().append(true).open(&journal)
-    }) {
+    let file = match std::fs::write(&journal, &clean)
+        .and_then(|_| std::fs::OpenOptions::new().append(true).open(&journal))
+    {
         Ok(f) => Mutex::new(f),
         Err(e) => {
             eprintln!("error: cannot write `{}`: {e}", journal.display());
@@ -205,7 +205,11 @@ fn status_counts(lines: &[(u64, String)]) -> String {
     let mut n = std::collections::BTreeMap::<String, usize>::new();
     for (_, l) in lines {
         let s = row::parse_line(l)
-            .and_then(|f| f.into_iter().find(|(k, _)| k == "status").map(|(_, c)| c.text()))
+            .and_then(|f| {
+                f.into_iter()
+                    .find(|(k, _)| k == "status")
+                    .map(|(_, c)| c.text())
+            })
             .unwrap_or_default();
         *n.entry(s).or_default() += 1;
     }
@@ -322,7 +326,9 @@ pub fn plot(
     let mut pairs = Vec::new();
     for f in &filter {
         match f.split_once('=') {
-            Some((k, v)) if !k.is_empty() && !v.is_empty() => pairs.push((k.to_string(), v.to_string())),
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => {
+                pairs.push((k.to_string(), v.to_string()))
+            }
             _ => {
                 eprintln!("error: `--where {f}` is not column=value");
                 return ExitCode::from(USAGE);

@@ -143,8 +143,22 @@ fn run_ok(args: &[&str]) -> String {
 fn jobs_shards_and_resume_write_the_same_bytes() {
     let one = tmp("jobs1");
     let two = tmp("jobs2");
-    run_ok(&["sweep", SMALL, "--out", one.to_str().unwrap(), "--jobs", "1"]);
-    run_ok(&["sweep", SMALL, "--out", two.to_str().unwrap(), "--jobs", "2"]);
+    run_ok(&[
+        "sweep",
+        SMALL,
+        "--out",
+        one.to_str().unwrap(),
+        "--jobs",
+        "1",
+    ]);
+    run_ok(&[
+        "sweep",
+        SMALL,
+        "--out",
+        two.to_str().unwrap(),
+        "--jobs",
+        "2",
+    ]);
     let whole = outputs(&one);
     assert_eq!(whole, outputs(&two), "--jobs changed the output");
     assert!(
@@ -153,7 +167,10 @@ fn jobs_shards_and_resume_write_the_same_bytes() {
     );
     let csv = &whole[0];
     assert_eq!(csv.lines().count(), 13, "a header and 12 points:\n{csv}");
-    assert!(csv.contains(",skipped,area "), "the constraint skips points");
+    assert!(
+        csv.contains(",skipped,area "),
+        "the constraint skips points"
+    );
     for png in ["latency.png", "energy.png", "pareto.png"] {
         assert!(one.join(png).exists(), "{png}");
     }
@@ -217,10 +234,28 @@ fn plot_draws_a_csv() {
     let csv = d.join("runs.csv");
     std::fs::copy(root().join("reports/design-space/sweep.csv"), &csv).unwrap();
     let c = csv.to_str().unwrap();
-    run_ok(&["plot", c, "--x", "seq", "--y", "energy_pj", "--group", "design"]);
+    run_ok(&[
+        "plot",
+        c,
+        "--x",
+        "seq",
+        "--y",
+        "energy_pj",
+        "--group",
+        "design",
+    ]);
     assert!(d.join("runs-energy_pj-vs-seq.svg").exists());
     assert!(d.join("runs-energy_pj-vs-seq.png").exists());
-    run_ok(&["plot", c, "--kind", "pareto", "--group", "design", "--out", d.join("p").to_str().unwrap()]);
+    run_ok(&[
+        "plot",
+        c,
+        "--kind",
+        "pareto",
+        "--group",
+        "design",
+        "--out",
+        d.join("p").to_str().unwrap(),
+    ]);
     assert!(d.join("p.svg").exists());
     let o = einsim(&["plot", c, "--x", "seq", "--y", "latency"]);
     assert_eq!(o.status.code(), Some(1));

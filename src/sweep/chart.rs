@@ -27,10 +27,13 @@ pub struct Chart {
     /// Pareto charts: the non-dominated points, in x order.
     pub front: Vec<(f64, f64)>,
     /// Energy charts: panels (group name, bars (label, segments (component, pJ))).
-    pub panels: Vec<(String, Vec<(String, Vec<(String, f64)>)>)>,
+    pub panels: Vec<(String, Vec<Bar>)>,
     /// Energy charts: the components, in stacking order.
     pub components: Vec<String>,
 }
+
+/// One stacked bar: its label and its segments (component, pJ), bottom to top.
+pub type Bar = (String, Vec<(String, f64)>);
 
 /// How an axis maps its values.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,7 +94,11 @@ impl Scale {
             };
             let span = if h > l { h - l } else { h.abs().max(1.0) };
             Scale {
-                lo: l - if zero_based && l == 0.0 { 0.0 } else { span * 0.05 },
+                lo: l - if zero_based && l == 0.0 {
+                    0.0
+                } else {
+                    span * 0.05
+                },
                 hi: h + span * 0.05,
                 log: false,
                 keys: pow2.then_some(distinct),
@@ -184,9 +191,7 @@ pub fn chart(table: &Table, spec: &PlotSpec, title: &str) -> Result<Chart, Strin
             .zip(&spec.group)
             .map(|(&i, g)| {
                 let v = &r[i];
-                let shown = v
-                    .parse::<f64>()
-                    .map_or_else(|_| v.clone(), |f| format_len(f));
+                let shown = v.parse::<f64>().map_or_else(|_| v.clone(), format_len);
                 if g == "design" {
                     shown
                 } else {
@@ -253,8 +258,16 @@ pub fn chart(table: &Table, spec: &PlotSpec, title: &str) -> Result<Chart, Strin
     for s in &mut out.series {
         s.1.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     }
-    let xs: Vec<f64> = out.series.iter().flat_map(|s| s.1.iter().map(|p| p.0)).collect();
-    let ys: Vec<f64> = out.series.iter().flat_map(|s| s.1.iter().map(|p| p.1)).collect();
+    let xs: Vec<f64> = out
+        .series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .collect();
+    let ys: Vec<f64> = out
+        .series
+        .iter()
+        .flat_map(|s| s.1.iter().map(|p| p.1))
+        .collect();
     out.x_scale = Scale::of(&xs, false);
     out.y_scale = Scale::of(&ys, true);
     if spec.kind == PlotKind::Pareto {
@@ -484,8 +497,16 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Chart) -> Result<
                 .map_err(err)?;
             let xf = tick(&c.x_scale);
             let yf = tick(&c.y_scale);
-            let xl = format!("{}{}", c.x_label, if c.x_scale.log { ", log scale" } else { "" });
-            let yl = format!("{}{}", c.y_label, if c.y_scale.log { ", log scale" } else { "" });
+            let xl = format!(
+                "{}{}",
+                c.x_label,
+                if c.x_scale.log { ", log scale" } else { "" }
+            );
+            let yl = format!(
+                "{}{}",
+                c.y_label,
+                if c.y_scale.log { ", log scale" } else { "" }
+            );
             chart
                 .configure_mesh()
                 .x_desc(xl)
@@ -500,7 +521,8 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Chart) -> Result<
             let t = |p: &(f64, f64)| (c.x_scale.to(p.0), c.y_scale.to(p.1));
             let pareto = c.kind == PlotKind::Pareto;
             if pareto {
-                let all: Vec<(f64, f64)> = c.series.iter().flat_map(|s| s.1.iter().map(t)).collect();
+                let all: Vec<(f64, f64)> =
+                    c.series.iter().flat_map(|s| s.1.iter().map(t)).collect();
                 let front: Vec<(f64, f64)> = c.front.iter().map(t).collect();
                 let dominated: Vec<(f64, f64)> =
                     all.into_iter().filter(|p| !front.contains(p)).collect();

@@ -172,8 +172,8 @@ struct RawPlot {
 /// Parse and check a sweep file. `lookup` finds designs (archs), the workload (a model) and cascades by name or
 /// path; the caller decides what a path is relative to (the CLI: the sweep file's directory).
 pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
-    let raw: RawSweep = cascade::parse_ron_as(file, "`Sweep(...)`")
-        .map_err(|d| Diagnostics::one(file, d))?;
+    let raw: RawSweep =
+        cascade::parse_ron_as(file, "`Sweep(...)`").map_err(|d| Diagnostics::one(file, d))?;
     let cascade_name = Some(raw.cascade.clone()).filter(|c| !c.is_empty());
     let root = cascade::locate(&file.text);
     let text = file.text.as_str();
@@ -191,8 +191,10 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
         ));
     }
     let item_span = |loc: Option<&Loc>, i: usize, name: &str, near: Span| {
-        loc.and_then(|l| l.item(i))
-            .map_or_else(|| crate::diag::locate(text, name, near.start as usize), Loc::span)
+        loc.and_then(|l| l.item(i)).map_or_else(
+            || crate::diag::locate(text, name, near.start as usize),
+            Loc::span,
+        )
     };
     let mut designs: Vec<Design> = Vec::new();
     let mut setups: Vec<run::Setup> = Vec::new();
@@ -202,7 +204,8 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
         match lookup(Kind::Model, &raw.workload) {
             Some(m) => Some(m),
             None => {
-                let (s, l) = field("workload").map_or((Span::new(0, 0), None), |(s, l)| (s, Some(l)));
+                let (s, l) =
+                    field("workload").map_or((Span::new(0, 0), None), |(s, l)| (s, Some(l)));
                 items.push(
                     Diagnostic::new(
                         l.map_or(s, Loc::span),
@@ -252,8 +255,12 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
                 setups.push(s);
             }
             Err(e) => items.push(
-                Diagnostic::new(span, format!("design `{name}` does not load"), "this design")
-                    .with_note(e.to_string().trim_end().to_string()),
+                Diagnostic::new(
+                    span,
+                    format!("design `{name}` does not load"),
+                    "this design",
+                )
+                .with_note(e.to_string().trim_end().to_string()),
             ),
         }
     }
@@ -319,7 +326,11 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
     let set_span = field_span("set");
     let mut sets = Vec::new();
     for (k, v) in &raw.set {
-        check_param(k, crate::diag::locate(text, k, set_span.start as usize), &mut items);
+        check_param(
+            k,
+            crate::diag::locate(text, k, set_span.start as usize),
+            &mut items,
+        );
         sets.push((k.clone(), v.0));
     }
 
@@ -490,7 +501,10 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
             Some(p.x.clone()).filter(|s| !s.is_empty()),
             Some(p.y.clone()).filter(|s| !s.is_empty()),
             p.group.clone(),
-            p.filter.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+            p.filter
+                .iter()
+                .map(|(k, v)| (k.clone(), v.0.clone()))
+                .collect(),
         );
         for (what, col) in std::iter::once(("x", &spec.x))
             .chain(std::iter::once(("y", &spec.y)))
@@ -589,7 +603,9 @@ fn expand(v: &Values) -> Result<Vec<i64>, String> {
             }
             let n = ((to.0 - from.0) / step.0) as u64 + 1;
             if n > MAX_AXIS {
-                return Err(format!("{n} values, more than the {MAX_AXIS} an axis may have"));
+                return Err(format!(
+                    "{n} values, more than the {MAX_AXIS} an axis may have"
+                ));
             }
             (0..n as i64).map(|i| from.0 + i * step.0).collect()
         }
@@ -632,13 +648,13 @@ fn near_miss(a: &str, b: &str) -> bool {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
-    }
+    d[0] = (0..=b.len()).collect();
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let c = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + c);
+            d[i][j] = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + c);
         }
     }
     d[a.len()][b.len()] <= 1

@@ -21,19 +21,24 @@ pub mod row;
 pub fn artifacts(
     plan: &plan::Plan,
     lines: &[(u64, String)],
-) -> (Vec<(String, String)>, Vec<(String, chart::Chart)>, Vec<String>) {
+) -> (
+    Vec<(String, String)>,
+    Vec<(String, chart::Chart)>,
+    Vec<String>,
+) {
     let (jsonl, csv) = plan.outputs(lines);
     let table = row::Table::parse(&csv);
-    let mut texts = vec![("sweep.jsonl".to_string(), jsonl), ("sweep.csv".to_string(), csv)];
+    let mut texts = vec![
+        ("sweep.jsonl".to_string(), jsonl),
+        ("sweep.csv".to_string(), csv),
+    ];
     let mut charts = Vec::new();
     let mut errors = Vec::new();
     for spec in &plan.plots {
         let title = format!("{}: {}", plan.name, spec.name);
-        match chart::chart(&table, spec, &title).and_then(|c| {
-            chart::svg(&c)
-                .map(|s| (c, s))
-                .map_err(|e| e.to_string())
-        }) {
+        match chart::chart(&table, spec, &title)
+            .and_then(|c| chart::svg(&c).map(|s| (c, s)).map_err(|e| e.to_string()))
+        {
             Ok((c, s)) => {
                 texts.push((format!("{}.svg", spec.name), s));
                 charts.push((spec.name.clone(), c));

@@ -148,7 +148,10 @@ impl Shard {
 /// Setups already loaded, by design and the values of its arch parameters: loading an arch (parse, resolve,
 /// check every binding) costs more than many simulations, and most points share one.
 #[derive(Default)]
-pub struct SetupCache(Mutex<HashMap<(usize, Vec<(String, i64)>), Arc<Result<Setup, String>>>>);
+pub struct SetupCache(Mutex<HashMap<SetupKey, Arc<Result<Setup, String>>>>);
+
+/// A design (by index) and the values of its arch parameters.
+type SetupKey = (usize, Vec<(String, i64)>);
 
 impl Plan {
     /// The number of points: designs × each axis group's length.
@@ -206,7 +209,11 @@ impl Plan {
             ("point".into(), Cell::Int(i as i128)),
             ("design".into(), Cell::Text(design.label.clone())),
         ];
-        fields.extend(values.iter().map(|(k, v)| (k.clone(), Cell::Int(*v as i128))));
+        fields.extend(
+            values
+                .iter()
+                .map(|(k, v)| (k.clone(), Cell::Int(*v as i128))),
+        );
         let all: Vec<(String, i64)> = self.sets.iter().cloned().chain(values).collect();
         match self.simulate(d, &all, lookup, cache) {
             Ok(r) => {
@@ -370,10 +377,13 @@ impl Plan {
             let Some(fields) = row::parse_line(l) else {
                 continue;
             };
-            let point = fields.iter().find(|(k, _)| k == "point").and_then(|(_, c)| match c {
-                Cell::Int(i) => u64::try_from(*i).ok(),
-                _ => None,
-            });
+            let point = fields
+                .iter()
+                .find(|(k, _)| k == "point")
+                .and_then(|(_, c)| match c {
+                    Cell::Int(i) => u64::try_from(*i).ok(),
+                    _ => None,
+                });
             if let Some(p) = point.filter(|&p| p < len && p % shard.count == shard.index) {
                 if seen.insert(p) {
                     done.push((p, l.to_string()));
@@ -401,7 +411,13 @@ impl Plan {
         for s in shards {
             let index = (0..n).find(|i| {
                 s.text.lines().next().map(str::trim_end)
-                    == Some(self.header(Shard { index: *i, count: n }).as_str())
+                    == Some(
+                        self.header(Shard {
+                            index: *i,
+                            count: n,
+                        })
+                        .as_str(),
+                    )
             });
             let Some(index) = index else {
                 // Explain with the header check against the shard its name claims (or the first).
