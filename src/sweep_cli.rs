@@ -129,7 +129,8 @@ pub fn sweep(
             .map(|&i| {
                 let line = plan.eval(i, &lookup, &cache);
                 if let Ok(mut f) = file.lock() {
-                    if let Err(e) = writeln!(f, "{line}") {
+                    // One write per line, so a kill leaves at most the last line cut short.
+                    if let Err(e) = f.write_all(format!("{line}\n").as_bytes()) {
                         if let Ok(mut w) = failed_write.lock() {
                             w.get_or_insert(e.to_string());
                         }
@@ -159,7 +160,7 @@ pub fn sweep(
     done.extend(new);
     done.sort_by_key(|(p, _)| *p);
     let secs = start.elapsed().as_secs_f64();
-    let counts = status_counts(&done);
+    let (counts, internal) = status_counts(&done);
     eprintln!(
         "{} {} points ({} run now, {} from the journal) in {secs:.2} s: {counts}",
         if shard == Shard::ALL {
@@ -171,11 +172,7 @@ pub fn sweep(
         ran,
         resumed,
     );
-    let code = if counts.contains(" internal") && !counts.contains("0 internal") {
-        INTERNAL
-    } else {
-        0
-    };
+    let code = if internal > 0 { INTERNAL } else { 0 };
     if shard != Shard::ALL {
         // The shard file is the journal, complete and in point order.
         let target = out.join(format!("{}.jsonl", shard.stem()));
@@ -201,7 +198,8 @@ pub fn sweep(
     }
 }
 
-fn status_counts(lines: &[(u64, String)]) -> String {
+/// The points by status, in words, and how many hit an internal error.
+fn status_counts(lines: &[(u64, String)]) -> (String, usize) {
     let mut n = std::collections::BTreeMap::<String, usize>::new();
     for (_, l) in lines {
         let s = row::parse_line(l)
@@ -214,13 +212,14 @@ fn status_counts(lines: &[(u64, String)]) -> String {
         *n.entry(s).or_default() += 1;
     }
     let get = |k: &str| n.get(k).copied().unwrap_or(0);
-    format!(
+    let words = format!(
         "{} ok, {} failed, {} skipped, {} internal",
         get("ok"),
         get("error"),
         get("skipped"),
         get("internal")
-    )
+    );
+    (words, get("internal"))
 }
 
 /// Write `sweep.jsonl`, `sweep.csv` and the plots (SVG and PNG) into `out`.
@@ -287,13 +286,14 @@ pub fn merge(path: &str, out: Option<String>) -> ExitCode {
     }
     match plan.merge(&shards) {
         Ok(lines) => {
+            let (counts, internal) = status_counts(&lines);
             eprintln!(
-                "merged {} shards: {} points: {}",
+                "merged {} shards: {} points: {counts}",
                 shards.len(),
                 lines.len(),
-                status_counts(&lines)
             );
             match write_outputs(&plan, &lines, &out) {
+                Ok(()) if internal > 0 => ExitCode::from(INTERNAL),
                 Ok(()) => ExitCode::SUCCESS,
                 Err(c) => c,
             }
