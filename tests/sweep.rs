@@ -18,24 +18,25 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// As the CLI finds a sweep file's designs: shipped names, else paths relative to its directory.
-fn lookup_in(dir: PathBuf) -> impl Fn(Kind, &str) -> Option<SourceFile> + Sync {
+/// As the CLI run from the repository root finds a sweep file's designs: shipped names, else paths relative to
+/// its directory (`rel_dir`), named as the CLI names them (so an error row reads the same).
+fn lookup_in(rel_dir: PathBuf) -> impl Fn(Kind, &str) -> Option<SourceFile> + Sync {
     move |kind, name| {
         library::get(kind, name).or_else(|| {
-            let p = dir.join(name);
-            let text = std::fs::read_to_string(&p).ok()?;
+            let p = rel_dir.join(name);
+            let text = std::fs::read_to_string(root().join(&p)).ok()?;
             Some(SourceFile::new(p.display().to_string(), text))
         })
     }
 }
 
+/// A sweep file by its path from the repository root; the plan, and its directory (absolute).
 fn load(rel: &str) -> (Plan, PathBuf) {
-    let path = root().join(rel);
-    let dir = path.parent().unwrap().to_path_buf();
-    let text = std::fs::read_to_string(&path).unwrap();
-    let plan = einsim::sweep::file::load(&SourceFile::new(rel, text), &lookup_in(dir.clone()))
+    let rel_dir = Path::new(rel).parent().unwrap().to_path_buf();
+    let text = std::fs::read_to_string(root().join(rel)).unwrap();
+    let plan = einsim::sweep::file::load(&SourceFile::new(rel, text), &lookup_in(rel_dir.clone()))
         .unwrap_or_else(|d| panic!("{d}"));
-    (plan, dir)
+    (plan, root().join(rel_dir))
 }
 
 #[test]
@@ -60,7 +61,7 @@ fn bad_sweeps_are_reported() {
 fn studies_do_not_drift() {
     for study in ["design-space", "fusemax-pe-dram"] {
         let (plan, dir) = load(&format!("reports/{study}/sweep.ron"));
-        let look = lookup_in(dir.clone());
+        let look = lookup_in(PathBuf::from(format!("reports/{study}")));
         let cache = SetupCache::default();
         let lines: Vec<(u64, String)> = plan
             .indices(Shard::ALL)
