@@ -31,11 +31,12 @@ fn lookup_near(dir: PathBuf) -> impl Fn(Kind, &str) -> Option<SourceFile> + Sync
     }
 }
 
+/// The directory of a file argument (`.` for a bare file name).
 fn dir_of(path: &str) -> PathBuf {
     Path::new(path)
         .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Read and check a sweep file: exit 2 if unreadable, 1 if invalid.
