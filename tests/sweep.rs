@@ -262,3 +262,40 @@ fn plot_draws_a_csv() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no column `latency`"));
 }
+
+/// A point evaluated through the sweep's setup cache (arch loaded once per arch-parameter values, the cascade's
+/// parameters re-evaluated per point) is exactly `run::run` with the same overrides.
+#[test]
+fn cached_points_equal_plain_runs() {
+    let (plan, _) = load("reports/design-space/sweep.ron");
+    let look = lookup_in(PathBuf::from("reports/design-space"));
+    let cache = SetupCache::default();
+    for i in (0..plan.len()).step_by(7) {
+        let line = plan.eval(i, &look, &cache);
+        let (d, values) = plan.point(i);
+        let sets: Vec<String> = plan
+            .sets
+            .iter()
+            .chain(&values)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let model = plan.model.as_ref();
+        match einsim::run::run(
+            &plan.designs[d].arch,
+            model,
+            None,
+            &sets,
+            &look,
+            einsim::sim::SimOptions::default(),
+        ) {
+            Ok(r) => {
+                let mut want = Vec::new();
+                einsim::sweep::row::outputs(&r, &mut want);
+                let want = einsim::sweep::row::json_line(&want);
+                let want = &want[1..want.len() - 1];
+                assert!(line.contains(want), "point {i}:\n{line}\nlacks\n{want}");
+            }
+            Err(_) => assert!(line.contains("\"status\":\"error\""), "point {i}: {line}"),
+        }
+    }
+}
