@@ -8,6 +8,8 @@ use einsim::sim::SimOptions;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod sweep_cli;
+
 /// Print to stdout; a closed pipe (`einsim run | head`) ends the program quietly instead of panicking.
 macro_rules! out {
     ($($t:tt)*) => {{
@@ -43,9 +45,9 @@ Examples:
 const NO_MODEL: &str = "none";
 
 /// Exit codes: 0 success, 1 invalid input, 2 usage error, 3 internal failure.
-const INVALID: u8 = 1;
-const USAGE: u8 = 2;
-const INTERNAL: u8 = 3;
+pub(crate) const INVALID: u8 = 1;
+pub(crate) const USAGE: u8 = 2;
+pub(crate) const INTERNAL: u8 = 3;
 
 #[derive(Parser)]
 #[command(name = "einsim", version, about = "Cycle-approximate simulator for attention accelerators", after_help = EXAMPLES)]
@@ -130,11 +132,22 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Run the cartesian product of parameter values in parallel and report one metric.
+    /// Run a sweep file (designs x axes; every output of every point to sweep.csv and sweep.jsonl, plus its
+    /// plots), resumably and optionally one shard of it; or, with --vary, the product of parameter values for
+    /// one metric.
     #[command(
-        after_help = "Example:\n  einsim sweep --arch fusemax --workload xlm --vary seq=1K,4K,16K --vary depth=1,4,16 --metric utilization.pe2d --out sweep/"
+        after_help = "Examples:\n  einsim sweep reports/design-space/sweep.ron\n  einsim sweep big.ron --out runs/ --shard 3/100 --jobs 2\n  einsim sweep --arch fusemax --workload xlm --vary seq=1K,4K,16K --vary depth=1,4,16 --metric utilization.pe2d --out sweep/"
     )]
     Sweep {
+        /// A sweep file (RON); its outputs go beside it unless --out says otherwise.
+        #[arg(conflicts_with_all = ["vary", "metric"])]
+        file: Option<String>,
+        /// Threads to run points on [default: one per core].
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Run only shard i of n (points whose index is i mod n), writing shard-i-of-n.jsonl; see `einsim merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<String>,
         /// Arch name or path.
         #[arg(long, default_value = "fusemax")]
         arch: String,
@@ -142,14 +155,18 @@ enum Command {
         #[arg(long, default_value = "bert-base")]
         workload: String,
         /// A parameter and its values, e.g. seq=1K,4K,16K; repeat to vary several (first = x axis).
-        #[arg(long = "vary", value_name = "KEY=V1,V2,...", required = true)]
+        #[arg(
+            long = "vary",
+            value_name = "KEY=V1,V2,...",
+            required_unless_present = "file"
+        )]
         vary: Vec<einsim::sweep::Vary>,
         /// Fixed override applied to every point, e.g. batch=1.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
         /// cycles, seconds, energy, dram, utilization.<unit>, traffic.<level> or energy.<component>.
-        #[arg(long, default_value = "cycles")]
-        metric: einsim::sweep::Metric,
+        #[arg(long)]
+        metric: Option<einsim::sweep::Metric>,
         /// Write sweep.csv and sweep.png/.svg here.
         #[arg(long)]
         out: Option<String>,
@@ -157,6 +174,46 @@ enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Join the shard files (shard-I-of-N.jsonl) of a sweep file into exactly what one whole run writes.
+    #[command(after_help = "Example:\n  einsim merge big.ron --out runs/")]
+    Merge {
+        /// The sweep file the shards ran.
+        file: String,
+        /// The directory holding the shards, and where the outputs go [default: the sweep file's].
+        #[arg(long)]
+        out: Option<String>,
+    },
+    /// Plot a sweep's CSV: a column against another, one series per group (PNG and SVG).
+    #[command(
+        after_help = "Examples:\n  einsim plot sweep.csv --x seq --y seconds --group design --group buffer_bytes\n  einsim plot sweep.csv --kind pareto --group design\n  einsim plot sweep.csv --kind energy --x seq --group design --where buffer_bytes=16M"
+    )]
+    Plot {
+        csv: String,
+        /// The x column [default: design; area_mm2 for pareto].
+        #[arg(long)]
+        x: Option<String>,
+        /// The y column [default: seconds; energy_pj for energy].
+        #[arg(long)]
+        y: Option<String>,
+        /// Columns whose values name a series (energy: a panel); repeat for several.
+        #[arg(long)]
+        group: Vec<String>,
+        #[arg(long, value_enum, default_value = "line")]
+        kind: PlotKindArg,
+        /// Only rows with column=value; repeat for several.
+        #[arg(long = "where", value_name = "COLUMN=VALUE")]
+        filter: Vec<String>,
+        /// Output path without extension [default: beside the CSV, named after the columns].
+        #[arg(long)]
+        out: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlotKindArg {
+    Line,
+    Energy,
+    Pareto,
 }
 
 fn main() -> ExitCode {
@@ -260,6 +317,23 @@ fn main() -> ExitCode {
         Command::Check { files } => check(&files),
         Command::Reproduce { name, out, quiet } => reproduce_cmd(&name, out, quiet),
         Command::Sweep {
+            file: Some(file),
+            jobs,
+            shard,
+            out,
+            quiet,
+            ..
+        } => sweep_cli::sweep(&file, out, jobs, shard, quiet),
+        Command::Sweep {
+            file: None,
+            shard: Some(_),
+            ..
+        } => usage(vec![
+            "--shard splits a sweep file: einsim sweep FILE --shard I/N".into(),
+        ]),
+        Command::Sweep {
+            file: None,
+            jobs,
             arch,
             workload,
             vary,
@@ -267,7 +341,35 @@ fn main() -> ExitCode {
             metric,
             out,
             quiet,
-        } => sweep_cmd(&arch, &workload, &vary, &set, metric, out, quiet),
+            ..
+        } => {
+            let metric = metric.unwrap_or(einsim::sweep::Metric::Cycles);
+            match jobs.map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build()) {
+                Some(Ok(pool)) => {
+                    pool.install(|| sweep_cmd(&arch, &workload, &vary, &set, metric, out, quiet))
+                }
+                Some(Err(e)) => usage(vec![format!("--jobs: {e}")]),
+                None => sweep_cmd(&arch, &workload, &vary, &set, metric, out, quiet),
+            }
+        }
+        Command::Merge { file, out } => sweep_cli::merge(&file, out),
+        Command::Plot {
+            csv,
+            x,
+            y,
+            group,
+            kind,
+            filter,
+            out,
+        } => {
+            use einsim::sweep::plan::PlotKind;
+            let kind = match kind {
+                PlotKindArg::Line => PlotKind::Line,
+                PlotKindArg::Energy => PlotKind::Energy,
+                PlotKindArg::Pareto => PlotKind::Pareto,
+            };
+            sweep_cli::plot(&csv, x, y, group, kind, filter, out)
+        }
         Command::List => {
             for (kind, title) in [
                 (Kind::Arch, "archs"),
@@ -555,10 +657,10 @@ fn sweep_cmd(
 /// The progress bar of `sweep` and `reproduce`, with an ETA, on stderr. It is drawn only when stdout and stderr
 /// are both terminals and `--quiet` is not given, so redirected or piped output never contains it, and it is
 /// cleared before anything is printed: what the commands print and write is the same with or without it.
-struct Bar(Option<indicatif::ProgressBar>);
+pub(crate) struct Bar(Option<indicatif::ProgressBar>);
 
 impl Bar {
-    fn new(what: &str, quiet: bool) -> Bar {
+    pub(crate) fn new(what: &str, quiet: bool) -> Bar {
         use std::io::IsTerminal;
         let show = !quiet && std::io::stdout().is_terminal() && std::io::stderr().is_terminal();
         Bar(show.then(|| {
@@ -579,7 +681,7 @@ impl Bar {
     }
 
     /// Take the bar off the terminal.
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Some(b) = &self.0 {
             b.finish_and_clear();
         }

@@ -12,7 +12,7 @@ use std::sync::Once;
 
 /// DejaVu Sans (Bitstream Vera license; see `src/plot/LICENSE-DejaVu.txt`).
 static FONT: &[u8] = include_bytes!("plot/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
+pub(crate) const FAMILY: &str = "sans-serif";
 
 /// Why a figure could not be drawn.
 #[derive(Debug)]
@@ -26,7 +26,7 @@ impl std::fmt::Display for PlotError {
 
 impl std::error::Error for PlotError {}
 
-fn err<E: std::fmt::Display>(e: E) -> PlotError {
+pub(crate) fn err<E: std::fmt::Display>(e: E) -> PlotError {
     PlotError(e.to_string())
 }
 
@@ -156,7 +156,7 @@ const LEGEND_H: u32 = 24;
 const MIN_WIDTH: u32 = 760;
 
 /// Colorblind-friendly qualitative palette (Okabe–Ito, then Tableau extras).
-const COLORS: [RGBColor; 10] = [
+pub(crate) const COLORS: [RGBColor; 10] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -174,7 +174,7 @@ fn color(names: &[String], name: &str) -> RGBColor {
     COLORS[i % COLORS.len()]
 }
 
-fn register_font() -> Result<(), PlotError> {
+pub(crate) fn register_font() -> Result<(), PlotError> {
     static ONCE: Once = Once::new();
     let mut result = Ok(());
     ONCE.call_once(|| {
@@ -275,7 +275,7 @@ pub fn format_len(v: f64) -> String {
 }
 
 /// Short y-axis labels: 3 significant digits without trailing zeros.
-fn format_y(v: &f64) -> String {
+pub(crate) fn format_y(v: &f64) -> String {
     let a = v.abs();
     if a == 0.0 {
         "0".into()

@@ -1,7 +1,53 @@
-//! Parameter sweeps: run one arch and workload over the cartesian product of `--vary key=v1,v2,...` values (in
-//! parallel), pick one metric from each report, and render a table, a CSV and a line plot of the metric against
-//! the first varied parameter (one line per combination of the others). Files are written by
-//! [`crate::reproduce::write::write_files`], the library's single file writer.
+//! Parameter sweeps, in two forms.
+//!
+//! - **Sweep files** ([`file`] → [`plan::Plan`]): several designs, axes over any parameter (lists, ranges,
+//!   geometric ranges; product or zipped), constraints and plots. Each point becomes one JSON line with every
+//!   headline output ([`row`]); points can be sharded, resumed from a journal and merged ([`plan`]); the CSV is
+//!   rendered from the lines and plots ([`chart`]) from the CSV, so every path writes the same bytes.
+//! - **The flag form** (`--vary key=v1,v2,...`, below): one arch and workload over the cartesian product (in
+//!   parallel), one metric from each report, rendered as a table, a CSV and a line plot of the metric against
+//!   the first varied parameter (one line per combination of the others). Files are written by
+//!   [`crate::reproduce::write::write_files`].
+
+pub mod chart;
+pub mod file;
+pub mod plan;
+pub mod row;
+
+/// What a finished sweep writes, as text: `sweep.jsonl`, `sweep.csv` and each plot's SVG, and the charts (for
+/// PNGs); plus a message for each plot that could not be drawn (a column the data lacks). `lines` are every
+/// point's JSON line in point order (a whole run's, or merged shards').
+#[allow(clippy::type_complexity)]
+pub fn artifacts(
+    plan: &plan::Plan,
+    lines: &[(u64, String)],
+) -> (
+    Vec<(String, String)>,
+    Vec<(String, chart::Chart)>,
+    Vec<String>,
+) {
+    let (jsonl, csv) = plan.outputs(lines);
+    let table = row::Table::parse(&csv);
+    let mut texts = vec![
+        ("sweep.jsonl".to_string(), jsonl),
+        ("sweep.csv".to_string(), csv),
+    ];
+    let mut charts = Vec::new();
+    let mut errors = Vec::new();
+    for spec in &plan.plots {
+        let title = format!("{}: {}", plan.name, spec.name);
+        match chart::chart(&table, spec, &title)
+            .and_then(|c| chart::svg(&c).map(|s| (c, s)).map_err(|e| e.to_string()))
+        {
+            Ok((c, s)) => {
+                texts.push((format!("{}.svg", spec.name), s));
+                charts.push((spec.name.clone(), c));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (texts, charts, errors)
+}
 
 use crate::diag::SourceFile;
 use crate::plot::{Corner, Figure, LineChart, Panel, Series, XAxis};
