@@ -170,4 +170,9 @@ pub enum Pipeline {
     Interleave(Fig),
     /// Each tile is fully produced and consumed before the next starts.
     Sequential,
+    /// Up to `depth` tiles in flight, but without interleaving them on a unit: a unit starts no task of a tile
+    /// while a task of an earlier tile placed on it has not started. Units still overlap one another (one array
+    /// works on the next tile while another finishes this one), so only the latencies on a tile's own path
+    /// through a unit are exposed.
+    InOrder(Fig),
 }
