@@ -108,6 +108,11 @@ pub struct BindingFile {
     /// Sizes of the partition parts, evaluated in order (later rules may use earlier sizes).
     #[serde(default)]
     pub sizes: Vec<(String, SizeRule)>,
+    /// Cascade parameters this binding fixes, as size expressions over the arch's parameters (`"block":
+    /// "rows"`): a tile size the cascade declares but the hardware decides. They replace the cascade's
+    /// defaults, the model's values and `--set` for runs on this binding.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
     pub stages: Vec<StageFile>,
 }
 
