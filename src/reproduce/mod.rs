@@ -55,6 +55,10 @@ pub struct Plan {
     /// An area–latency study over array sizes, if the paper has one.
     #[serde(default)]
     pub array_study: Option<ArrayStudy>,
+    /// Disagreements with published values that no target here can show (the per-point values are withheld),
+    /// as (topic, explanation), each with its cause; rendered after the validation table.
+    #[serde(default)]
+    pub notes: Vec<(String, String)>,
 }
 
 /// One design at one length on square 2D arrays of several sizes: every arch parameter in `params` is set to the

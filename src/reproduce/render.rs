@@ -67,6 +67,7 @@ pub fn report_md(rep: &Reproduction, results: &[TargetResult]) -> String {
     designs(&mut o, rep);
     summary(&mut o, rep);
     validation(&mut o, results);
+    notes(&mut o, rep);
     variants(&mut o, rep, results);
     for d in &rep.plan.designs {
         if rep.available(&d.arch) {
@@ -76,6 +77,18 @@ pub fn report_md(rep: &Reproduction, results: &[TargetResult]) -> String {
     array_study(&mut o, rep);
     failures(&mut o, rep);
     o
+}
+
+/// The plan's notes on disagreements that no target shows.
+fn notes(o: &mut String, rep: &Reproduction) {
+    if rep.plan.notes.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## Modelling notes and remaining disagreements\n");
+    for (topic, text) in &rep.plan.notes {
+        let _ = writeln!(o, "- **{topic}.** {text}");
+    }
+    let _ = writeln!(o);
 }
 
 /// The area–latency study: one table per model, the Pareto front marked.
