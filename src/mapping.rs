@@ -120,6 +120,9 @@ pub struct StageProgram {
     pub templates: Vec<Template>,
     /// Tiles (innermost-loop iterations) in flight at once; 1 = sequential.
     pub window: u32,
+    /// `Pipeline::InOrder`: a unit runs its tasks tile by tile (never one of a later tile while one of an
+    /// earlier tile on it waits).
+    pub in_order: bool,
     /// Buffer bytes available for DRAM tiles after the statically resident tensors.
     pub buffer_free: u64,
     /// Bytes statically resident in the buffer (on-chip state kept across tiles).
@@ -1022,6 +1025,7 @@ impl<'a> Stage<'a> {
             loops,
             templates,
             window,
+            in_order: matches!(self.file.pipeline, Pipeline::InOrder(_)),
             buffer_free: cap - resident,
             resident,
             buffer: lv.buffer.name.clone(),
@@ -1682,7 +1686,9 @@ impl<'a> Stage<'a> {
     /// Tiles in flight at once: the pipeline's depth, or 1 for a sequential stage.
     fn window(&self) -> Result<u32, MapError> {
         Ok(match &self.file.pipeline {
-            Pipeline::Interleave(d) => eval(&d.0, self.sizes)?.clamp(1, u32::MAX as i64) as u32,
+            Pipeline::Interleave(d) | Pipeline::InOrder(d) => {
+                eval(&d.0, self.sizes)?.clamp(1, u32::MAX as i64) as u32
+            }
             Pipeline::Sequential => 1,
         })
     }

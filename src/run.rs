@@ -297,9 +297,19 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
         .iter()
         .filter(|b| b.cascade == s.cascade.name)
     {
-        match mapping::map(&s.cascade, &s.sizes, &s.params, &s.arch, b) {
+        let bound = match bound_params(s, b) {
+            Ok(env) => env,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        let (sizes, params) = bound
+            .as_ref()
+            .map_or((&s.sizes, &s.params), |(z, p, _)| (z, p));
+        match mapping::map(&s.cascade, sizes, params, &s.arch, b) {
             Ok(p) => {
-                chosen = Some((b, p));
+                chosen = Some((b, p, bound));
                 break;
             }
             Err(e) => errors.push(if b.name.is_empty() {
@@ -309,7 +319,7 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
             }),
         }
     }
-    let Some((binding, program)) = chosen else {
+    let Some((binding, program, bound)) = chosen else {
         if errors.is_empty() {
             errors.push(format!(
                 "arch `{}` does not bind `{}`",
@@ -324,8 +334,11 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
         sim::SimError::TooLarge(m) => RunError::Mapping(m + &report::too_large_context(&s.params)),
         sim::SimError::Internal(m) => RunError::Internal(m),
     })?;
-    let pass_report = passes::analyse(&s.cascade, &s.sizes, s.reported_params());
-    let mut params = s.reported_params();
+    let (sizes, mut params) = match &bound {
+        Some((z, _, reported)) => (z, reported.clone()),
+        None => (&s.sizes, s.reported_params()),
+    };
+    let pass_report = passes::analyse(&s.cascade, sizes, params.clone());
     for (k, v) in &s.arch.params {
         params.insert(format!("{}.{k}", s.arch.name), *v);
     }
@@ -346,6 +359,44 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
         report::BuildError::TooLarge(m) => RunError::Mapping(m),
         report::BuildError::BelowBound(m) => RunError::Internal(m),
     })
+}
+
+/// The cascade's sizes, parameters and reported parameters under the parameters binding `b` fixes (`set`,
+/// evaluated over the arch's parameters), or `None` when it fixes none.
+type Bound = (Vec<i64>, BTreeMap<String, i64>, BTreeMap<String, i64>);
+
+fn bound_params(s: &Setup, b: &crate::arch::BindingFile) -> Result<Option<Bound>, String> {
+    if b.set.is_empty() {
+        return Ok(None);
+    }
+    let what = |e: String| {
+        if b.name.is_empty() {
+            e
+        } else {
+            format!("binding `{}`: {e}", b.name)
+        }
+    };
+    let mut ov: BTreeMap<String, i64> = s.reported_params();
+    for (name, text) in &b.set {
+        let x = crate::expr::SizeExpr::parse(text)
+            .map_err(|e| what(format!("in `set` for `{name}`: {}", e.message)))?;
+        let v = x
+            .eval(&|n: &str| s.arch.params.get(n).copied())
+            .map_err(|e| what(format!("in `set` for `{name}`: {}", e.message)))?;
+        ov.insert(name.clone(), v);
+    }
+    let ov: Vec<(String, i64)> = ov.into_iter().collect();
+    let env = s
+        .cascade
+        .with_params(&ov)
+        .map_err(|e| what(e.to_string()))?;
+    let mut reported: BTreeMap<String, i64> = env.params.iter().cloned().collect();
+    reported.retain(|k, _| !env.followed.contains(k));
+    Ok(Some((
+        env.sizes,
+        env.params.iter().cloned().collect(),
+        reported,
+    )))
 }
 
 /// Load and run in one call.

@@ -108,6 +108,11 @@ pub struct BindingFile {
     /// Sizes of the partition parts, evaluated in order (later rules may use earlier sizes).
     #[serde(default)]
     pub sizes: Vec<(String, SizeRule)>,
+    /// Cascade parameters this binding fixes, as size expressions over the arch's parameters (`"block":
+    /// "rows"`): a tile size the cascade declares but the hardware decides. They replace the cascade's
+    /// defaults, the model's values and `--set` for runs on this binding.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
     pub stages: Vec<StageFile>,
 }
 
@@ -170,4 +175,9 @@ pub enum Pipeline {
     Interleave(Fig),
     /// Each tile is fully produced and consumed before the next starts.
     Sequential,
+    /// Up to `depth` tiles in flight, but without interleaving them on a unit: a unit starts no task of a tile
+    /// while a task of an earlier tile placed on it has not started. Units still overlap one another (one array
+    /// works on the next tile while another finishes this one), so only the latencies on a tile's own path
+    /// through a unit are exposed.
+    InOrder(Fig),
 }

@@ -389,7 +389,7 @@ pub fn resolve(
     // The names a binding uses (units, storage levels, the cascade's Einsums and ranks) are checked by
     // `crate::binding`; its figures are checked here with the others.
     for st in f.bindings.iter().flat_map(|b| &b.stages) {
-        if let Pipeline::Interleave(depth) = &st.pipeline {
+        if let Pipeline::Interleave(depth) | Pipeline::InOrder(depth) = &st.pipeline {
             fig(depth, &["tile"], &mut errs);
         }
     }

@@ -75,7 +75,7 @@ mod tests {
         let err = c.with_params(&[("sequence".into(), 4096)]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown parameter `sequence`; the parameters are: seq, q_len, kv_len, batch, heads, head_dim"
+            "unknown parameter `sequence`; the parameters are: seq, q_len, kv_len, batch, heads, head_dim, kv_tile"
         );
         // A ragged length: four M0 tiles, the last holding 232 keys and 24 of padding.
         let ragged = rank_sizes(&c, &[("seq".into(), 1000)]).unwrap();

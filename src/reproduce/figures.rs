@@ -16,7 +16,61 @@ pub fn all(rep: &Reproduction) -> Vec<(&'static str, Figure)> {
     if rep.plan.layer {
         out.push(("layer_speedup", speedup(rep, Scope::Layer)));
     }
+    if rep.plan.array_study.is_some() {
+        out.push(("area_latency", area_latency(rep)));
+    }
     out
+}
+
+/// The array study: latency (log10 s) against chip area (log2 axis), one panel per model, every array and the
+/// Pareto front.
+pub fn area_latency(rep: &Reproduction) -> Figure {
+    let Some(a) = &rep.plan.array_study else {
+        return message(
+            "Area-latency study".into(),
+            "no array study in the plan".into(),
+        );
+    };
+    let panels = a
+        .models
+        .iter()
+        .map(|m| {
+            let pts = |front: bool| -> Vec<(f64, f64)> {
+                rep.study
+                    .iter()
+                    .filter(|p| &p.model == m && (!front || p.pareto(&rep.study)))
+                    .filter_map(|p| p.result.as_ref().ok())
+                    .map(|r| (r.area_mm2, r.seconds.log10()))
+                    .collect()
+            };
+            Panel::Line(LineChart {
+                title: format!("{m}, {} tokens", super::render::len(a.seq)),
+                x_label: "chip area (mm2)".into(),
+                y_label: "latency (log10 s)".into(),
+                x_axis: XAxis::Log2,
+                series: vec![
+                    Series {
+                        name: "every array".into(),
+                        points: pts(false),
+                    },
+                    Series {
+                        name: "Pareto front".into(),
+                        points: pts(true),
+                    },
+                ],
+                reference: None,
+                legend: Corner::UpperRight,
+                headroom: 1.15,
+            })
+        })
+        .collect();
+    Figure {
+        title: format!("Area vs attention latency ({}, array sizes)", a.design),
+        panels,
+        cols: a.models.len().max(1),
+        panel_size: (460, 320),
+        shared_legend: true,
+    }
 }
 
 fn no_baseline(rep: &Reproduction) -> String {

@@ -52,6 +52,51 @@ pub struct Plan {
     /// Energy actions (`component:action`) whose share of each run's energy the tables and CSV report.
     #[serde(default)]
     pub energy_shares: Vec<String>,
+    /// An area–latency study over array sizes, if the paper has one.
+    #[serde(default)]
+    pub array_study: Option<ArrayStudy>,
+    /// Disagreements with published values that no target here can show (the per-point values are withheld),
+    /// as (topic, explanation), each with its cause; rendered after the validation table.
+    #[serde(default)]
+    pub notes: Vec<(String, String)>,
+}
+
+/// One design at one length on square 2D arrays of several sizes: every arch parameter in `params` is set to the
+/// size (the 2D array's rows and columns, the 1D array's lanes), and the binding decides the tiles.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArrayStudy {
+    pub design: String,
+    pub models: Vec<String>,
+    pub seq: i64,
+    pub sizes: Vec<i64>,
+    pub params: Vec<String>,
+}
+
+/// One point of the array study.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct StudyPoint {
+    pub model: String,
+    pub size: i64,
+    pub result: Result<RunSummary, Failure>,
+}
+
+impl StudyPoint {
+    /// On the model's Pareto front of (area, latency): no other point of the model is at most as large and at
+    /// most as slow, and better in one.
+    pub fn pareto(&self, all: &[StudyPoint]) -> bool {
+        let Ok(r) = &self.result else {
+            return false;
+        };
+        !all.iter()
+            .filter(|p| p.model == self.model)
+            .filter_map(|p| p.result.as_ref().ok())
+            .any(|o| {
+                o.area_mm2 <= r.area_mm2
+                    && o.seconds <= r.seconds
+                    && (o.area_mm2 < r.area_mm2 || o.seconds < r.seconds)
+            })
+    }
 }
 
 impl Plan {
@@ -198,6 +243,8 @@ pub struct Reproduction {
     pub layers: Vec<Point<LayerSummary>>,
     /// The targets evaluated again under each what-if variant of the targets file.
     pub variants: Vec<targets::VariantResult>,
+    /// The array study's points (model, size), in plan order.
+    pub study: Vec<StudyPoint>,
 }
 
 impl Reproduction {
@@ -311,7 +358,7 @@ pub fn reproduce(
     progress: &dyn Progress,
 ) -> Reproduction {
     let jobs = Jobs::of(plan, lookup);
-    progress.start(jobs.points.len() as u64);
+    progress.start((jobs.points.len() + Jobs::study_points(plan).len()) as u64);
     jobs.run(plan, lookup, opts, progress)
 }
 
@@ -384,7 +431,50 @@ impl<'p> Jobs<'p> {
             runs,
             layers,
             variants: Vec::new(),
+            study: Self::study(plan, lookup, opts, progress),
         }
+    }
+
+    fn study_points(plan: &Plan) -> Vec<(&str, i64)> {
+        plan.array_study.as_ref().map_or(Vec::new(), |a| {
+            a.models
+                .iter()
+                .flat_map(|m| a.sizes.iter().map(move |&n| (m.as_str(), n)))
+                .collect()
+        })
+    }
+
+    fn study(
+        plan: &Plan,
+        lookup: SyncLookup,
+        opts: SimOptions,
+        progress: &dyn Progress,
+    ) -> Vec<StudyPoint> {
+        let Some(a) = &plan.array_study else {
+            return Vec::new();
+        };
+        Self::study_points(plan)
+            .par_iter()
+            .map(|&(model, n)| {
+                let mut sets = vec![format!("seq={}", a.seq)];
+                sets.extend(a.params.iter().map(|p| format!("{p}={n}")));
+                let result = match (lookup(Kind::Arch, &a.design), lookup(Kind::Model, model)) {
+                    (Some(arch), Some(m)) => run::run(&arch, Some(&m), None, &sets, lookup, opts)
+                        .map(|r| RunSummary::from(&r))
+                        .map_err(Failure::from),
+                    _ => Err(Failure {
+                        message: format!("no arch `{}` or model `{model}`", a.design),
+                        internal: false,
+                    }),
+                };
+                progress.inc();
+                StudyPoint {
+                    model: model.to_string(),
+                    size: n,
+                    result,
+                }
+            })
+            .collect()
     }
 }
 
@@ -479,7 +569,7 @@ pub fn run_targets(
         .collect();
     let jobs = Jobs::of(plan, lookup);
     let runs = 1 + swaps.iter().filter(|s| s.is_ok()).count() as u64;
-    progress.start(jobs.points.len() as u64 * runs);
+    progress.start((jobs.points.len() + Jobs::study_points(plan).len()) as u64 * runs);
     let mut rep = jobs.run(plan, lookup, opts, progress);
     let results = targets::evaluate(file, &rep);
     for (variant, swaps) in file.variants.iter().zip(swaps) {

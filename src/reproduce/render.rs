@@ -67,14 +67,92 @@ pub fn report_md(rep: &Reproduction, results: &[TargetResult]) -> String {
     designs(&mut o, rep);
     summary(&mut o, rep);
     validation(&mut o, results);
+    notes(&mut o, rep);
     variants(&mut o, rep, results);
     for d in &rep.plan.designs {
         if rep.available(&d.arch) {
             design_section(&mut o, rep, &d.arch);
         }
     }
+    array_study(&mut o, rep);
     failures(&mut o, rep);
     o
+}
+
+/// The plan's notes on disagreements that no target shows.
+fn notes(o: &mut String, rep: &Reproduction) {
+    if rep.plan.notes.is_empty() {
+        return;
+    }
+    let _ = writeln!(o, "## Modelling notes and remaining disagreements\n");
+    for (topic, text) in &rep.plan.notes {
+        let _ = writeln!(o, "- **{topic}.** {text}");
+    }
+    let _ = writeln!(o);
+}
+
+/// The area–latency study: one table per model, the Pareto front marked.
+fn array_study(o: &mut String, rep: &Reproduction) {
+    let Some(a) = &rep.plan.array_study else {
+        return;
+    };
+    let _ = writeln!(
+        o,
+        "## Area–latency study
+"
+    );
+    let _ = writeln!(
+        o,
+        "`{}` at {} tokens on square 2D arrays, with {} set to the array size (`--set`), so the 1D array scales \
+         with it and the binding sizes the tiles. Plotted in `area_latency.png`/`.svg`; rows `array_study` in \
+         `runs.csv`. A point is on the Pareto front when no other array of the model is at most as large and at \
+         most as slow.\n",
+        a.design,
+        len(a.seq),
+        a.params
+            .iter()
+            .map(|p| format!("`{p}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        o,
+        "| model | 2D array | area (mm2) | latency (s) | util pe2d | util pe1d | mapping | Pareto |"
+    );
+    let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
+    for p in &rep.study {
+        match &p.result {
+            Ok(r) => {
+                let u = |k: &str| r.utilization.get(k).map_or(String::new(), |x| sig(*x));
+                let mapping: Vec<String> =
+                    r.mapping.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let _ = writeln!(
+                    o,
+                    "| {} | {}x{} | {} | {} | {} | {} | {} | {} |",
+                    p.model,
+                    p.size,
+                    p.size,
+                    sig(r.area_mm2),
+                    sig(r.seconds),
+                    u("pe2d"),
+                    u("pe1d"),
+                    mapping.join(" "),
+                    if p.pareto(&rep.study) { "yes" } else { "no" }
+                );
+            }
+            Err(f) => {
+                let _ = writeln!(
+                    o,
+                    "| {} | {}x{} | failed: {} | | | | | |",
+                    p.model,
+                    p.size,
+                    p.size,
+                    f.message.replace('\n', " ").replace('|', "/")
+                );
+            }
+        }
+    }
+    let _ = writeln!(o);
 }
 
 fn header(o: &mut String, rep: &Reproduction) {
@@ -652,6 +730,26 @@ pub fn runs_csv(rep: &Reproduction) -> String {
             Err(f) => failed_row(&mut row, width, &f.message),
         }
         push_csv_row(&mut o, &row);
+    }
+    // The array study: design `ARCH@NxN`, no baselines.
+    if let Some(a) = &rep.plan.array_study {
+        for p in &rep.study {
+            let mut row = vec![
+                "array_study".to_string(),
+                format!("{}@{}x{}", a.design, p.size, p.size),
+                p.model.clone(),
+                a.seq.to_string(),
+            ];
+            match &p.result {
+                Ok(r) => {
+                    row.push("ok".into());
+                    row.extend(attention(r));
+                    row.extend(blank(2 * rep.plan.baselines.len() + 1));
+                }
+                Err(f) => failed_row(&mut row, width, &f.message),
+            }
+            push_csv_row(&mut o, &row);
+        }
     }
     o
 }

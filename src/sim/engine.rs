@@ -264,6 +264,9 @@ struct Stage<'a> {
     events: BinaryHeap<Reverse<(Tick, Ev)>>,
     server_free: Vec<Tick>,
     ready: Vec<BTreeSet<(u64, usize)>>,
+    /// `Pipeline::InOrder` only: per server, the compute instances admitted but not started, by step. A server
+    /// starts a task only from the oldest of these steps. A function of the live instances, so snapshots cover it.
+    pending: Vec<BTreeMap<u64, u32>>,
     alloc_wait: BTreeSet<(u64, usize)>,
     buffer_free: u64,
     inflight: BTreeMap<u64, StepRec>,
@@ -376,6 +379,7 @@ impl<'a> Stage<'a> {
             events: BinaryHeap::new(),
             server_free: vec![0; p.servers.len()],
             ready: vec![BTreeSet::new(); p.servers.len()],
+            pending: vec![BTreeMap::new(); p.servers.len()],
             alloc_wait: BTreeSet::new(),
             buffer_free: st.buffer_free,
             inflight: BTreeMap::new(),
@@ -530,6 +534,9 @@ impl<'a> Stage<'a> {
             parked: false,
         };
         self.seq += 1;
+        if self.st.in_order && self.counts[ti] {
+            *self.pending[t.server].entry(self.step).or_insert(0) += 1;
+        }
         for d in &t.deps {
             let mut pkey = self.key(d.template, &self.coords);
             if let Some(j) = d.carried {
@@ -704,9 +711,24 @@ impl<'a> Stage<'a> {
             if self.server_free[s] > self.now {
                 continue;
             }
-            let Some((_, id)) = self.ready[s].pop_first() else {
+            let Some(&(_, id)) = self.ready[s].first() else {
                 continue;
             };
+            if self.st.in_order && self.counts[self.insts[id].as_ref().expect("live").tmpl] {
+                // Tile by tile: nothing of a later tile while a task of an earlier one has not started.
+                let step = self.insts[id].as_ref().expect("live").step;
+                let mut oldest = self.pending[s]
+                    .first_entry()
+                    .expect("a ready task is pending");
+                if *oldest.key() < step {
+                    continue;
+                }
+                *oldest.get_mut() -= 1;
+                if *oldest.get() == 0 {
+                    oldest.remove();
+                }
+            }
+            self.ready[s].pop_first();
             let work = {
                 let i = self.insts[id].as_ref().expect("live");
                 self.st.templates[i.tmpl].work as Tick
@@ -1319,6 +1341,12 @@ impl<'a> Stage<'a> {
             .collect();
         for q in &mut self.ready {
             *q = q.iter().map(|&(s, id)| (s + n * dseq, id)).collect();
+        }
+        for q in &mut self.pending {
+            *q = std::mem::take(q)
+                .into_iter()
+                .map(|(s, c)| (if s >= start { s + n * ds } else { s }, c))
+                .collect();
         }
         self.step += n * ds;
         self.seq += n * dseq;
