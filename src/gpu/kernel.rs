@@ -454,6 +454,8 @@ pub fn program(gpu: &Gpu, plan: &Plan, steps: u64) -> Program {
             loops,
             templates,
             window: plan.window,
+            // Warps issue out of order across the tile steps in flight (list scheduling), as the window says.
+            in_order: false,
             buffer_free: u64::MAX / 4,
             resident: 0,
             buffer: String::new(),
