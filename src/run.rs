@@ -142,6 +142,9 @@ pub struct Setup {
     /// Cascade parameters that took their default expression's value (`q_len` following `seq`): in `params` for
     /// mapping like any other, but not reported (see [`cascade::Env::followed`]).
     pub followed: Vec<String>,
+    /// Cascade parameters the command line set (`--set`): a binding that fixes one of them (`set`) refuses to run
+    /// rather than ignore the user's value.
+    pub user_set: Vec<String>,
 }
 
 impl Setup {
@@ -198,6 +201,12 @@ pub fn setup(
     let env = cascade
         .with_params(&ov)
         .map_err(|e| RunError::Mapping(e.to_string()))?;
+    let user_set = sets
+        .pairs
+        .iter()
+        .filter(|(k, _)| cascade.param(k).is_some())
+        .map(|(k, _)| k.clone())
+        .collect();
     Ok(Setup {
         arch,
         cascade,
@@ -205,6 +214,7 @@ pub fn setup(
         params: env.params.iter().cloned().collect(),
         sizes: env.sizes,
         followed: env.followed,
+        user_set,
     })
 }
 
@@ -378,6 +388,12 @@ fn bound_params(s: &Setup, b: &crate::arch::BindingFile) -> Result<Option<Bound>
     };
     let mut ov: BTreeMap<String, i64> = s.reported_params();
     for (name, text) in &b.set {
+        if s.user_set.contains(name) {
+            return Err(what(format!(
+                "`{name}` is fixed by the binding (`{name} = {text}`), so `--set {name}` would be ignored; set the \
+                 parameters of `{text}` instead"
+            )));
+        }
         let x = crate::expr::SizeExpr::parse(text)
             .map_err(|e| what(format!("in `set` for `{name}`: {}", e.message)))?;
         let v = x

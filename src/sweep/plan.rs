@@ -313,6 +313,11 @@ impl Plan {
             params: env.params.iter().cloned().collect(),
             sizes: env.sizes,
             followed: env.followed,
+            user_set: sets
+                .iter()
+                .filter(|(k, _)| base.cascade.param(k).is_some())
+                .map(|(k, _)| k.clone())
+                .collect(),
         };
         run::simulate(&setup, SimOptions::default())
     }
