@@ -129,12 +129,16 @@ fn fusemax_tile_follows_the_array() {
             .utilization
     };
     assert!((util(&a) - util(&b)).abs() < 0.01);
-    // A user's `--set kv_tile` does not move a binding that fixes it.
-    let c = run_shipped(
+    // A user's `--set kv_tile` cannot move a binding that fixes it: it is refused, never silently ignored.
+    let c = try_shipped(
         "fusemax",
         "bert-base",
         &["seq=262144", "kv_tile=128"],
         EXTRAPOLATE,
     );
-    assert_eq!(c.cycles, a.cycles);
+    let e = c
+        .err()
+        .expect("a fixed parameter set by the user is an error")
+        .to_string();
+    assert!(e.contains("`kv_tile` is fixed by the binding"), "{e}");
 }
