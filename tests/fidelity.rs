@@ -136,9 +136,9 @@ fn fusemax_tile_follows_the_array() {
         &["seq=262144", "kv_tile=128"],
         EXTRAPOLATE,
     );
-    let e = c
-        .err()
-        .expect("a fixed parameter set by the user is an error")
-        .to_string();
+    let Err(e) = c else {
+        panic!("a fixed parameter set by the user is an error")
+    };
+    let e = e.to_string();
     assert!(e.contains("`kv_tile` is fixed by the binding"), "{e}");
 }
