@@ -340,7 +340,7 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
     };
     // The mapping guarantees every tile can get room in the buffer, so a deadlock is an engine bug; a
     // configuration too large to count is invalid input.
-    let result = sim::simulate(&program, opts).map_err(|e| match e {
+    let result = sim::memo::simulate(&program, opts).map_err(|e| match e {
         sim::SimError::TooLarge(m) => RunError::Mapping(m + &report::too_large_context(&s.params)),
         sim::SimError::Internal(m) => RunError::Internal(m),
     })?;

@@ -20,6 +20,7 @@
 //! products are checked, so no count wraps.
 
 mod engine;
+pub mod memo;
 
 pub use engine::{
     simulate, Estimate, SimError, SimOptions, SimResult, StageTime, Tick, DEFAULT_BUDGET,
