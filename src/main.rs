@@ -508,6 +508,10 @@ fn check(files: &[String]) -> ExitCode {
                 .map(|_| ())
         } else if head.starts_with("Layer") {
             einsim::layer::load_layer(&file).map(|_| ())
+        } else if head.starts_with("Sweep") {
+            // Every design, workload, axis parameter and plot column, resolved as `einsim sweep` resolves them.
+            let lookup = sweep_cli::lookup_near(sweep_cli::dir_of(path));
+            einsim::sweep::file::load(&file, &lookup).map(|_| ())
         } else {
             einsim::cascade::load(&file).map(|_| ())
         };

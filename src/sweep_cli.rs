@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 /// The lookup of a sweep file: shipped names, else paths relative to the sweep file's directory, then the
 /// working directory (archs, models and the cascades a binding names).
-fn lookup_near(dir: PathBuf) -> impl Fn(Kind, &str) -> Option<SourceFile> + Sync {
+pub(crate) fn lookup_near(dir: PathBuf) -> impl Fn(Kind, &str) -> Option<SourceFile> + Sync {
     move |kind, name| {
         if let Some(f) = library::get(kind, name) {
             return Some(f);
@@ -32,7 +32,7 @@ fn lookup_near(dir: PathBuf) -> impl Fn(Kind, &str) -> Option<SourceFile> + Sync
 }
 
 /// The directory of a file argument (`.` for a bare file name).
-fn dir_of(path: &str) -> PathBuf {
+pub(crate) fn dir_of(path: &str) -> PathBuf {
     Path::new(path)
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
