@@ -40,6 +40,7 @@ pub(crate) fn check(file: &SourceFile, raw: RawCascade) -> Result<Cascade, Vec<D
     let (stmts, syntax_errors) = syntax::parse(&raw.einsums, tloc);
     cx.errors.extend(syntax_errors);
     let body = cx.einsums(&stmts);
+    cx.topk_counts(&body.1, &sizes);
 
     let mut errors = cx.errors;
     if !errors.is_empty() {
@@ -533,6 +534,46 @@ impl<'a> Cx<'a> {
             ));
         }
         id
+    }
+
+    /// With the parameter defaults, every `topk(r, k)` must keep 1 ≤ k ≤ |r| (`Env` re-checks each
+    /// configuration). Counts that do not evaluate were reported by `size_names`.
+    fn topk_counts(&mut self, einsums: &[Einsum], sizes: &[Option<i64>]) {
+        let defaults: Vec<(String, i64)> = self
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), p.default))
+            .collect();
+        for es in einsums {
+            for red in &es.reductions {
+                let ReduceOp::TopK(k) = &red.op else {
+                    continue;
+                };
+                let Some(n) = sizes.get(red.rank).copied().flatten() else {
+                    continue;
+                };
+                let lookup = |name: &str| {
+                    defaults
+                        .iter()
+                        .find(|(p, _)| p == name)
+                        .map(|(_, v)| *v)
+                        .or_else(|| {
+                            let r = self.ranks.iter().position(|r| r.name == name)?;
+                            sizes.get(r).copied().flatten()
+                        })
+                };
+                if let Ok(v) = k.eval(&lookup) {
+                    if v < 1 || v > n {
+                        let rank = &self.ranks[red.rank].name;
+                        self.err(Diagnostic::new(
+                            red.span,
+                            format!("`topk` keeps `{k}` = {v} of rank `{rank}`, which has {n} (with the parameter defaults)"),
+                            format!("expected a count from 1 to {n}"),
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     fn size_names(&mut self, e: &SizeExpr) -> bool {
