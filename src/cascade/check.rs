@@ -26,6 +26,7 @@ pub(crate) fn check(file: &SourceFile, raw: RawCascade) -> Result<Cascade, Vec<D
         partition_failed: false,
     };
     cx.params(&raw);
+    cx.limits(&raw);
     let rank_ok = cx.ranks(&raw);
     let sizes = cx.evaluate(&rank_ok);
     cx.partitions(&raw, &sizes);
@@ -154,8 +155,47 @@ impl<'a> Cx<'a> {
                     default,
                     follows,
                     span: ks,
+                    range: None,
                 });
             }
+        }
+    }
+
+    /// `limits`: each names a parameter, its bounds are ordered, and the default lies within them.
+    fn limits(&mut self, raw: &RawCascade) {
+        for (i, (name, (lo, hi))) in raw.limits.0.iter().enumerate() {
+            let (ks, vloc) = self.entry("limits", i);
+            let vs = vloc.map_or(ks, Loc::span);
+            let Some(p) = self.params.iter().position(|p| &p.name == name) else {
+                let known = list(self.params.iter().map(|p| p.name.clone()));
+                self.err(Diagnostic::new(
+                    ks,
+                    format!("limits of unknown parameter `{name}`"),
+                    format!("expected a parameter of this cascade ({known})"),
+                ));
+                continue;
+            };
+            if lo > hi {
+                self.err(Diagnostic::new(
+                    vs,
+                    format!("the limits of `{name}` are ({lo}, {hi}), an empty range"),
+                    "expected (lowest, highest) with lowest ≤ highest",
+                ));
+                continue;
+            }
+            let d = self.params[p].default;
+            if d < *lo || d > *hi {
+                let span = self.params[p].span;
+                self.err(
+                    Diagnostic::new(
+                        span,
+                        format!("parameter `{name}` defaults to {d}, outside its limits {lo} to {hi}"),
+                        format!("expected a default from {lo} to {hi}"),
+                    )
+                    .with_secondary(vs, "limits given here"),
+                );
+            }
+            self.params[p].range = Some((*lo, *hi));
         }
     }
 

@@ -47,6 +47,13 @@ pub enum EnvError {
     },
     #[error("cannot evaluate `{expr}`: {message}")]
     Expr { expr: String, message: String },
+    #[error("parameter `{param}` = {value} is outside its limits, {lo} to {hi}")]
+    OutOfRange {
+        param: String,
+        value: i64,
+        lo: i64,
+        hi: i64,
+    },
     #[error("Einsum `{einsum}`: `topk({rank}, {expr})` keeps {k} of {n}; expected a count from 1 to {n}")]
     TopK {
         einsum: String,
@@ -102,6 +109,16 @@ impl Cascade {
                 }
                 (None, None) => p.default,
             };
+            if let Some((lo, hi)) = p.range {
+                if value < lo || value > hi {
+                    return Err(EnvError::OutOfRange {
+                        param: p.name.clone(),
+                        value,
+                        lo,
+                        hi,
+                    });
+                }
+            }
             params.push((p.name.clone(), value));
         }
         let ranks: Vec<(&str, &SizeExpr)> = self
