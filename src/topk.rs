@@ -76,7 +76,12 @@ pub enum TopkError {
 
 /// One quick-select of the `k` largest of `n` continuous i.i.d. scores, with pivots drawn from `rng`, and the
 /// filter pass.
-pub fn select(engine: Engine, n: u64, k: u64, rng: &mut SplitMix64) -> Result<SelectionCost, TopkError> {
+pub fn select(
+    engine: Engine,
+    n: u64,
+    k: u64,
+    rng: &mut SplitMix64,
+) -> Result<SelectionCost, TopkError> {
     if k == 0 || k > n {
         return Err(TopkError::BadK { n, k });
     }

@@ -776,7 +776,9 @@ fn topk_engine_cycles_are_the_seeded_rounds() {
     // The engine charges src/topk.rs's rounds for the arch's seed; the stage adds the 2-cycle latency. Sixteen
     // fibers in one task are sixteen selections from one pivot stream.
     use einsim::topk::{tile_cost, Engine};
-    for (n, k, fibers, lanes, seed) in [(64, 8, 1, 4, 1), (1024, 512, 16, 16, 7), (1000, 1, 3, 1, 0)] {
+    for (n, k, fibers, lanes, seed) in
+        [(64, 8, 1, 4, 1), (1024, 512, 16, 16, 7), (1000, 1, 3, 1, 0)]
+    {
         let sets = [
             format!("n={n}"),
             format!("k={k}"),

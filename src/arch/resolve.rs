@@ -371,8 +371,8 @@ pub fn resolve(
         }
         let selection = match (&u.selection, u.kind) {
             (Some(sel), UnitKind::TopkEngine) => {
-                let round_overhead_cycles = fig(&sel.round_overhead, &["cycle"], &mut errs)
-                    .map_or(0, |v| v as u64);
+                let round_overhead_cycles =
+                    fig(&sel.round_overhead, &["cycle"], &mut errs).map_or(0, |v| v as u64);
                 let seed = match SizeExpr::parse(&sel.seed).and_then(|e| e.eval(&lookup)) {
                     Ok(v) if v >= 0 => v as u64,
                     Ok(v) => {

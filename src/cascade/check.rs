@@ -189,7 +189,9 @@ impl<'a> Cx<'a> {
                 self.err(
                     Diagnostic::new(
                         span,
-                        format!("parameter `{name}` defaults to {d}, outside its limits {lo} to {hi}"),
+                        format!(
+                            "parameter `{name}` defaults to {d}, outside its limits {lo} to {hi}"
+                        ),
                         format!("expected a default from {lo} to {hi}"),
                     )
                     .with_secondary(vs, "limits given here"),

@@ -377,7 +377,13 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
         }
     }
     let seconds = total_cycles as f64 / f.arch.clock_hz;
-    let watts = |pj: f64| if seconds > 0.0 { pj * 1e-12 / seconds } else { 0.0 };
+    let watts = |pj: f64| {
+        if seconds > 0.0 {
+            pj * 1e-12 / seconds
+        } else {
+            0.0
+        }
+    };
     let mut power_w = PowerReport {
         total: watts(by_component.values().sum()),
         by_component: BTreeMap::new(),

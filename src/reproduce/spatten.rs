@@ -142,7 +142,12 @@ pub fn load() -> Result<TargetFile, String> {
     ron::from_str(TARGETS).map_err(|e| format!("{TARGETS_PATH}: {e}"))
 }
 
-fn run_one(arch: &str, cascade: &str, sets: &[String], lookup: Lookup) -> Result<RunReport, String> {
+fn run_one(
+    arch: &str,
+    cascade: &str,
+    sets: &[String],
+    lookup: Lookup,
+) -> Result<RunReport, String> {
     let arch_file =
         lookup(Kind::Arch, arch).ok_or_else(|| format!("arch `{arch}` is not shipped"))?;
     run::run(
@@ -164,10 +169,7 @@ pub fn reproduce(lookup: Lookup) -> Result<Reproduction, String> {
     let file = load()?;
     let mut runs = BTreeMap::new();
     for r in &file.runs {
-        runs.insert(
-            r.id.clone(),
-            run_one(&r.arch, &r.cascade, &r.sets, lookup),
-        );
+        runs.insert(r.id.clone(), run_one(&r.arch, &r.cascade, &r.sets, lookup));
     }
     let mut topk = Vec::new();
     for &n in &file.topk.n {
@@ -194,11 +196,7 @@ pub fn reproduce(lookup: Lookup) -> Result<Reproduction, String> {
             }
         }
     }
-    let results = file
-        .targets
-        .iter()
-        .map(|t| evaluate(t, &runs))
-        .collect();
+    let results = file.targets.iter().map(|t| evaluate(t, &runs)).collect();
     Ok(Reproduction {
         file,
         runs,
@@ -252,9 +250,11 @@ fn evaluate(t: &Target, runs: &BTreeMap<String, Result<RunReport, String>>) -> T
                 energy_of,
                 einsums,
             } => ops(get(ops_of)?, einsums) / (get(energy_of)?.energy_pj.total * 1e-12) / 1e9,
-            Metric::Ratio { num, den, quantity: q } => {
-                quantity(get(num)?, q) / quantity(get(den)?, q)
-            }
+            Metric::Ratio {
+                num,
+                den,
+                quantity: q,
+            } => quantity(get(num)?, q) / quantity(get(den)?, q),
             Metric::Of { run, quantity: q } => quantity(get(run)?, q),
         })
     })();
@@ -319,10 +319,7 @@ impl Reproduction {
         for r in &self.results {
             let t = &r.target;
             let (v, err) = match r.einsim {
-                Some(v) => (
-                    num(v),
-                    format!("{:+.1}%", 100.0 * (v - t.value) / t.value),
-                ),
+                Some(v) => (num(v), format!("{:+.1}%", 100.0 * (v - t.value) / t.value)),
                 None => ("–".into(), "–".into()),
             };
             let bound = match t.bound {
@@ -390,7 +387,14 @@ impl Reproduction {
                     );
                 }
                 Err(e) => {
-                    let _ = writeln!(o, "| {} | {} | {} | failed: {} |", spec.id, spec.arch, spec.cascade, e.lines().next().unwrap_or(""));
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | failed: {} |",
+                        spec.id,
+                        spec.arch,
+                        spec.cascade,
+                        e.lines().next().unwrap_or("")
+                    );
                 }
             }
         }
@@ -417,7 +421,8 @@ impl Reproduction {
     }
 
     pub fn runs_csv(&self) -> String {
-        let mut o = String::from("run,arch,cascade,sets,cycles,seconds,hbm_bytes,energy_j,power_w\n");
+        let mut o =
+            String::from("run,arch,cascade,sets,cycles,seconds,hbm_bytes,energy_j,power_w\n");
         for spec in &self.file.runs {
             if let Ok(r) = &self.runs[&spec.id] {
                 let _ = writeln!(
