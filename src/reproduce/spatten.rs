@@ -35,8 +35,13 @@ pub struct RunSpec {
     pub id: String,
     pub description: String,
     pub arch: String,
+    /// The cascade, or for a layer run (`model` set) the layer file (`workloads/layers/`).
     pub cascade: String,
     pub sets: Vec<String>,
+    /// A model (`workloads/models/`): the run is the layer `cascade` names, each op through the arch's binding,
+    /// its ops' reports summed into one (`layer_report`).
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -164,12 +169,61 @@ fn run_one(
     })
 }
 
+/// A layer run: every op of layer `layer` on `arch` for `model`, run one after another (as `crate::layer` does),
+/// summed into one report: cycles, seconds, traffic and energy add up, the Einsums are every op's, and the area is
+/// the arch's (the first op's).
+fn run_layer(
+    arch: &str,
+    layer: &str,
+    model: &str,
+    sets: &[String],
+    lookup: Lookup,
+) -> Result<RunReport, String> {
+    let arch_file =
+        lookup(Kind::Arch, arch).ok_or_else(|| format!("arch `{arch}` is not shipped"))?;
+    let layer_file =
+        lookup(Kind::Layer, layer).ok_or_else(|| format!("layer `{layer}` is not shipped"))?;
+    let model_file =
+        lookup(Kind::Model, model).ok_or_else(|| format!("model `{model}` is not shipped"))?;
+    let r = crate::layer::run_layer_file(
+        &layer_file,
+        &arch_file,
+        &model_file,
+        sets,
+        lookup,
+        SimOptions::default(),
+    )
+    .map_err(|e| match e {
+        RunError::Invalid(d) => d.to_string(),
+        other => other.to_string(),
+    })?;
+    let mut parts = r.parts.into_iter().map(|(_, p)| p);
+    let mut sum = parts.next().ok_or_else(|| format!("layer `{layer}` has no ops"))?;
+    for p in parts {
+        sum.cycles += p.cycles;
+        sum.seconds += p.seconds;
+        sum.einsums.extend(p.einsums);
+        for (level, b) in p.traffic_bytes {
+            *sum.traffic_bytes.entry(level).or_insert(0) += b;
+        }
+        sum.energy_pj.total += p.energy_pj.total;
+        for (c, pj) in p.energy_pj.by_component {
+            *sum.energy_pj.by_component.entry(c).or_insert(0.0) += pj;
+        }
+    }
+    Ok(sum)
+}
+
 /// Run every named run and the top-k sweep, and evaluate the targets.
 pub fn reproduce(lookup: Lookup) -> Result<Reproduction, String> {
     let file = load()?;
     let mut runs = BTreeMap::new();
     for r in &file.runs {
-        runs.insert(r.id.clone(), run_one(&r.arch, &r.cascade, &r.sets, lookup));
+        let report = match &r.model {
+            Some(m) => run_layer(&r.arch, &r.cascade, m, &r.sets, lookup),
+            None => run_one(&r.arch, &r.cascade, &r.sets, lookup),
+        };
+        runs.insert(r.id.clone(), report);
     }
     let mut topk = Vec::new();
     for &n in &file.topk.n {
