@@ -12,6 +12,7 @@ pub mod dataflow;
 pub mod diag;
 pub mod divisors;
 pub mod expr;
+pub mod generation;
 pub mod layer;
 pub mod library;
 pub mod mapping;
