@@ -5,10 +5,10 @@
 //!
 //! Each layer of each step is one run of a layer file (for SpAtten `workloads/layers/spatten-decode.ron`) with the
 //! model's parameters, `kv_len` and that layer's pruning from the [`Schedule`]s. Layers and steps run one after
-//! another, so cycles, seconds, traffic and energy add up. Identical (layer parameters) runs are simulated once.
+//! another, so cycles, seconds, traffic and energy add up. Identical layers, and identical ops (the GEMMs of every layer and step), are simulated once.
 
 use crate::diag::SourceFile;
-use crate::layer::{run_layer_file, LayerReport};
+use crate::layer::{run_layer_file_cached, LayerReport, OpCache};
 use crate::run::{Lookup, RunError};
 use crate::sim::SimOptions;
 use std::collections::BTreeMap;
@@ -81,7 +81,7 @@ pub struct GenerationReport {
     pub traffic_bytes: BTreeMap<String, u128>,
     /// 2 × the iteration points of every Einsum of every op, over all steps and layers.
     pub ops: f64,
-    /// Distinct layer runs simulated (the rest were repeats).
+    /// Distinct op runs simulated (the rest were repeats: the GEMMs are the same in every layer and step).
     pub simulated: usize,
 }
 
@@ -101,6 +101,7 @@ pub fn run_generation(
         }
     }
     let mut cache: BTreeMap<Vec<String>, LayerReport> = BTreeMap::new();
+    let mut ops = OpCache::new();
     let mut rep = GenerationReport {
         cycles: 0,
         seconds: 0.0,
@@ -120,7 +121,9 @@ pub fn run_generation(
                 sets.push(format!("head_keep={}", 100 - s.at(l, gen.layers)));
             }
             if !cache.contains_key(&sets) {
-                let r = run_layer_file(layer_file, arch_file, model_file, &sets, lookup, opts)?;
+                let r = run_layer_file_cached(
+                    layer_file, arch_file, model_file, &sets, lookup, opts, &mut ops,
+                )?;
                 cache.insert(sets.clone(), r);
             }
             let r = &cache[&sets];
@@ -135,7 +138,7 @@ pub fn run_generation(
             }
         }
     }
-    rep.simulated = cache.len();
+    rep.simulated = ops.len();
     Ok(rep)
 }
 

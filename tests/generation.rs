@@ -4,7 +4,11 @@ use einsim::generation::{run_generation, Generation, Schedule};
 use einsim::library::{self, Kind};
 use einsim::sim::SimOptions;
 
-fn gpt2_medium(steps: i64, sets: &[&str], tokens: Option<Schedule>) -> einsim::generation::GenerationReport {
+fn gpt2_medium(
+    steps: i64,
+    sets: &[&str],
+    tokens: Option<Schedule>,
+) -> einsim::generation::GenerationReport {
     let arch = library::get(Kind::Arch, "spatten").expect("spatten is shipped");
     let model = library::get(Kind::Model, "gpt2-medium-gen").expect("gpt2-medium-gen is shipped");
     let layer = library::get(Kind::Layer, "spatten-decode").expect("spatten-decode is shipped");
@@ -16,8 +20,16 @@ fn gpt2_medium(steps: i64, sets: &[&str], tokens: Option<Schedule>) -> einsim::g
         tokens,
         heads: None,
     };
-    run_generation(&layer, &arch, &model, &sets, &gen, &library::get, SimOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"))
+    run_generation(
+        &layer,
+        &arch,
+        &model,
+        &sets,
+        &gen,
+        &library::get,
+        SimOptions::default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[test]
@@ -62,7 +74,42 @@ fn an_unpruning_schedule_is_an_error() {
         }),
         heads: None,
     };
-    let e = run_generation(&layer, &arch, &model, &[], &gen, &library::get, SimOptions::default())
-        .unwrap_err();
+    let e = run_generation(
+        &layer,
+        &arch,
+        &model,
+        &[],
+        &gen,
+        &library::get,
+        SimOptions::default(),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("un-prunes"), "{e}");
+}
+
+#[test]
+fn gpt2_medium_32_tokens_over_1k_runs_with_schedules() {
+    // The benchmark's workload (benches/spatten_generation.rs); its speed is measured there, not here.
+    let t = std::time::Instant::now();
+    let r = gpt2_medium(
+        32,
+        &["v_keep=30", "k_bits=12", "v_bits=8"],
+        Some(Schedule {
+            front_pct: 15,
+            start: 30,
+            end: 62,
+        }),
+    );
+    let dense = gpt2_medium(32, &[], None);
+    eprintln!(
+        "gpt2-medium 32 tokens: {} cycles, {:.3} ms simulated, {} B HBM, {} op runs, {:.0} ms wall; dense {} cycles, {} B",
+        r.cycles,
+        r.seconds * 1e3,
+        r.traffic_bytes["hbm"],
+        r.simulated,
+        t.elapsed().as_secs_f64() * 1e3,
+        dense.cycles,
+        dense.traffic_bytes["hbm"]
+    );
+    assert!(r.cycles < dense.cycles);
 }
