@@ -88,6 +88,11 @@ pub fn select(
     if engine.lanes == 0 {
         return Err(TopkError::NoLanes(engine.lanes));
     }
+    // k = n keeps every candidate: there is nothing to select (a pruning ratio of 0, [P] §III: the engine selects
+    // the tokens, heads or V rows to prune), so no round and no filter pass run; the candidates pass through.
+    if k == n {
+        return Ok(SelectionCost::default());
+    }
     let p = engine.lanes;
     // Candidates are the ranks lo..hi (0 = largest); we want the one of rank k - 1.
     let (mut lo, mut hi) = (0u64, n);
@@ -164,17 +169,21 @@ mod tests {
     }
 
     #[test]
-    fn one_candidate_is_one_round_and_the_filter() {
-        // n = 1: one round of ⌈1/16⌉ + 3 = 4 cycles, then a filter pass of 1 cycle.
-        let c = select(P16, 1, 1, &mut SplitMix64::new(7)).unwrap();
-        assert_eq!(
-            c,
-            SelectionCost {
-                rounds: 1,
-                streamed: 2,
-                cycles: 5
-            }
-        );
+    fn keeping_every_candidate_costs_nothing() {
+        // k = n: nothing is pruned, so nothing is selected.
+        for n in [1, 2, 1024] {
+            let c = select(P16, n, n, &mut SplitMix64::new(7)).unwrap();
+            assert_eq!(c, SelectionCost::default());
+        }
+    }
+
+    #[test]
+    fn two_candidates_keep_one() {
+        // n = 2, k = 1: rounds of ⌈n_r/16⌉ + 3 = 4 cycles until the pivot is the larger value, then a filter pass
+        // of 1 cycle.
+        let c = select(P16, 2, 1, &mut SplitMix64::new(7)).unwrap();
+        assert_eq!(c.cycles, 4 * c.rounds + 1);
+        assert_eq!(c.streamed, 2 * c.rounds - (c.rounds - 1) + 2);
     }
 
     #[test]

@@ -198,7 +198,9 @@ fn run_layer(
         other => other.to_string(),
     })?;
     let mut parts = r.parts.into_iter().map(|(_, p)| p);
-    let mut sum = parts.next().ok_or_else(|| format!("layer `{layer}` has no ops"))?;
+    let mut sum = parts
+        .next()
+        .ok_or_else(|| format!("layer `{layer}` has no ops"))?;
     for p in parts {
         sum.cycles += p.cycles;
         sum.seconds += p.seconds;
