@@ -771,7 +771,11 @@ fn topk_engine_one_candidate() {
     assert!(close(r.energy_pj.total, 0.0), "{}", r.energy_pj.total);
     // n = 2, k = 1: quick-select rounds of ⌈n_r/4⌉ + 3 = 4 cycles and a filter pass of 1, plus the latency.
     let r = run_fixture("topk", &["n=2", "k=1"], FULL);
-    assert!(r.cycles == 4 + 1 + 2 || r.cycles == 8 + 1 + 2, "{}", r.cycles);
+    assert!(
+        r.cycles == 4 + 1 + 2 || r.cycles == 8 + 1 + 2,
+        "{}",
+        r.cycles
+    );
 }
 
 #[test]
