@@ -100,6 +100,7 @@ fn gpt2_medium_32_tokens_over_1k_runs_with_schedules() {
             end: 62,
         }),
     );
+    let wall = t.elapsed().as_secs_f64() * 1e3;
     let dense = gpt2_medium(32, &[], None);
     eprintln!(
         "gpt2-medium 32 tokens: {} cycles, {:.3} ms simulated, {} B HBM, {} op runs, {:.0} ms wall; dense {} cycles, {} B",
@@ -107,7 +108,7 @@ fn gpt2_medium_32_tokens_over_1k_runs_with_schedules() {
         r.seconds * 1e3,
         r.traffic_bytes["hbm"],
         r.simulated,
-        t.elapsed().as_secs_f64() * 1e3,
+        wall,
         dense.cycles,
         dense.traffic_bytes["hbm"]
     );
