@@ -1215,6 +1215,15 @@ impl<'a> Checker<'a> {
             }
         }
 
+        let bloc = field("bits").map(|f| f.1);
+        self.duplicate_keys(bloc, "bits");
+        for t in st.bits.keys() {
+            let (ks, _) = self.key(bloc, t, fnear("bits"));
+            if let Some(d) = unknown_tensor(t, ks, "bits") {
+                self.err(d);
+            }
+        }
+
         // buffer and memory
         let span = self.span_of(field("buffer").map(|f| f.1), &st.buffer, fnear("buffer"));
         self.capacity(&st.buffer, span, "`buffer`");
@@ -1258,7 +1267,7 @@ impl<'a> Checker<'a> {
 fn unit_dims(kind: UnitKind) -> usize {
     match kind {
         UnitKind::SpatialArray => 2,
-        UnitKind::LinearArray | UnitKind::FunctionUnit => 1,
+        UnitKind::LinearArray | UnitKind::FunctionUnit | UnitKind::TopkEngine => 1,
     }
 }
 

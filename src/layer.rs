@@ -66,6 +66,31 @@ pub fn run_layer_file(
     lookup: Lookup,
     opts: SimOptions,
 ) -> Result<LayerReport, RunError> {
+    run_layer_file_cached(
+        layer_file,
+        arch_file,
+        model_file,
+        set_args,
+        lookup,
+        opts,
+        &mut OpCache::new(),
+    )
+}
+
+/// Op reports by (cascade, arguments): ops with the same cascade and arguments on the same arch and model give the
+/// same report, so a caller running many layers (a generation's steps and layers) simulates each once.
+pub type OpCache = BTreeMap<(Option<String>, Vec<String>), RunReport>;
+
+/// [`run_layer_file`] with a cache of op reports, valid for one arch and one model file.
+pub fn run_layer_file_cached(
+    layer_file: &SourceFile,
+    arch_file: &SourceFile,
+    model_file: &SourceFile,
+    set_args: &[String],
+    lookup: Lookup,
+    opts: SimOptions,
+    cache: &mut OpCache,
+) -> Result<LayerReport, RunError> {
     let layer = load_layer(layer_file).map_err(RunError::Invalid)?;
     let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
     let sets = run::Sets::parse(set_args).map_err(RunError::Invalid)?;
@@ -111,14 +136,22 @@ pub fn run_layer_file(
         } else {
             Some(model_file)
         };
-        let report = run::run(
-            arch_file,
-            model_for_op,
-            op.cascade.as_deref(),
-            &args,
-            lookup,
-            opts,
-        )?;
+        let key = (op.cascade.clone(), args);
+        let report = match cache.get(&key) {
+            Some(r) => r.clone(),
+            None => {
+                let r = run::run(
+                    arch_file,
+                    model_for_op,
+                    op.cascade.as_deref(),
+                    &key.1,
+                    lookup,
+                    opts,
+                )?;
+                cache.insert(key, r.clone());
+                r
+            }
+        };
         parts.push((op.name.clone(), report));
     }
     let mut energy_by_component = BTreeMap::new();

@@ -555,6 +555,9 @@ fn reproduce_cmd(name: &str, out: Option<String>, quiet: bool) -> ExitCode {
         return gpu_reproduce(out);
     }
     use einsim::reproduce::{self, targets::Status};
+    if name == "spatten" {
+        return reproduce_spatten(out);
+    }
     let start = std::time::Instant::now();
     let bar = Bar::new(&format!("reproduce {name}"), quiet);
     let computed = reproduce::by_name(name, &library::get, SimOptions::default(), &bar);
@@ -656,6 +659,41 @@ fn sweep_cmd(
             None => ExitCode::SUCCESS,
         },
     }
+}
+
+/// `einsim reproduce spatten`: its own targets and runs (`src/reproduce/spatten.rs`), written like FuseMax's.
+fn reproduce_spatten(out: Option<String>) -> ExitCode {
+    let start = std::time::Instant::now();
+    let rep = match einsim::reproduce::spatten::reproduce(&library::get) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    let dir = std::path::PathBuf::from(out.unwrap_or_else(|| "reports/spatten".to_string()));
+    let texts = [
+        ("report.md".to_string(), rep.markdown()),
+        ("runs.csv".to_string(), rep.runs_csv()),
+        ("topk.csv".to_string(), rep.topk_csv()),
+    ];
+    let figs = [("topk", rep.topk_figure())];
+    let written = match einsim::reproduce::write::write_files(&dir, &texts, &figs, true) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(INVALID);
+        }
+    };
+    let (pass, fail, not) = rep.counts();
+    outln!(
+        "{} runs and {} top-k points in {:.2} s; targets: {pass} pass, {fail} FAIL, {not} not evaluated",
+        rep.runs.len(),
+        rep.topk.len(),
+        start.elapsed().as_secs_f64()
+    );
+    outln!("wrote {} files to {}", written.len(), dir.display());
+    ExitCode::SUCCESS
 }
 
 /// The progress bar of `sweep` and `reproduce`, with an ETA, on stderr. It is drawn only when stdout and stderr

@@ -769,6 +769,42 @@ impl<'a> Stage<'a> {
             .unwrap_or_else(|| vec![name.clone()])
     }
 
+    /// Bits per element of tensor `t`: the stage's `bits` entry (checked positive by [`Stage::check_bits`]), or
+    /// the arch's word.
+    fn bits_of(&self, t: TensorId) -> u64 {
+        self.file
+            .bits
+            .get(&self.c.tensors[t].name)
+            .and_then(|e| eval(e, self.sizes).ok())
+            .filter(|b| *b > 0)
+            .map_or(self.arch.word_bytes * 8, |b| b as u64)
+    }
+
+    /// Bytes of `elements` elements of tensor `t` at its width, rounded up to a whole byte.
+    fn bytes_of(&self, t: TensorId, elements: u64) -> u64 {
+        let bits = elements as u128 * self.bits_of(t) as u128;
+        u64::try_from(bits.div_ceil(8)).unwrap_or(u64::MAX)
+    }
+
+    /// Every `bits` entry must evaluate to a positive width.
+    fn check_bits(&self) -> Result<(), MapError> {
+        for (name, e) in &self.file.bits {
+            let v = eval(e, self.sizes).map_err(|err| {
+                MapError(format!(
+                    "stage `{}`: the bit width of `{name}`: {err}",
+                    self.file.name
+                ))
+            })?;
+            if v <= 0 {
+                return bad(format!(
+                    "stage `{}`: `{name}` is stored at `{e}` = {v} bits; expected a width of at least 1 bit",
+                    self.file.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn size(&self, part: &str) -> u64 {
         self.sizes.get(part).copied().unwrap_or(1).max(1) as u64
     }
@@ -860,7 +896,7 @@ impl<'a> Stage<'a> {
                 let elements = sat_prod(extent.iter().map(|(_, n)| *n));
                 held.push(Held {
                     tensor: name.clone(),
-                    bytes: sat_prod([elements, self.arch.word_bytes, copies]),
+                    bytes: self.bytes_of(t, elements).saturating_mul(copies),
                     copies,
                     extent,
                     dram: self.is_dram(t),
@@ -999,6 +1035,7 @@ impl<'a> Stage<'a> {
     /// core) or storage kind (tensor memory) changes the step it concerns instead of growing one long function.
     fn program(&self, servers: &mut Vec<Server>) -> Result<StageProgram, MapError> {
         self.passages.as_ref().map_err(Clone::clone)?;
+        self.check_bits()?;
         let lv = self.levels(servers)?;
         let flow = Dataflow::new(self.c);
         let order = self.order(&flow);
@@ -1137,9 +1174,20 @@ impl<'a> Stage<'a> {
         self.local_store_actions(unit, ops.count * elements as f64, &mut actions);
         let (reads, writes) = self.buffer_traffic(e, flow, &intra, lv.buffer);
         charge_accesses(lv.buffer, &reads, &writes, &mut actions);
-        let compute = (spatial.temporal as f64 * ops.cycles_per_point)
+        let mut compute = (spatial.temporal as f64 * ops.cycles_per_point)
             .ceil()
             .max(1.0) as u64;
+        if let Some(sel) = &unit.selection {
+            // A top-k engine: cycles from the seeded quick-select rounds, energy per candidate streamed.
+            let cost = self.selection_cost(e, unit, sel, elements)?;
+            compute = cost.cycles.max(1);
+            let per = cost.streamed as f64 / elements.max(1) as f64;
+            for ((component, _), n) in actions.iter_mut() {
+                if component == &unit.name {
+                    *n *= per;
+                }
+            }
+        }
         // A task cannot finish faster than its operands stream through the buffer's ports.
         let moved: u64 = reads
             .values()
@@ -1165,6 +1213,55 @@ impl<'a> Stage<'a> {
             reads,
             writes,
         })
+    }
+
+    /// The quick-select cost of a tile of Einsum `e` on top-k engine `unit` (`crate::topk`): the Einsum must be
+    /// one `topk(r, k)` selection whose rank `r` lies whole within the tile; the other intra-tile ranks are
+    /// independent selections (fibers).
+    fn selection_cost(
+        &self,
+        e: EinsumId,
+        unit: &Unit,
+        sel: &crate::arch::Selection,
+        elements: u64,
+    ) -> Result<crate::topk::SelectionCost, MapError> {
+        let es = &self.c.einsums[e];
+        let ops: Vec<&str> = einsum_ops(self.c, e).iter().map(|o| o.kind).collect();
+        let topk = es.reductions.iter().find_map(|r| match &r.op {
+            crate::cascade::ReduceOp::TopK(k) => Some((r.rank, k)),
+            _ => None,
+        });
+        let Some((rank, k)) = topk.filter(|_| ops == ["topk"]) else {
+            return bad(format!(
+                "stage `{}`: Einsum `{}` on top-k engine `{}` is not one `topk` selection (its ops: {}); a top-k engine only selects",
+                self.file.name,
+                es.name,
+                unit.name,
+                ops.join(", ")
+            ));
+        };
+        let parts = self.parts_of(rank);
+        if let Some(p) = parts.iter().find(|p| self.loop_of(p).is_some()) {
+            return bad(format!(
+                "stage `{}`: Einsum `{}` selects over rank `{}`, but its part `{}` is a tile loop; a top-k engine must see the whole fiber in one task",
+                self.file.name, es.name, self.c.ranks[rank].name, p.to_lowercase()
+            ));
+        }
+        let n: u64 = sat_prod(parts.iter().map(|p| self.size(p)));
+        let lookup = |name: &str| self.sizes.get(name).copied();
+        let k = k.eval(&lookup).map_err(|err| {
+            MapError(format!(
+                "Einsum `{}`: cannot evaluate the top-k count `{k}`: {}",
+                es.name, err.message
+            ))
+        })?;
+        let fibers = elements / n.max(1);
+        let engine = crate::topk::Engine {
+            lanes: unit.shape.iter().product(),
+            round_overhead: sel.round_overhead_cycles,
+        };
+        crate::topk::tile_cost(engine, n, k.max(0) as u64, fibers, sel.seed)
+            .map_err(|err| MapError(format!("Einsum `{}` on `{}`: {err}", es.name, unit.name)))
     }
 
     /// Spatial mapping: each unit dimension holds the listed intra-tile parts, outer first; a part larger than the
@@ -1289,7 +1386,7 @@ impl<'a> Stage<'a> {
                 .iter()
                 .filter(|p| intra.contains(p))
                 .map(|p| self.size(p));
-            sat_prod(sizes.chain([self.arch.word_bytes]))
+            self.bytes_of(t, sat_prod(sizes))
         };
         let mut reads = BTreeMap::new();
         let mut writes = BTreeMap::new();
@@ -1516,7 +1613,6 @@ impl<'a> Stage<'a> {
         lv: &Levels,
         stored: bool,
     ) -> Template {
-        let word = self.arch.word_bytes;
         // One transfer per tile: its loops are those at or outside `keep` that its users iterate, plus the
         // loops inside `keep` that index it (so a kept block is brought in tile by tile, on first use, and
         // stays until its last use in the block).
@@ -1530,7 +1626,8 @@ impl<'a> Stage<'a> {
             .map(|j| (j <= keep || indexes(j)) && users.iter().any(|&u| templates[u].loops[j]))
             .collect();
         let tile = parts.iter().filter(|p| self.loop_of(p).is_none());
-        let bytes: u64 = sat_prod(tile.map(|p| self.size(p)).chain([word]));
+        let elements: u64 = sat_prod(tile.map(|p| self.size(p)));
+        let bytes = self.bytes_of(t, elements);
         let transfer = (bytes as f64 * TICKS_PER_CYCLE as f64 / lv.mem.bandwidth).ceil() as u64;
         let (kind, label) = if stored {
             (TemplateKind::Store(t), "store")
@@ -1550,7 +1647,7 @@ impl<'a> Stage<'a> {
             keep: Some(keep),
             consumers: 0,
             pe_fraction: 1.0,
-            elements: bytes / word,
+            elements,
             actions: BTreeMap::new(),
             reads: BTreeMap::new(),
             writes: BTreeMap::new(),
@@ -1582,7 +1679,10 @@ impl<'a> Stage<'a> {
     /// A transfer's tile moves from one level to another: bytes read from `from` and written to `to`, each
     /// charged in its own access width. Returns the tile's bytes.
     fn charge_transfer(&self, tp: &mut Template, from: &Storage, to: &Storage) -> u64 {
-        let bytes = tp.elements.saturating_mul(self.arch.word_bytes);
+        let bytes = match tp.kind {
+            TemplateKind::Load(t) | TemplateKind::Store(t) => self.bytes_of(t, tp.elements),
+            TemplateKind::Compute(_) => tp.elements.saturating_mul(self.arch.word_bytes),
+        };
         tp.reads.insert(from.name.clone(), bytes);
         tp.writes.insert(to.name.clone(), bytes);
         for (level, action) in [(from, &from.read_action), (to, &to.write_action)] {

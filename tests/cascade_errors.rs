@@ -49,7 +49,7 @@ fn shipped_cascades_load() {
 #[test]
 fn shipped_models_load() {
     let shipped = files("workloads/models");
-    assert_eq!(shipped.len(), 4);
+    assert!(shipped.len() >= 4, "the four FuseMax models at least");
     for path in shipped {
         let file = source(&path);
         let m = load_model(&file)

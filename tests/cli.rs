@@ -247,7 +247,10 @@ fn sweep_shows_no_progress_when_piped() {
 fn reproduce_accepts_quiet() {
     for quiet in ["--quiet", "-q"] {
         let err = stderr(&expect(&["reproduce", "nope", quiet], 2));
-        assert_eq!(err, "error: unknown reproduction `nope`; known: fusemax\n");
+        assert_eq!(
+            err,
+            "error: unknown reproduction `nope`; known: fusemax, spatten\n"
+        );
     }
 }
 

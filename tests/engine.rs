@@ -766,3 +766,75 @@ fn a_sum_carried_across_tile_loops_is_read_back() {
     assert_eq!(buffer_reads(&r), 256 * 2 * 128 + 256 * 8 + 16 * 8);
     assert_eq!(r.cycles, 4433);
 }
+
+// ---- (f) a top-k engine alone (tests/fixtures/arch/topk.ron, cascade tests/fixtures/cascades/select.ron) ----
+
+#[test]
+fn topk_engine_one_candidate() {
+    // n = k = 1 keeps every candidate: no quick-select round and no filter pass (src/topk.rs), so the stage's
+    // one-cycle minimum plus the 2-cycle latency, 3 cycles, and no comparator energy.
+    let r = run_fixture("topk", &["n=1", "k=1"], FULL);
+    assert_eq!(r.cycles, 3);
+    assert!(close(r.energy_pj.total, 0.0), "{}", r.energy_pj.total);
+    // n = 2, k = 1: quick-select rounds of ⌈n_r/4⌉ + 3 = 4 cycles and a filter pass of 1, plus the latency.
+    let r = run_fixture("topk", &["n=2", "k=1"], FULL);
+    assert!(
+        r.cycles == 4 + 1 + 2 || r.cycles == 8 + 1 + 2,
+        "{}",
+        r.cycles
+    );
+}
+
+#[test]
+fn topk_engine_cycles_are_the_seeded_rounds() {
+    // The engine charges src/topk.rs's rounds for the arch's seed; the stage adds the 2-cycle latency. Sixteen
+    // fibers in one task are sixteen selections from one pivot stream.
+    use einsim::topk::{tile_cost, Engine};
+    for (n, k, fibers, lanes, seed) in
+        [(64, 8, 1, 4, 1), (1024, 512, 16, 16, 7), (1000, 1, 3, 1, 0)]
+    {
+        let sets = [
+            format!("n={n}"),
+            format!("k={k}"),
+            format!("fibers={fibers}"),
+            format!("lanes={lanes}"),
+            format!("seed={seed}"),
+        ];
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let cost = tile_cost(
+            Engine {
+                lanes,
+                round_overhead: 3,
+            },
+            n,
+            k,
+            fibers,
+            seed,
+        )
+        .unwrap();
+        assert_eq!(cycles_both("topk", &sets), cost.cycles + 2, "{sets:?}");
+        let r = run_fixture("topk", &sets, FULL);
+        assert!(close(r.energy_pj.total, cost.streamed as f64 * 0.5));
+    }
+    // A different seed draws different pivots.
+    assert_ne!(
+        cycles_both("topk", &["n=1024", "k=512", "seed=1"]),
+        cycles_both("topk", &["n=1024", "k=512", "seed=2"])
+    );
+}
+
+#[test]
+fn topk_engine_refuses_other_einsums() {
+    // An Einsum that is not one selection cannot run on a top-k engine.
+    let mm = library::get(Kind::Arch, "fusemax").unwrap();
+    let text = mm.text.replace(
+        "kind: LinearArray",
+        "kind: TopkEngine, selection: Some(Selection(round_overhead: Fig(\"3\", \"cycle\", \"t\"), seed: \"1\", scores: Continuous, source: \"t\"))",
+    );
+    let file = einsim::diag::SourceFile::new("arch/fusemax-topk.ron", text);
+    let err = run_text(&file, Some("bert-base"), None, &[], &library::get, FULL).unwrap_err();
+    assert!(
+        matches!(&err, RunError::Mapping(m) if m.contains("is not one `topk` selection")),
+        "{err}"
+    );
+}

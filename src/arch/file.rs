@@ -32,8 +32,11 @@ pub enum UnitKind {
     SpatialArray,
     /// A row of PEs fed from the edge of a spatial array or the buffer.
     LinearArray,
-    /// A pipelined fixed-function unit (exp unit, divider, top-k engine): `shape` is its lane count.
+    /// A pipelined fixed-function unit (exp unit, divider): `shape` is its lane count.
     FunctionUnit,
+    /// A quick-select top-k engine (SpAtten §III-D): `shape` is its comparator lanes `P`; an Einsum with a `topk`
+    /// reduction placed on it costs the rounds of a seeded quick-select (`crate::topk`), per its `selection`.
+    TopkEngine,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -47,6 +50,28 @@ pub struct UnitFile {
     pub local: Option<LocalFile>,
     #[serde(default)]
     pub pe_area: Vec<String>,
+    /// The selection model of a `TopkEngine` (required there, refused elsewhere).
+    #[serde(default)]
+    pub selection: Option<SelectionFile>,
+}
+
+/// How a top-k engine's data-dependent cycles are drawn: each quick-select round costs `⌈n_r / P⌉ +
+/// round_overhead` cycles over the survivors `n_r` of a seeded run on continuous i.i.d. scores.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename = "Selection")]
+pub struct SelectionFile {
+    pub round_overhead: Fig,
+    /// The pivot generator's seed: an expression over the arch parameters (so `--set topk_seed=7` changes it).
+    pub seed: String,
+    /// The score distribution the survivor counts are drawn on; the only one is `Continuous` (i.i.d., no ties).
+    pub scores: ScoreDistribution,
+    pub source: String,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum ScoreDistribution {
+    /// Continuous i.i.d. scores: distinct, every arrival order equally likely (`crate::topk`).
+    Continuous,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -166,6 +191,11 @@ pub struct StageFile {
     /// be produced while this one is consumed).
     #[serde(default)]
     pub copies: BTreeMap<String, u64>,
+    /// Bits per element of a tensor stored narrower (or wider) than the arch's word, as an expression over the
+    /// workload and arch parameters (`"K": "k_msb_bits"`): its tiles move and are held at that width, so DRAM
+    /// traffic is counted in bits (SpAtten's 4- to 12-bit K, Q and V).
+    #[serde(default)]
+    pub bits: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]

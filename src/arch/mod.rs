@@ -59,6 +59,17 @@ pub struct Unit {
     pub local: Option<LocalAccess>,
     /// Area table entries making up one PE.
     pub pe_area: Vec<String>,
+    /// A top-k engine's selection model (`Some` exactly for [`UnitKind::TopkEngine`]).
+    pub selection: Option<Selection>,
+}
+
+/// A resolved [`SelectionFile`].
+#[derive(Clone, Debug, Serialize)]
+pub struct Selection {
+    pub round_overhead_cycles: u64,
+    pub seed: u64,
+    pub scores: ScoreDistribution,
+    pub source: String,
 }
 
 impl Unit {

@@ -299,7 +299,7 @@ pub fn resolve(
     for (name, u) in &f.units {
         let dims = match u.kind {
             UnitKind::SpatialArray => 2,
-            UnitKind::LinearArray | UnitKind::FunctionUnit => 1,
+            UnitKind::LinearArray | UnitKind::FunctionUnit | UnitKind::TopkEngine => 1,
         };
         if u.shape.len() != dims {
             errs.push(err(
@@ -369,6 +369,61 @@ pub fn resolve(
                 ));
             }
         }
+        let selection = match (&u.selection, u.kind) {
+            (Some(sel), UnitKind::TopkEngine) => {
+                let round_overhead_cycles =
+                    fig(&sel.round_overhead, &["cycle"], &mut errs).map_or(0, |v| v as u64);
+                let seed = match SizeExpr::parse(&sel.seed).and_then(|e| e.eval(&lookup)) {
+                    Ok(v) if v >= 0 => v as u64,
+                    Ok(v) => {
+                        errs.push(err(
+                            &sel.seed,
+                            format!("seed `{}` evaluates to {v}", sel.seed),
+                            "a seed of 0 or more",
+                        ));
+                        0
+                    }
+                    Err(e) => {
+                        errs.push(err(
+                            &sel.seed,
+                            format!("in seed `{}`: {}", sel.seed, e.message),
+                            e.expected,
+                        ));
+                        0
+                    }
+                };
+                if sel.source.trim().is_empty() {
+                    errs.push(err(
+                        name,
+                        format!("the selection model of `{name}` has no source"),
+                        "a source for the cycle model",
+                    ));
+                }
+                Some(Selection {
+                    round_overhead_cycles,
+                    seed,
+                    scores: sel.scores,
+                    source: sel.source.clone(),
+                })
+            }
+            (None, UnitKind::TopkEngine) => {
+                errs.push(err(
+                    name,
+                    format!("top-k engine `{name}` has no `selection` model"),
+                    "selection: Some(Selection(round_overhead: Fig(..), seed: \"..\", scores: Continuous, source: \"..\"))",
+                ));
+                None
+            }
+            (Some(_), kind) => {
+                errs.push(err(
+                    name,
+                    format!("unit `{name}` is a {kind:?} but has a `selection` model"),
+                    "a `selection` only on a unit of kind TopkEngine",
+                ));
+                None
+            }
+            (None, _) => None,
+        };
         units.push(Unit {
             name: name.clone(),
             kind: u.kind,
@@ -377,6 +432,7 @@ pub fn resolve(
             ops,
             local,
             pe_area: u.pe_area.clone(),
+            selection,
         });
     }
     if f.bindings.is_empty() {

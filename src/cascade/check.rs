@@ -26,6 +26,7 @@ pub(crate) fn check(file: &SourceFile, raw: RawCascade) -> Result<Cascade, Vec<D
         partition_failed: false,
     };
     cx.params(&raw);
+    cx.limits(&raw);
     let rank_ok = cx.ranks(&raw);
     let sizes = cx.evaluate(&rank_ok);
     cx.partitions(&raw, &sizes);
@@ -40,6 +41,7 @@ pub(crate) fn check(file: &SourceFile, raw: RawCascade) -> Result<Cascade, Vec<D
     let (stmts, syntax_errors) = syntax::parse(&raw.einsums, tloc);
     cx.errors.extend(syntax_errors);
     let body = cx.einsums(&stmts);
+    cx.topk_counts(&body.1, &sizes);
 
     let mut errors = cx.errors;
     if !errors.is_empty() {
@@ -153,8 +155,49 @@ impl<'a> Cx<'a> {
                     default,
                     follows,
                     span: ks,
+                    range: None,
                 });
             }
+        }
+    }
+
+    /// `limits`: each names a parameter, its bounds are ordered, and the default lies within them.
+    fn limits(&mut self, raw: &RawCascade) {
+        for (i, (name, (lo, hi))) in raw.limits.0.iter().enumerate() {
+            let (ks, vloc) = self.entry("limits", i);
+            let vs = vloc.map_or(ks, Loc::span);
+            let Some(p) = self.params.iter().position(|p| &p.name == name) else {
+                let known = list(self.params.iter().map(|p| p.name.clone()));
+                self.err(Diagnostic::new(
+                    ks,
+                    format!("limits of unknown parameter `{name}`"),
+                    format!("expected a parameter of this cascade ({known})"),
+                ));
+                continue;
+            };
+            if lo > hi {
+                self.err(Diagnostic::new(
+                    vs,
+                    format!("the limits of `{name}` are ({lo}, {hi}), an empty range"),
+                    "expected (lowest, highest) with lowest ≤ highest",
+                ));
+                continue;
+            }
+            let d = self.params[p].default;
+            if d < *lo || d > *hi {
+                let span = self.params[p].span;
+                self.err(
+                    Diagnostic::new(
+                        span,
+                        format!(
+                            "parameter `{name}` defaults to {d}, outside its limits {lo} to {hi}"
+                        ),
+                        format!("expected a default from {lo} to {hi}"),
+                    )
+                    .with_secondary(vs, "limits given here"),
+                );
+            }
+            self.params[p].range = Some((*lo, *hi));
         }
     }
 
@@ -533,6 +576,46 @@ impl<'a> Cx<'a> {
             ));
         }
         id
+    }
+
+    /// With the parameter defaults, every `topk(r, k)` must keep 1 ≤ k ≤ |r| (`Env` re-checks each
+    /// configuration). Counts that do not evaluate were reported by `size_names`.
+    fn topk_counts(&mut self, einsums: &[Einsum], sizes: &[Option<i64>]) {
+        let defaults: Vec<(String, i64)> = self
+            .params
+            .iter()
+            .map(|p| (p.name.clone(), p.default))
+            .collect();
+        for es in einsums {
+            for red in &es.reductions {
+                let ReduceOp::TopK(k) = &red.op else {
+                    continue;
+                };
+                let Some(n) = sizes.get(red.rank).copied().flatten() else {
+                    continue;
+                };
+                let lookup = |name: &str| {
+                    defaults
+                        .iter()
+                        .find(|(p, _)| p == name)
+                        .map(|(_, v)| *v)
+                        .or_else(|| {
+                            let r = self.ranks.iter().position(|r| r.name == name)?;
+                            sizes.get(r).copied().flatten()
+                        })
+                };
+                if let Ok(v) = k.eval(&lookup) {
+                    if v < 1 || v > n {
+                        let rank = &self.ranks[red.rank].name;
+                        self.err(Diagnostic::new(
+                            red.span,
+                            format!("`topk` keeps `{k}` = {v} of rank `{rank}`, which has {n} (with the parameter defaults)"),
+                            format!("expected a count from 1 to {n}"),
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     fn size_names(&mut self, e: &SizeExpr) -> bool {

@@ -47,6 +47,21 @@ pub enum EnvError {
     },
     #[error("cannot evaluate `{expr}`: {message}")]
     Expr { expr: String, message: String },
+    #[error("parameter `{param}` = {value} is outside its limits, {lo} to {hi}")]
+    OutOfRange {
+        param: String,
+        value: i64,
+        lo: i64,
+        hi: i64,
+    },
+    #[error("Einsum `{einsum}`: `topk({rank}, {expr})` keeps {k} of {n}; expected a count from 1 to {n}")]
+    TopK {
+        einsum: String,
+        rank: String,
+        expr: String,
+        k: i64,
+        n: i64,
+    },
 }
 
 fn known_params(known: &[String]) -> String {
@@ -94,6 +109,16 @@ impl Cascade {
                 }
                 (None, None) => p.default,
             };
+            if let Some((lo, hi)) = p.range {
+                if value < lo || value > hi {
+                    return Err(EnvError::OutOfRange {
+                        param: p.name.clone(),
+                        value,
+                        lo,
+                        hi,
+                    });
+                }
+            }
             params.push((p.name.clone(), value));
         }
         let ranks: Vec<(&str, &SizeExpr)> = self
@@ -147,11 +172,29 @@ impl Cascade {
                 });
             }
         }
-        Ok(Env {
+        let env = Env {
             params,
             sizes,
             followed,
-        })
+        };
+        for es in &self.einsums {
+            for red in &es.reductions {
+                if let super::ir::ReduceOp::TopK(k) = &red.op {
+                    let n = env.sizes[red.rank];
+                    let v = env.eval(self, k)?;
+                    if v < 1 || v > n {
+                        return Err(EnvError::TopK {
+                            einsum: es.name.clone(),
+                            rank: self.ranks[red.rank].name.to_lowercase(),
+                            expr: k.to_string(),
+                            k: v,
+                            n,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(env)
     }
 
     /// Look up a parameter's default.

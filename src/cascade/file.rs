@@ -60,6 +60,9 @@ pub(crate) struct RawCascade {
     pub partitions: Entries<Vec<String>>,
     #[serde(default)]
     pub broadcast: Vec<String>,
+    /// Inclusive bounds of parameters (`"token_prune": (0, 99)`): a value outside is an invalid configuration.
+    #[serde(default)]
+    pub limits: Entries<(i64, i64)>,
     pub einsums: String,
 }
 

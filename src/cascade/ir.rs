@@ -52,6 +52,8 @@ pub struct Param {
     /// (`--set seq=4096` moves `q_len` too). Only earlier parameters may appear, so there is no cycle.
     pub follows: Option<SizeExpr>,
     pub span: Span,
+    /// Inclusive bounds from the cascade's `limits` (a pruning ratio in percent: `(0, 99)`), if any.
+    pub range: Option<(i64, i64)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

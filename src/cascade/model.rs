@@ -86,6 +86,7 @@ pub fn load_model(file: &SourceFile) -> Result<Model, Diagnostics> {
                 default: v,
                 follows: None, // a model gives values, never expressions
                 span: ks,
+                range: None,
             });
         }
     }

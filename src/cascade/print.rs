@@ -23,6 +23,17 @@ pub fn print(c: &Cascade) -> String {
         })
         .collect();
     let _ = writeln!(out, "    params: {{ {} }},", params.join(", "));
+    let limits: Vec<String> = c
+        .params
+        .iter()
+        .filter_map(|p| {
+            p.range
+                .map(|(lo, hi)| format!("{}: ({lo}, {hi})", quote(&p.name)))
+        })
+        .collect();
+    if !limits.is_empty() {
+        let _ = writeln!(out, "    limits: {{ {} }},", limits.join(", "));
+    }
     let _ = writeln!(out, "    ranks: {{");
     for r in &c.ranks {
         let _ = writeln!(

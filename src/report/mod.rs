@@ -5,7 +5,7 @@ pub mod markdown;
 pub mod passes;
 pub mod text;
 
-use crate::arch::{Arch, TICKS_PER_CYCLE};
+use crate::arch::{Arch, StorageKind, TICKS_PER_CYCLE};
 use crate::mapping::{Padded, Program, TemplateKind};
 use crate::passes::PassReport;
 use crate::sim::SimResult;
@@ -46,6 +46,18 @@ pub struct RunReport {
     pub stages: Vec<StageReport>,
     /// Chip area by component, mm² (compute units' PEs and storage levels with an area entry).
     pub area_mm2: BTreeMap<String, f64>,
+    /// Average power over the run, W: energy over time, by component and by group.
+    pub power_w: PowerReport,
+}
+
+/// Average power (energy over the run's time), W.
+#[derive(Clone, Debug, Serialize)]
+pub struct PowerReport {
+    pub total: f64,
+    /// Unit or storage level → W.
+    pub by_component: BTreeMap<String, f64>,
+    /// `logic` (compute units), `register_file`, `sram` (buffers and tensor memories) and `dram` → W.
+    pub by_group: BTreeMap<String, f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -364,6 +376,29 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
             area_mm2.insert(s.name.clone(), a.um2 / 1e6);
         }
     }
+    let seconds = total_cycles as f64 / f.arch.clock_hz;
+    let watts = |pj: f64| {
+        if seconds > 0.0 {
+            pj * 1e-12 / seconds
+        } else {
+            0.0
+        }
+    };
+    let mut power_w = PowerReport {
+        total: watts(by_component.values().sum()),
+        by_component: BTreeMap::new(),
+        by_group: BTreeMap::new(),
+    };
+    for (c, pj) in &by_component {
+        let group = match f.arch.storage.iter().find(|s| &s.name == c).map(|s| s.kind) {
+            None => "logic",
+            Some(StorageKind::RegisterFile) => "register_file",
+            Some(StorageKind::Sram) | Some(StorageKind::TensorMemory) => "sram",
+            Some(StorageKind::Dram) => "dram",
+        };
+        power_w.by_component.insert(c.clone(), watts(*pj));
+        *power_w.by_group.entry(group.to_string()).or_default() += watts(*pj);
+    }
     Ok(RunReport {
         arch: f.arch.name.clone(),
         workload: f.workload.to_string(),
@@ -401,5 +436,6 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
         },
         stages,
         area_mm2,
+        power_w,
     })
 }

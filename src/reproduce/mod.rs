@@ -9,6 +9,7 @@
 
 pub mod figures;
 pub mod render;
+pub mod spatten;
 pub mod targets;
 pub mod write;
 
@@ -534,7 +535,7 @@ fn run_layer(
 }
 
 /// Reproductions the CLI knows by name.
-pub const NAMES: &[&str] = &["fusemax"];
+pub const NAMES: &[&str] = &["fusemax", "spatten"];
 
 /// Run a named reproduction and evaluate its targets; `None` for an unknown name. `progress` counts every run,
 /// the what-if variants' included.

@@ -1,0 +1,180 @@
+//! A whole decoder model in the generation phase (SpAtten, HPCA'21; reference flat_spatten.md §2.1-§2.2): `steps`
+//! new tokens, one at a time, each through `layers` decoder layers, against a KV cache that grows by one token per
+//! step (`kv_len = context + step`). Every step fetches the cached K and V it attends to from DRAM again: in
+//! generation nothing is reused across queries ([P] §2.2), which is what makes it memory-bound.
+//!
+//! Each layer of each step is one run of a layer file (for SpAtten `workloads/layers/spatten-decode.ron`) with the
+//! model's parameters, `kv_len` and that layer's pruning from the [`Schedule`]s. Layers and steps run one after
+//! another, so cycles, seconds, traffic and energy add up. Identical layers, and identical ops (the GEMMs of every layer and step), are simulated once.
+
+use crate::diag::SourceFile;
+use crate::layer::{run_layer_file_cached, LayerReport, OpCache};
+use crate::run::{Lookup, RunError};
+use crate::sim::SimOptions;
+use std::collections::BTreeMap;
+
+/// A pruning schedule over layers ([P] §2.1): the front `front_pct` percent of the layers are not pruned; the
+/// others get ratios (percent pruned) interpolated linearly from `start` at the first pruned layer to `end` at the
+/// last, so their mean is (start + end) / 2.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Schedule {
+    pub front_pct: i64,
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Schedule {
+    /// A schedule must keep ratios in [0, 100) and must not un-prune: the ratio may only grow with depth, since a
+    /// token or head pruned in one layer is never used again ([P] §2.1).
+    pub fn check(&self, what: &str) -> Result<(), String> {
+        if !(0..=100).contains(&self.front_pct) {
+            return Err(format!(
+                "{what} schedule: front {}% is outside [0, 100]",
+                self.front_pct
+            ));
+        }
+        for r in [self.start, self.end] {
+            if !(0..100).contains(&r) {
+                return Err(format!(
+                    "{what} schedule: a pruning ratio of {r}% is outside [0, 100)"
+                ));
+            }
+        }
+        if self.end < self.start {
+            return Err(format!(
+                "{what} schedule un-prunes: the ratio falls from {}% to {}%, but a pruned {what} is never fetched again",
+                self.start, self.end
+            ));
+        }
+        Ok(())
+    }
+
+    /// Percent pruned at layer `l` of `layers`.
+    pub fn at(&self, l: i64, layers: i64) -> i64 {
+        let front = layers * self.front_pct / 100;
+        if l < front {
+            return 0;
+        }
+        let span = (layers - 1 - front).max(1);
+        self.start + (self.end - self.start) * (l - front) / span
+    }
+}
+
+/// A generation run: the layer file's name is resolved by the caller; the model gives `layers` and the shape.
+#[derive(Clone, Debug)]
+pub struct Generation {
+    pub layers: i64,
+    pub steps: i64,
+    pub context: i64,
+    /// Cascade token pruning (the model's `token_keep` is set to 100 minus the ratio) and head pruning
+    /// (`head_keep`); `None` leaves the model's (or the `sets`') values.
+    pub tokens: Option<Schedule>,
+    pub heads: Option<Schedule>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GenerationReport {
+    pub cycles: u64,
+    pub seconds: f64,
+    pub energy_pj: f64,
+    /// Storage level → bytes read plus written, over all steps and layers.
+    pub traffic_bytes: BTreeMap<String, u128>,
+    /// 2 × the iteration points of every Einsum of every op, over all steps and layers.
+    pub ops: f64,
+    /// Distinct op runs simulated (the rest were repeats: the GEMMs are the same in every layer and step).
+    pub simulated: usize,
+}
+
+/// Run `gen` on one arch: every step, every layer.
+pub fn run_generation(
+    layer_file: &SourceFile,
+    arch_file: &SourceFile,
+    model_file: &SourceFile,
+    set_args: &[String],
+    gen: &Generation,
+    lookup: Lookup,
+    opts: SimOptions,
+) -> Result<GenerationReport, RunError> {
+    for (what, s) in [("token", gen.tokens), ("head", gen.heads)] {
+        if let Some(s) = s {
+            s.check(what).map_err(RunError::Mapping)?;
+        }
+    }
+    let mut cache: BTreeMap<Vec<String>, LayerReport> = BTreeMap::new();
+    let mut ops = OpCache::new();
+    let mut rep = GenerationReport {
+        cycles: 0,
+        seconds: 0.0,
+        energy_pj: 0.0,
+        traffic_bytes: BTreeMap::new(),
+        ops: 0.0,
+        simulated: 0,
+    };
+    for step in 0..gen.steps {
+        for l in 0..gen.layers {
+            let mut sets = set_args.to_vec();
+            sets.push(format!("kv_len={}", gen.context + step));
+            if let Some(s) = gen.tokens {
+                sets.push(format!("token_keep={}", 100 - s.at(l, gen.layers)));
+            }
+            if let Some(s) = gen.heads {
+                sets.push(format!("head_keep={}", 100 - s.at(l, gen.layers)));
+            }
+            if !cache.contains_key(&sets) {
+                let r = run_layer_file_cached(
+                    layer_file, arch_file, model_file, &sets, lookup, opts, &mut ops,
+                )?;
+                cache.insert(sets.clone(), r);
+            }
+            let r = &cache[&sets];
+            rep.cycles += r.cycles;
+            rep.seconds += r.seconds;
+            rep.energy_pj += r.energy_pj;
+            for (_, p) in &r.parts {
+                for (level, b) in &p.traffic_bytes {
+                    *rep.traffic_bytes.entry(level.clone()).or_insert(0) += b;
+                }
+                rep.ops += 2.0 * p.einsums.iter().map(|e| e.points).sum::<f64>();
+            }
+        }
+    }
+    rep.simulated = ops.len();
+    Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_keeps_the_front_and_interpolates() {
+        // 24 layers, front 15 %: layers 0-2 unpruned, then 20 % at layer 3 rising to 60 % at layer 23.
+        let s = Schedule {
+            front_pct: 15,
+            start: 20,
+            end: 60,
+        };
+        assert_eq!(s.at(0, 24), 0);
+        assert_eq!(s.at(2, 24), 0);
+        assert_eq!(s.at(3, 24), 20);
+        assert_eq!(s.at(23, 24), 60);
+        assert_eq!(s.at(13, 24), 40);
+        assert!(s.check("token").is_ok());
+    }
+
+    #[test]
+    fn a_schedule_that_unprunes_or_leaves_range_is_an_error() {
+        let down = Schedule {
+            front_pct: 15,
+            start: 60,
+            end: 20,
+        };
+        assert!(down.check("token").unwrap_err().contains("un-prunes"));
+        let all = Schedule {
+            front_pct: 15,
+            start: 20,
+            end: 100,
+        };
+        assert!(all.check("token").unwrap_err().contains("outside [0, 100)"));
+    }
+}

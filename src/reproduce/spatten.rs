@@ -1,0 +1,553 @@
+//! `einsim reproduce spatten`: SpAtten's published numbers (HPCA'21) against einsim runs of `arch/spatten.ron`,
+//! `arch/spatten-1-8.ron` and their cascades, plus the top-k engine's cycles against n, k and P.
+//!
+//! What runs and what is compared are data (`spatten_targets.ron`): named runs (arch, cascade, `--set`s) and
+//! targets, each a [`Metric`] over those runs with a value, a tolerance and a source. A miss stays a miss: the
+//! report shows its error and, where the cause is understood, the file's `known_disagreement`. This module
+//! computes and renders text and figures; the CLI writes them.
+
+use super::targets::Bound;
+use crate::library::Kind;
+use crate::plot::{Corner, Figure, LineChart, Panel, Series, XAxis};
+use crate::report::RunReport;
+use crate::run::{self, Lookup, RunError};
+use crate::sim::SimOptions;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// The SpAtten targets and runs, embedded so the binary carries them.
+pub const TARGETS: &str = include_str!("spatten_targets.ron");
+pub const TARGETS_PATH: &str = "src/reproduce/spatten_targets.ron";
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "SpattenTargets")]
+pub struct TargetFile {
+    pub runs: Vec<RunSpec>,
+    pub targets: Vec<Target>,
+    /// The top-k sweep: lengths n, divisors d (k = n / d) and comparator counts P.
+    pub topk: TopkSweep,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSpec {
+    pub id: String,
+    pub description: String,
+    pub arch: String,
+    /// The cascade, or for a layer run (`model` set) the layer file (`workloads/layers/`).
+    pub cascade: String,
+    pub sets: Vec<String>,
+    /// A model (`workloads/models/`): the run is the layer `cascade` names, each op through the arch's binding,
+    /// its ops' reports summed into one (`layer_report`).
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopkSweep {
+    pub arch: String,
+    pub n: Vec<u64>,
+    pub k_divisors: Vec<u64>,
+    pub lanes: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub id: String,
+    pub description: String,
+    pub metric: Metric,
+    pub value: f64,
+    pub unit: String,
+    pub tolerance: f64,
+    #[serde(default)]
+    pub bound: Bound,
+    pub source: String,
+    #[serde(default)]
+    pub known_disagreement: String,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A quantity of one or two runs.
+#[derive(Clone, Debug, Deserialize)]
+pub enum Metric {
+    /// 2 × the iteration points of `einsums` in run `ops_of`, over the seconds of run `time_of`, in GOP/s. With
+    /// `ops_of` the dense run and `time_of` the pruned one, this is the effective (dense-equivalent) throughput.
+    Gops {
+        ops_of: String,
+        time_of: String,
+        einsums: Vec<String>,
+    },
+    /// The same operations over the energy of run `energy_of`, in GOP/J.
+    GopPerJ {
+        ops_of: String,
+        energy_of: String,
+        einsums: Vec<String>,
+    },
+    /// A quantity of run `num` over the same quantity of run `den`.
+    Ratio {
+        num: String,
+        den: String,
+        quantity: Quantity,
+    },
+    /// A quantity of one run.
+    Of { run: String, quantity: Quantity },
+}
+
+#[derive(Clone, Debug, Deserialize)]
+pub enum Quantity {
+    Cycles,
+    /// Bytes read and written at a storage level.
+    Traffic(String),
+    /// 2 × the iteration points of these Einsums (operations).
+    Ops(Vec<String>),
+    /// Average power, W: energy over time.
+    PowerW,
+    /// Share of the energy in these components (units or storage levels).
+    EnergyShare(Vec<String>),
+    AreaMm2,
+    /// Share of the area in these components.
+    AreaShare(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Status {
+    Pass,
+    Fail,
+    NotEvaluated(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct TargetResult {
+    pub target: Target,
+    pub einsim: Option<f64>,
+    pub status: Status,
+}
+
+/// One top-k point: selection cycles of the engine alone (the `topk` cascade's selection Einsum).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopkPoint {
+    pub n: u64,
+    pub k: u64,
+    pub lanes: u64,
+    pub cycles: u64,
+}
+
+pub struct Reproduction {
+    pub file: TargetFile,
+    pub runs: BTreeMap<String, Result<RunReport, String>>,
+    pub results: Vec<TargetResult>,
+    pub topk: Vec<TopkPoint>,
+}
+
+pub fn load() -> Result<TargetFile, String> {
+    ron::from_str(TARGETS).map_err(|e| format!("{TARGETS_PATH}: {e}"))
+}
+
+fn run_one(
+    arch: &str,
+    cascade: &str,
+    sets: &[String],
+    lookup: Lookup,
+) -> Result<RunReport, String> {
+    let arch_file =
+        lookup(Kind::Arch, arch).ok_or_else(|| format!("arch `{arch}` is not shipped"))?;
+    run::run(
+        &arch_file,
+        None,
+        Some(cascade),
+        sets,
+        lookup,
+        SimOptions::default(),
+    )
+    .map_err(|e| match e {
+        RunError::Invalid(d) => d.to_string(),
+        other => other.to_string(),
+    })
+}
+
+/// A layer run: every op of layer `layer` on `arch` for `model`, run one after another (as `crate::layer` does),
+/// summed into one report: cycles, seconds, traffic and energy add up, the Einsums are every op's, and the area is
+/// the arch's (the first op's).
+fn run_layer(
+    arch: &str,
+    layer: &str,
+    model: &str,
+    sets: &[String],
+    lookup: Lookup,
+) -> Result<RunReport, String> {
+    let arch_file =
+        lookup(Kind::Arch, arch).ok_or_else(|| format!("arch `{arch}` is not shipped"))?;
+    let layer_file =
+        lookup(Kind::Layer, layer).ok_or_else(|| format!("layer `{layer}` is not shipped"))?;
+    let model_file =
+        lookup(Kind::Model, model).ok_or_else(|| format!("model `{model}` is not shipped"))?;
+    let r = crate::layer::run_layer_file(
+        &layer_file,
+        &arch_file,
+        &model_file,
+        sets,
+        lookup,
+        SimOptions::default(),
+    )
+    .map_err(|e| match e {
+        RunError::Invalid(d) => d.to_string(),
+        other => other.to_string(),
+    })?;
+    let mut parts = r.parts.into_iter().map(|(_, p)| p);
+    let mut sum = parts
+        .next()
+        .ok_or_else(|| format!("layer `{layer}` has no ops"))?;
+    for p in parts {
+        sum.cycles += p.cycles;
+        sum.seconds += p.seconds;
+        sum.einsums.extend(p.einsums);
+        for (level, b) in p.traffic_bytes {
+            *sum.traffic_bytes.entry(level).or_insert(0) += b;
+        }
+        sum.energy_pj.total += p.energy_pj.total;
+        for (c, pj) in p.energy_pj.by_component {
+            *sum.energy_pj.by_component.entry(c).or_insert(0.0) += pj;
+        }
+    }
+    Ok(sum)
+}
+
+/// Run every named run and the top-k sweep, and evaluate the targets.
+pub fn reproduce(lookup: Lookup) -> Result<Reproduction, String> {
+    let file = load()?;
+    let mut runs = BTreeMap::new();
+    for r in &file.runs {
+        let report = match &r.model {
+            Some(m) => run_layer(&r.arch, &r.cascade, m, &r.sets, lookup),
+            None => run_one(&r.arch, &r.cascade, &r.sets, lookup),
+        };
+        runs.insert(r.id.clone(), report);
+    }
+    let mut topk = Vec::new();
+    for &n in &file.topk.n {
+        for &d in &file.topk.k_divisors {
+            for &p in &file.topk.lanes {
+                let k = (n / d).max(1);
+                let sets = vec![
+                    format!("n={n}"),
+                    format!("k={k}"),
+                    format!("topk_lanes={p}"),
+                ];
+                let r = run_one(&file.topk.arch, "topk", &sets, lookup)?;
+                let cycles = r
+                    .einsums
+                    .iter()
+                    .find(|e| e.unit == "topk")
+                    .map_or(0, |e| e.cycles);
+                topk.push(TopkPoint {
+                    n,
+                    k,
+                    lanes: p,
+                    cycles,
+                });
+            }
+        }
+    }
+    let results = file.targets.iter().map(|t| evaluate(t, &runs)).collect();
+    Ok(Reproduction {
+        file,
+        runs,
+        results,
+        topk,
+    })
+}
+
+fn ops(r: &RunReport, einsums: &[String]) -> f64 {
+    2.0 * r
+        .einsums
+        .iter()
+        .filter(|e| einsums.contains(&e.name))
+        .map(|e| e.points)
+        .sum::<f64>()
+}
+
+fn quantity(r: &RunReport, q: &Quantity) -> f64 {
+    let share = |m: &BTreeMap<String, f64>, of: &[String]| {
+        let total: f64 = m.values().sum();
+        of.iter().filter_map(|c| m.get(c)).sum::<f64>() / total
+    };
+    match q {
+        Quantity::Cycles => r.cycles as f64,
+        Quantity::Traffic(level) => r.traffic_bytes.get(level).copied().unwrap_or(0) as f64,
+        Quantity::Ops(es) => ops(r, es),
+        Quantity::PowerW => r.energy_pj.total * 1e-12 / r.seconds,
+        Quantity::EnergyShare(of) => share(&r.energy_pj.by_component, of),
+        Quantity::AreaMm2 => r.area_mm2.values().sum(),
+        Quantity::AreaShare(of) => share(&r.area_mm2, of),
+    }
+}
+
+fn evaluate(t: &Target, runs: &BTreeMap<String, Result<RunReport, String>>) -> TargetResult {
+    let get = |id: &String| -> Result<&RunReport, String> {
+        match runs.get(id) {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(e)) => Err(format!("run `{id}` failed: {e}")),
+            None => Err(format!("no run `{id}` in {TARGETS_PATH}")),
+        }
+    };
+    let value = (|| -> Result<f64, String> {
+        Ok(match &t.metric {
+            Metric::Gops {
+                ops_of,
+                time_of,
+                einsums,
+            } => ops(get(ops_of)?, einsums) / get(time_of)?.seconds / 1e9,
+            Metric::GopPerJ {
+                ops_of,
+                energy_of,
+                einsums,
+            } => ops(get(ops_of)?, einsums) / (get(energy_of)?.energy_pj.total * 1e-12) / 1e9,
+            Metric::Ratio {
+                num,
+                den,
+                quantity: q,
+            } => quantity(get(num)?, q) / quantity(get(den)?, q),
+            Metric::Of { run, quantity: q } => quantity(get(run)?, q),
+        })
+    })();
+    match value {
+        Ok(v) => {
+            let ok = match t.bound {
+                Bound::Equal => (v - t.value).abs() <= t.tolerance * t.value.abs(),
+                Bound::AtLeast => v >= t.value * (1.0 - t.tolerance),
+                Bound::AtMost => v <= t.value * (1.0 + t.tolerance),
+            };
+            TargetResult {
+                target: t.clone(),
+                einsim: Some(v),
+                status: if ok { Status::Pass } else { Status::Fail },
+            }
+        }
+        Err(e) => TargetResult {
+            target: t.clone(),
+            einsim: None,
+            status: Status::NotEvaluated(e),
+        },
+    }
+}
+
+/// Numbers in reports: 4 significant digits, no exponent for ordinary magnitudes.
+fn num(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let mag = v.abs().log10().floor() as i32;
+    if !(-4..9).contains(&mag) {
+        return format!("{v:.3e}");
+    }
+    let decimals = (3 - mag).max(0) as usize;
+    format!("{v:.decimals$}")
+}
+
+impl Reproduction {
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let n = |f: fn(&Status) -> bool| self.results.iter().filter(|r| f(&r.status)).count();
+        (
+            n(|s| *s == Status::Pass),
+            n(|s| *s == Status::Fail),
+            n(|s| matches!(s, Status::NotEvaluated(_))),
+        )
+    }
+
+    /// `report.md`: the targets with einsim's value and error, then the runs.
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        let (pass, fail, not) = self.counts();
+        let _ = writeln!(o, "# SpAtten (HPCA'21) reproduced by einsim\n");
+        let _ = writeln!(
+            o,
+            "Generated by `einsim reproduce spatten` from `{TARGETS_PATH}`, `arch/spatten.ron`, `arch/spatten-1-8.ron`,\n`workloads/cascades/spatten-*.ron` and `workloads/cascades/topk.ron`. Published numbers are targets, never\ninputs. Targets: {pass} pass, {fail} FAIL, {not} not evaluated.\n"
+        );
+        let _ = writeln!(o, "## Targets\n");
+        let _ = writeln!(
+            o,
+            "| target | published | einsim | error | tolerance | status |\n|---|---|---|---|---|---|"
+        );
+        for r in &self.results {
+            let t = &r.target;
+            let (v, err) = match r.einsim {
+                Some(v) => (num(v), format!("{:+.1}%", 100.0 * (v - t.value) / t.value)),
+                None => ("–".into(), "–".into()),
+            };
+            let bound = match t.bound {
+                Bound::Equal => "±",
+                Bound::AtLeast => "≥ −",
+                Bound::AtMost => "≤ +",
+            };
+            let status = match &r.status {
+                Status::Pass => "pass".to_string(),
+                Status::Fail => "**FAIL**".to_string(),
+                Status::NotEvaluated(_) => "not evaluated".to_string(),
+            };
+            let _ = writeln!(
+                o,
+                "| {} ({}) | {} {} | {} | {} | {}{:.0}% | {} |",
+                t.description,
+                t.id,
+                num(t.value),
+                t.unit,
+                v,
+                err,
+                bound,
+                100.0 * t.tolerance,
+                status
+            );
+        }
+        let _ = writeln!(o, "\n### Sources, misses and notes\n");
+        for r in &self.results {
+            let t = &r.target;
+            let _ = writeln!(o, "- **{}**: {}", t.id, t.source);
+            if let Status::NotEvaluated(why) = &r.status {
+                let _ = writeln!(o, "  - not evaluated: {why}");
+            }
+            if r.status == Status::Fail {
+                if t.known_disagreement.is_empty() {
+                    let _ = writeln!(o, "  - miss, cause not established");
+                } else {
+                    let _ = writeln!(o, "  - miss: {}", t.known_disagreement);
+                }
+            }
+            if !t.note.is_empty() {
+                let _ = writeln!(o, "  - note: {}", t.note);
+            }
+        }
+        let _ = writeln!(o, "\n## Runs\n");
+        let _ = writeln!(
+            o,
+            "| run | arch | cascade | sets | cycles | seconds | HBM bytes | energy (J) | power (W) |\n|---|---|---|---|---|---|---|---|---|"
+        );
+        for spec in &self.file.runs {
+            match &self.runs[&spec.id] {
+                Ok(r) => {
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        spec.id,
+                        spec.arch,
+                        spec.cascade,
+                        spec.sets.join(" "),
+                        r.cycles,
+                        num(r.seconds),
+                        r.traffic_bytes.get("hbm").copied().unwrap_or(0),
+                        num(r.energy_pj.total * 1e-12),
+                        num(quantity(r, &Quantity::PowerW)),
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | failed: {} |",
+                        spec.id,
+                        spec.arch,
+                        spec.cascade,
+                        e.lines().next().unwrap_or("")
+                    );
+                }
+            }
+        }
+        for spec in &self.file.runs {
+            let _ = writeln!(o, "\n- `{}`: {}", spec.id, spec.description);
+        }
+        let _ = writeln!(o, "\n## Power by component\n");
+        for spec in &self.file.runs {
+            if let Ok(r) = &self.runs[&spec.id] {
+                let parts: Vec<String> = r
+                    .energy_pj
+                    .by_component
+                    .iter()
+                    .map(|(c, pj)| format!("{c} {} W", num(pj * 1e-12 / r.seconds)))
+                    .collect();
+                let _ = writeln!(o, "- `{}`: {}", spec.id, parts.join(", "));
+            }
+        }
+        let _ = writeln!(
+            o,
+            "\n## Top-k engine\n\nSelection cycles of the token engine alone (`topk` cascade), seeded quick-select rounds plus the\nfilter pass; `topk.csv` has every point, `topk.png`/`topk.svg` plot them."
+        );
+        o
+    }
+
+    pub fn runs_csv(&self) -> String {
+        let mut o =
+            String::from("run,arch,cascade,sets,cycles,seconds,hbm_bytes,energy_j,power_w\n");
+        for spec in &self.file.runs {
+            if let Ok(r) = &self.runs[&spec.id] {
+                let _ = writeln!(
+                    o,
+                    "{},{},{},{},{},{},{},{},{}",
+                    spec.id,
+                    spec.arch,
+                    spec.cascade,
+                    spec.sets.join(" "),
+                    r.cycles,
+                    r.seconds,
+                    r.traffic_bytes.get("hbm").copied().unwrap_or(0),
+                    r.energy_pj.total * 1e-12,
+                    quantity(r, &Quantity::PowerW)
+                );
+            }
+        }
+        o
+    }
+
+    pub fn topk_csv(&self) -> String {
+        let mut o = String::from("n,k,lanes,cycles\n");
+        for p in &self.topk {
+            let _ = writeln!(o, "{},{},{},{}", p.n, p.k, p.lanes, p.cycles);
+        }
+        o
+    }
+
+    /// Top-k cycles against n, one panel per k = n / d, one line per P.
+    pub fn topk_figure(&self) -> Figure {
+        let panels = self
+            .file
+            .topk
+            .k_divisors
+            .iter()
+            .map(|&d| {
+                let series = self
+                    .file
+                    .topk
+                    .lanes
+                    .iter()
+                    .map(|&p| Series {
+                        name: format!("P = {p}"),
+                        points: self
+                            .topk
+                            .iter()
+                            .filter(|t| t.lanes == p && t.k == (t.n / d).max(1))
+                            .map(|t| (t.n as f64, t.cycles as f64))
+                            .collect(),
+                    })
+                    .collect();
+                Panel::Line(LineChart {
+                    title: format!("k = n/{d}"),
+                    x_label: "n".into(),
+                    y_label: "cycles".into(),
+                    x_axis: XAxis::Log2,
+                    series,
+                    reference: None,
+                    legend: Corner::UpperLeft,
+                    headroom: 1.1,
+                })
+            })
+            .collect();
+        Figure {
+            title: "SpAtten top-k engine: selection cycles vs n".into(),
+            panels,
+            cols: 2,
+            panel_size: (480, 360),
+            shared_legend: true,
+        }
+    }
+}
