@@ -1,5 +1,5 @@
 //! Property tests of the engine over random configurations of the shipped archs and models: no panic and no
-//! internal error, simulated ≥ bound, cycles non-decreasing in sequence length, and extrapolated runs equal to
+//! internal error, simulated ≥ bound, cycles non-decreasing in sequence length (within a binding), and extrapolated runs equal to
 //! the full event-by-event simulation wherever that is affordable.
 //!
 //! The engine's budget is lowered here (to keep debug builds fast), so some runs end in a bracketed estimate; the
@@ -77,15 +77,19 @@ proptest! {
                 Ok(r) => {
                     prop_assert!(r.cycles >= r.bound.cycles, "seq {s}: {} < bound {}", r.cycles, r.bound.cycles);
                     if !estimated(&r) {
-                        exact.push(r.cycles);
+                        exact.push((r.binding.clone(), r.cycles));
                     }
                 }
                 Err(RunError::Internal(e)) => prop_assert!(false, "seq {s}: internal error: {e}"),
                 Err(_) => {}
             }
         }
-        if let [a, b] = exact[..] {
-            prop_assert!(b >= a, "seq {seq}: {a} cycles, 2x seq: {b}");
+        // Only within one binding: a run takes the arch's first binding that fits, not the fastest, so a longer
+        // sequence that falls back to another dataflow may be faster (unfused at 64K vs 128K on a 512 KiB buffer).
+        if let [(ba, a), (bb, b)] = &exact[..] {
+            if ba == bb {
+                prop_assert!(b >= a, "seq {seq}: {a} cycles, 2x seq: {b}");
+            }
         }
     }
 
