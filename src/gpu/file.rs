@@ -80,6 +80,10 @@ pub struct KernelFile {
     pub window: Fig,
     /// SMs that run one work item together (2 for a 2-CTA pair).
     pub ctas: Fig,
+    /// FLOPs the kernel is credited with, per forward attention FLOP (4·s²·d·h·b, halved causal): 2.5 for a
+    /// backward pass as the FA papers count it. Default 1.
+    #[serde(default)]
+    pub flops: Option<Fig>,
     /// What must fit in each storage unit.
     pub fits: Vec<FitFile>,
     /// The work of one tile step (one Q tile against one K/V block).

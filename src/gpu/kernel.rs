@@ -65,6 +65,8 @@ pub struct Plan {
     pub q: u64,
     pub ctas: u64,
     pub window: u32,
+    /// FLOPs credited per forward attention FLOP (2.5 for a backward pass).
+    pub flop_factor: f64,
     pub params: BTreeMap<String, f64>,
     pub tasks: Vec<Task>,
     pub fits: Vec<Fit>,
@@ -360,6 +362,10 @@ pub fn plan(
             after,
         });
     }
+    let flop_factor = match &k.flops {
+        Some(f) => ev("flops", &f.0, &vars)?,
+        None => 1.0,
+    };
     Ok(Plan {
         kernel: k.name.clone(),
         source: k.source.clone(),
@@ -369,6 +375,7 @@ pub fn plan(
         q: qv,
         ctas,
         window,
+        flop_factor,
         params,
         tasks,
         fits,

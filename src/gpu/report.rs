@@ -143,7 +143,7 @@ pub fn run(
     let cycles = u64::try_from(ticks.div_ceil(tpc))
         .map_err(|_| RunError::Mapping("the run's cycles exceed 2^64".into()))?;
     let seconds = cycles as f64 / gpu.clock_hz;
-    let flops = attention_flops(w);
+    let flops = attention_flops(w) * plan.flop_factor;
     let mut units = vec![];
     for (ui, u) in gpu.units.iter().enumerate() {
         let (mut ideal, mut cyc) = (0.0, 0.0);

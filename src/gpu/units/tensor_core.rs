@@ -1,8 +1,8 @@
 //! Tensor core: a matrix unit that multiplies m×k by k×n at a fixed FLOP rate per data type, reading its operands
 //! from named storage. Its cost model:
 //!
-//! - compute: `2·m·n·k / flops[dtype]` cycles at peak, divided by `sustained` (the fraction of peak a long GEMM
-//!   reaches on the real chip: clocks under load, issue gaps) for the time the unit is busy;
+//! - compute: `2·m·n·k / flops[dtype]` cycles at peak, divided by `sustained` for the time the unit is busy (a
+//!   tensor-core-only derate; the shipped GPUs set it to 1 and derate the SM clock by the measured GEMM fraction);
 //! - operand traffic: A (`m·k` elements) is read once from where it lives; B (`k·n` elements) is read once per
 //!   `instr_m` rows of A (each MMA instruction, or each warpgroup's, re-reads it), split among `b_share` SMs when
 //!   a CTA pair shares it. Register operands move no storage bytes here.
