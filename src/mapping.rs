@@ -1414,12 +1414,13 @@ impl<'a> Stage<'a> {
     /// by (a reduced rank is tiled by it), so each task updates in place the partial result that the previous
     /// iteration's task wrote to the buffer, and must read it back (read-modify-write). The first iteration has
     /// nothing to read back; it is charged too, so every instance costs the same: an overcount of one read of the
-    /// result tile per pass over the loop.
+    /// result tile per pass over the loop. A loop of one iteration reduces nothing across tiles: no read-back
+    /// (a weight-stationary GEMM whose K fits the array's rows, reports/scalesim).
     fn accumulates(&self, e: EinsumId) -> bool {
         let out = self.tensor_parts(self.c.einsums[e].output.tensor);
         self.einsum_parts(e)
             .iter()
-            .any(|p| self.loop_of(p).is_some() && !out.contains(p))
+            .any(|p| self.loop_of(p).is_some() && !out.contains(p) && self.size(p) > 1)
     }
 
     /// Bytes of on-chip state statically resident in the buffer: kept tensors with no DRAM home, each with its

@@ -1,0 +1,397 @@
+//! GEMM parity with SCALE-Sim v3 (issue 10, item 3). `reports/scalesim/scalesim.csv` holds what SCALE-Sim measured
+//! (run by `reports/scalesim/run_scalesim.py`: a 32x32 and a 128x128 array, output and weight stationary, seven
+//! GEMM shapes, no DRAM stalls); einsim's numbers are computed here from `arch/systolic-os.ron` and
+//! `arch/systolic-ws.ron` on the shipped `gemm` cascade. Per row: compute cycles within 1%, SRAM reads and writes
+//! equal, except where a known cause (named per row, derived from the shape, never from the measured value)
+//! explains the difference; the test then checks that the difference is exactly what the cause accounts for.
+//!
+//! `cargo test --release --test scalesim -- --ignored` re-measures einsim's wall time and checks the 10^4 x speedup
+//! on the largest shape; with `EINSIM_WRITE_SCALESIM=1` it also rewrites `reports/scalesim/comparison.md`. The
+//! always-run drift test checks every column of the committed table except the wall times.
+
+#[path = "fixtures/common.rs"]
+mod common;
+
+use common::*;
+use einsim::library::{self, Kind};
+use einsim::report::RunReport;
+use std::path::Path;
+use std::time::Instant;
+
+const CSV: &str = "reports/scalesim/scalesim.csv";
+const TABLE: &str = "reports/scalesim/comparison.md";
+
+#[derive(Clone, Debug)]
+struct Row {
+    shape: String,
+    m: u64,
+    n: u64,
+    k: u64,
+    array: u64,
+    dataflow: String,
+    cycles: u64,
+    ifmap_reads: u64,
+    filter_reads: u64,
+    ofmap_writes: u64,
+    wall_s: f64,
+}
+
+fn repo(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// The measured table and its provenance line (SCALE-Sim version and date).
+fn measured() -> (String, Vec<Row>) {
+    let text = std::fs::read_to_string(repo(CSV)).expect("committed SCALE-Sim table");
+    let mut provenance = String::new();
+    let mut header: Option<Vec<String>> = None;
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        if let Some(c) = line.strip_prefix('#') {
+            provenance = c.trim().to_string();
+            continue;
+        }
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let Some(h) = &header else {
+            header = Some(cells.iter().map(|s| s.to_string()).collect());
+            continue;
+        };
+        let get = |name: &str| -> &str {
+            let i = h
+                .iter()
+                .position(|c| c == name)
+                .unwrap_or_else(|| panic!("{CSV}: no column `{name}`"));
+            cells[i]
+        };
+        let int = |name: &str| -> u64 {
+            get(name)
+                .parse()
+                .unwrap_or_else(|e| panic!("{CSV}: {name}: {e}"))
+        };
+        assert_eq!(int("stall_cycles"), 0, "{CSV}: a row with DRAM stalls");
+        rows.push(Row {
+            shape: get("shape").to_string(),
+            m: int("M"),
+            n: int("N"),
+            k: int("K"),
+            array: int("array"),
+            dataflow: get("dataflow").to_string(),
+            cycles: int("cycles"),
+            ifmap_reads: int("ifmap_sram_reads"),
+            filter_reads: int("filter_sram_reads"),
+            ofmap_writes: int("ofmap_sram_writes"),
+            wall_s: get("wall_s").parse().expect("wall_s"),
+        });
+    }
+    assert!(
+        rows.len() >= 24,
+        "{CSV}: expected at least 6 shapes x 2 arrays x 2 dataflows"
+    );
+    (provenance, rows)
+}
+
+fn sets(r: &Row) -> Vec<String> {
+    vec![
+        format!("tokens={}", r.m),
+        format!("d_in={}", r.k),
+        format!("d_out={}", r.n),
+        format!("rows={}", r.array),
+        format!("cols={}", r.array),
+    ]
+}
+
+/// einsim on the row's GEMM: the whole run (load, bind, map, simulate), as the CLI does it.
+fn einsim(r: &Row) -> RunReport {
+    let arch = shipped(Kind::Arch, &format!("systolic-{}", r.dataflow));
+    let s = sets(r);
+    let s: Vec<&str> = s.iter().map(String::as_str).collect();
+    run_text(&arch, None, Some("gemm"), &s, &library::get, EXTRAPOLATE)
+        .unwrap_or_else(|e| panic!("{} {} {}: {e}", r.shape, r.array, r.dataflow))
+}
+
+fn sram(rep: &RunReport) -> (u64, u64) {
+    let t = rep
+        .traffic
+        .iter()
+        .find(|t| t.level == "sram")
+        .expect("sram traffic");
+    // One-byte words (the arch's `word`), so bytes are SCALE-Sim's word counts.
+    (t.read_bytes as u64, t.write_bytes as u64)
+}
+
+fn ceil(a: u64, b: u64) -> u64 {
+    a.div_ceil(b)
+}
+
+/// Whether folding `x` onto `a` PEs leaves a partial fold (einsim then charges the last fold whole).
+fn partial(x: u64, a: u64) -> bool {
+    x > a && x % a != 0
+}
+
+/// What einsim's SRAM counts should differ from SCALE-Sim's by, and why: `(reads einsim - SCALE-Sim, why,
+/// writes SCALE-Sim - einsim, why)`; `None` when a partial fold makes the counts incomparable.
+#[allow(clippy::type_complexity)]
+fn expected_gap(r: &Row) -> Option<(u64, Option<&'static str>, u64, Option<&'static str>)> {
+    let a = r.array;
+    let (fold_rows, fold_cols) = match r.dataflow.as_str() {
+        "os" => (r.m, r.n),
+        _ => (r.k, r.n),
+    };
+    if partial(fold_rows, a) || partial(fold_cols, a) {
+        return None;
+    }
+    let folds = ceil(fold_rows, a) * ceil(fold_cols, a);
+    match r.dataflow.as_str() {
+        "os" => Some((0, None, folds * 2 * a, Some(OS_WRITES))),
+        // K over one row fold: nothing to accumulate, nothing read back.
+        _ if ceil(r.k, a) == 1 => Some((0, None, 0, None)),
+        _ => Some((ceil(r.k, a) * r.m * r.n, Some(WS_READBACK), 0, None)),
+    }
+}
+
+const PARTIAL: &str = "partial fold: einsim charges the last fold's SRAM reads and writes whole (padding); SCALE-Sim counts only the mapped rows/columns";
+const OS_WRITES: &str = "SCALE-Sim OS adds rows + cols phantom ofmap writes per fold (systolic_compute_os.py: `ofmap_writes += shape[0] + shape[1]` after padding), no data";
+const WS_READBACK: &str = "K spans several row folds: einsim reads each fold's partial-sum tile back before accumulating into it (read-modify-write, charged on every row fold including the first, mapping.rs `accumulates`); SCALE-Sim counts the ofmap writes only, no read-back";
+
+fn error(ours: u64, theirs: u64) -> f64 {
+    (ours as f64 - theirs as f64) / theirs as f64
+}
+
+#[test]
+fn compute_cycles_within_one_percent_and_sram_counts_explained() {
+    let (_, rows) = measured();
+    let mut failures = Vec::new();
+    for r in &rows {
+        let rep = einsim(r);
+        let err = error(rep.cycles, r.cycles);
+        if err.abs() > 0.01 {
+            failures.push(format!(
+                "{} {}x{} {}: cycles {} vs SCALE-Sim {} ({:+.3}%)",
+                r.shape,
+                r.array,
+                r.array,
+                r.dataflow,
+                rep.cycles,
+                r.cycles,
+                err * 100.0
+            ));
+        }
+        let (reads, writes) = sram(&rep);
+        let theirs_reads = r.ifmap_reads + r.filter_reads;
+        // A partial fold (`None`) is compared in the table, not here.
+        if let Some((dr, rwhy, dw, wwhy)) = expected_gap(r) {
+            if reads != theirs_reads + dr || writes + dw != r.ofmap_writes {
+                failures.push(format!(
+                    "{} {}x{} {}: SRAM reads {reads} (SCALE-Sim {theirs_reads}, explained gap {dr}: {rwhy:?}), \
+                     writes {writes} (SCALE-Sim {}, explained gap {dw}: {wwhy:?})",
+                    r.shape, r.array, r.array, r.dataflow, r.ofmap_writes
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn cycles_are_one_fold_time_per_fold() {
+    // The mechanism, counted by hand: 256x256x256 on 32x32, OS: 8 x 8 folds of K + rows + cols - 2 = 318 cycles;
+    // WS: 8 x 8 folds of M + 2 rows + cols - 2 = 350 cycles. SCALE-Sim reports one less (the index of its last
+    // ofmap write, double_buffered_scratchpad_mem.py: total_cycles = max(ofmap_serviced_cycles)).
+    let row = |df: &str| Row {
+        shape: "square".into(),
+        m: 256,
+        n: 256,
+        k: 256,
+        array: 32,
+        dataflow: df.into(),
+        cycles: 0,
+        ifmap_reads: 0,
+        filter_reads: 0,
+        ofmap_writes: 0,
+        wall_s: 0.0,
+    };
+    assert_eq!(einsim(&row("os")).cycles, 64 * 318);
+    assert_eq!(einsim(&row("ws")).cycles, 64 * 350);
+    // Same with every tile simulated.
+    let arch = shipped(Kind::Arch, "systolic-ws");
+    let s = sets(&row("ws"));
+    let s: Vec<&str> = s.iter().map(String::as_str).collect();
+    let full = run_text(&arch, None, Some("gemm"), &s, &library::get, FULL).unwrap();
+    assert_eq!(full.cycles, 64 * 350);
+}
+
+/// The comparison table; `times` are einsim's wall seconds per row (None: a placeholder for the drift check).
+fn render(provenance: &str, rows: &[Row], reps: &[RunReport], times: Option<&[f64]>) -> String {
+    let mut s = String::new();
+    s.push_str("# GEMM parity: einsim vs SCALE-Sim v3\n\n");
+    s.push_str(&format!(
+        "SCALE-Sim numbers are measured data ({CSV}: {provenance}). einsim's are computed from \
+         `arch/systolic-os.ron` / `arch/systolic-ws.ron` on the `gemm` cascade (M = tokens, K = d_in, N = d_out). \
+         Checked by `tests/scalesim.rs`; regenerate with `EINSIM_WRITE_SCALESIM=1 cargo test --release --test scalesim -- --ignored`.\n\n"
+    ));
+    s.push_str(
+        "Cycles: compute cycles, no DRAM stalls (error = einsim / SCALE-Sim - 1). SRAM counts are words: reads = \
+         ifmap + filter reads (einsim: all SRAM reads), writes = ofmap writes. Wall time is per GEMM: SCALE-Sim's \
+         whole Python run, einsim's whole in-process run (load, bind, map, simulate; fastest of 21).\n\n",
+    );
+    s.push_str("| shape | M | N | K | array | dataflow | SCALE-Sim cycles | einsim cycles | error | SCALE-Sim SRAM reads | einsim SRAM reads | reads | SCALE-Sim SRAM writes | einsim SRAM writes | writes | SCALE-Sim wall (s) | einsim wall (s) | speedup |\n");
+    s.push_str(
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|---:|\n",
+    );
+    let mut causes: Vec<&str> = Vec::new();
+    for (i, (r, rep)) in rows.iter().zip(reps).enumerate() {
+        let (reads, writes) = sram(rep);
+        let theirs_reads = r.ifmap_reads + r.filter_reads;
+        let mut verdict = |ours: u64, theirs: u64, why: Option<&'static str>| -> String {
+            if ours == theirs {
+                return "equal".into();
+            }
+            let w = why.unwrap_or(PARTIAL);
+            if !causes.contains(&w) {
+                causes.push(w);
+            }
+            format!(
+                "differ ({})",
+                causes.iter().position(|c| *c == w).unwrap() + 1
+            )
+        };
+        let (rwhy, wwhy) = match expected_gap(r) {
+            None => (None, None),
+            Some((_, rw, _, ww)) => (rw, ww),
+        };
+        let vr = verdict(reads, theirs_reads, rwhy);
+        let vw = verdict(writes, r.ofmap_writes, wwhy);
+        let (ew, sp) = match times {
+            Some(t) => (format!("{:.6}", t[i]), format!("{:.0}x", r.wall_s / t[i])),
+            None => ("-".into(), "-".into()),
+        };
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {}x{} | {} | {} | {} | {:+.3}% | {} | {} | {} | {} | {} | {} | {:.3} | {} | {} |\n",
+            r.shape,
+            r.m,
+            r.n,
+            r.k,
+            r.array,
+            r.array,
+            r.dataflow.to_uppercase(),
+            r.cycles,
+            rep.cycles,
+            error(rep.cycles, r.cycles) * 100.0,
+            theirs_reads,
+            reads,
+            vr,
+            r.ofmap_writes,
+            writes,
+            vw,
+            r.wall_s,
+            ew,
+            sp
+        ));
+    }
+    let errs: Vec<f64> = rows
+        .iter()
+        .zip(reps)
+        .map(|(r, rep)| error(rep.cycles, r.cycles).abs())
+        .collect();
+    let worst = errs.iter().copied().fold(0.0, f64::max);
+    let equal = |f: &dyn Fn(&Row, (u64, u64)) -> bool| {
+        rows.iter()
+            .zip(reps)
+            .filter(|(r, rep)| f(r, sram(rep)))
+            .count()
+    };
+    let eq_reads = equal(&|r, (rd, _)| rd == r.ifmap_reads + r.filter_reads);
+    let eq_writes = equal(&|r, (_, wr)| wr == r.ofmap_writes);
+    s.push_str(&format!(
+        "\nSummary: {} rows; compute cycles within 1% on {} (largest |error| {:.3}%); SRAM reads equal on {}, \
+         SRAM writes equal on {}; every other count differs by exactly what its cause below accounts for \
+         (checked), except the partial-fold rows (cause 3, shown, not checked).\n",
+        rows.len(),
+        errs.iter().filter(|e| **e <= 0.01).count(),
+        worst * 100.0,
+        eq_reads,
+        eq_writes
+    ));
+    s.push_str("\nWhere the SRAM counts differ:\n\n");
+    for (i, c) in causes.iter().enumerate() {
+        s.push_str(&format!("{}. {c}.\n", i + 1));
+    }
+    s.push_str(
+        "\nCycles: einsim is one cycle above SCALE-Sim on every row. einsim counts folds x fold time (OS: K + rows \
+         + cols - 2; WS: M + 2 rows + cols - 2); SCALE-Sim reports the index of its last ofmap write \
+         (double_buffered_scratchpad_mem.py: `total_cycles = max(ofmap_serviced_cycles)`), one less than its \
+         trace's length.\n",
+    );
+    s
+}
+
+/// Drop the wall-time columns (the last three cells) so the committed table can be compared with a fresh run.
+fn without_times(table: &str) -> String {
+    table
+        .lines()
+        .map(|l| {
+            if l.starts_with("| ") && !l.starts_with("| shape") {
+                let cells: Vec<&str> = l.split('|').collect();
+                cells[..cells.len() - 4].join("|")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn committed_comparison_table_is_current() {
+    let (prov, rows) = measured();
+    let reps: Vec<RunReport> = rows.iter().map(einsim).collect();
+    let fresh = render(&prov, &rows, &reps, None);
+    let committed = std::fs::read_to_string(repo(TABLE)).expect("committed comparison table");
+    assert_eq!(
+        without_times(&committed),
+        without_times(&fresh),
+        "{TABLE} is stale: EINSIM_WRITE_SCALESIM=1 cargo test --release --test scalesim -- --ignored"
+    );
+}
+
+#[test]
+#[ignore = "measures wall time; run in release: cargo test --release --test scalesim -- --ignored"]
+fn write_comparison_table() {
+    let (prov, rows) = measured();
+    let mut reps = Vec::new();
+    let mut times = Vec::new();
+    for r in &rows {
+        let mut t: Vec<f64> = (0..21)
+            .map(|_| {
+                let t0 = Instant::now();
+                let rep = einsim(r);
+                let dt = t0.elapsed().as_secs_f64();
+                std::hint::black_box(rep);
+                dt
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        times.push(t[0]);
+        reps.push(einsim(r));
+    }
+    // Written only on request, so CI's `--include-ignored` run leaves the committed table alone.
+    if std::env::var_os("EINSIM_WRITE_SCALESIM").is_some() {
+        std::fs::write(repo(TABLE), render(&prov, &rows, &reps, Some(&times))).unwrap();
+    }
+    // The largest shape (most MACs): einsim at least 10^4 x faster than SCALE-Sim.
+    let macs = |r: &Row| r.m * r.n * r.k;
+    let big = rows.iter().map(macs).max().unwrap();
+    for (i, r) in rows.iter().enumerate().filter(|(_, r)| macs(r) == big) {
+        let ratio = r.wall_s / times[i];
+        eprintln!(
+            "{} {}x{} {}: {ratio:.0}x",
+            r.shape, r.array, r.array, r.dataflow
+        );
+        assert!(
+            ratio >= 1e4,
+            "{} {}: only {ratio:.0}x faster",
+            r.shape,
+            r.dataflow
+        );
+    }
+}
