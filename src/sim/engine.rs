@@ -223,6 +223,47 @@ struct Plan {
     releases: Vec<usize>,
 }
 
+/// The snapshots of one execution of a loop, by key. Keys are long (about ten words per live instance), so each is
+/// hashed once: the map is from the key's hash to the snapshots with that hash, compared in full.
+#[derive(Default)]
+struct History {
+    by_hash: HashMap<u64, Vec<(Vec<i64>, Snap)>, FastHash>,
+    /// Words held by the keys.
+    words: usize,
+}
+
+impl History {
+    fn hash(key: &[i64]) -> u64 {
+        let mut h = KeyHasher::default();
+        for &w in key {
+            h.write_u64(w as u64);
+        }
+        h.finish()
+    }
+
+    /// The key's hash (for [`History::insert`]) and the snapshot with an equal key, if any.
+    fn get(&self, key: &[i64]) -> (u64, Option<&Snap>) {
+        let h = Self::hash(key);
+        let found = self
+            .by_hash
+            .get(&h)
+            .and_then(|v| v.iter().find(|(k, _)| k.as_slice() == key))
+            .map(|(_, s)| s);
+        (h, found)
+    }
+
+    /// Add a snapshot whose key (of hash `h`) is not there yet.
+    fn insert(&mut self, h: u64, key: Vec<i64>, snap: Snap) {
+        self.words += key.len();
+        self.by_hash.entry(h).or_default().push((key, snap));
+    }
+
+    fn clear(&mut self) {
+        self.by_hash.clear();
+        self.words = 0;
+    }
+}
+
 /// Snapshots of a loop's execution that may match nothing before its stride doubles (see `Stage::misses`).
 const MISSES_PER_DOUBLING: u32 = 64;
 
@@ -245,6 +286,10 @@ struct Stage<'a> {
     window: u64,
     insts: Vec<Option<Inst>>,
     free_ids: Vec<usize>,
+    /// Emptied `dependents` and `loads` lists, kept for the next instances: allocating two small vectors per
+    /// instance was a tenth of the run time.
+    spare_dependents: Vec<Vec<usize>>,
+    spare_loads: Vec<Vec<(usize, bool)>>,
     live: HashMap<(usize, u64), usize, FastHash>,
     /// Live instances by sequence number (program order), for canonical snapshots, except the parked ones.
     order: BTreeMap<u64, usize>,
@@ -282,7 +327,7 @@ struct Stage<'a> {
     work_done: u64,
     last_time: Tick,
     /// Per loop level, the snapshots of the current execution of that loop, by key.
-    history: Vec<HashMap<Vec<i64>, Snap, FastHash>>,
+    history: Vec<History>,
     /// Words held by `history`, and how many times every snapshot stride has been doubled to keep it bounded.
     history_words: usize,
     stride_shift: u32,
@@ -370,6 +415,8 @@ impl<'a> Stage<'a> {
             admit_order,
             insts: Vec::new(),
             free_ids: Vec::new(),
+            spare_dependents: Vec::new(),
+            spare_loads: Vec::new(),
             live: HashMap::default(),
             order: BTreeMap::new(),
             parked: BTreeMap::new(),
@@ -391,7 +438,7 @@ impl<'a> Stage<'a> {
             admitted: vec![0; st.templates.len()],
             work_done: 0,
             last_time: 0,
-            history: (0..n).map(|_| HashMap::default()).collect(),
+            history: (0..n).map(|_| History::default()).collect(),
             loop_start: vec![0; n],
             waits: 0,
             parked_seq: 0,
@@ -526,8 +573,8 @@ impl<'a> Stage<'a> {
             deps_left: 0,
             ready_at: self.now,
             end: 0,
-            dependents: vec![],
-            loads: vec![],
+            dependents: self.spare_dependents.pop().unwrap_or_default(),
+            loads: self.spare_loads.pop().unwrap_or_default(),
             consumers_left: t.consumers,
             free_step: self.last_use_step(ti),
             alloc: t.alloc,
@@ -625,7 +672,7 @@ impl<'a> Stage<'a> {
 
     /// A task ends: wake its dependents, release the tiles it was the last reader of, account its step.
     fn finish(&mut self, id: usize) {
-        let (tmpl, end, dependents, loads, step) = {
+        let (tmpl, end, mut dependents, mut loads, step) = {
             let i = self.insts[id].as_mut().expect("live");
             i.state = State::Done;
             (
@@ -636,7 +683,7 @@ impl<'a> Stage<'a> {
                 i.step,
             )
         };
-        for d in dependents {
+        for d in dependents.drain(..) {
             let lat = self.latency(tmpl, self.insts[d].as_ref().expect("live").tmpl);
             let di = self.insts[d].as_mut().expect("live");
             di.ready_at = di.ready_at.max(end + lat);
@@ -646,7 +693,7 @@ impl<'a> Stage<'a> {
                 self.events.push(Reverse((at, Ev::Ready { seq, id: d })));
             }
         }
-        for (l, last) in loads {
+        for (l, last) in loads.drain(..) {
             if !last {
                 continue;
             }
@@ -658,6 +705,8 @@ impl<'a> Stage<'a> {
                 self.finished.push(l);
             }
         }
+        self.spare_dependents.push(dependents);
+        self.spare_loads.push(loads);
         let i = self.insts[id].as_ref().expect("live");
         if i.consumers_left == 0 {
             self.finished.push(id);
@@ -924,7 +973,7 @@ impl<'a> Stage<'a> {
         for level in first..self.n {
             let iter = self.coords[level];
             if iter == 0 {
-                self.history_words -= self.history[level].keys().map(Vec::len).sum::<usize>();
+                self.history_words -= self.history[level].words;
                 self.history[level].clear();
                 self.low_water[level] = self.buffer_free;
                 self.affine_failed[level] = false;
@@ -942,7 +991,8 @@ impl<'a> Stage<'a> {
             let Some(key) = self.snapshot(level) else {
                 continue;
             };
-            if let Some(h) = self.history[level].get(&key) {
+            let (hash, found) = self.history[level].get(&key);
+            if let Some(h) = found {
                 let k = iter - h.iter;
                 let (dt, ds, dseq) = (self.now - h.now, self.step - h.step, self.seq - h.seq);
                 let n = (self.trips[level] - 1 - iter) / k;
@@ -976,7 +1026,7 @@ impl<'a> Stage<'a> {
                         *a += n * d;
                     }
                     for l in level..self.n {
-                        self.history_words -= self.history[l].keys().map(Vec::len).sum::<usize>();
+                        self.history_words -= self.history[l].words;
                         self.history[l].clear();
                         self.low_water[l] = self.buffer_free;
                     }
@@ -996,7 +1046,7 @@ impl<'a> Stage<'a> {
                 parked_seq: self.parked_seq,
             };
             self.history_words += key.len();
-            self.history[level].insert(key, snap);
+            self.history[level].insert(hash, key, snap);
             if self.history_words > HISTORY_WORDS {
                 // Too many snapshots kept: start again with every stride doubled (periods stay detectable, at
                 // twice the delay).
