@@ -6,17 +6,12 @@
 #[path = "fixtures/common.rs"]
 mod common;
 
-use common::{ron_files as files, source_named as source};
+use common::{einsim, ron_files as files, root, source_named as source};
 use einsim::diag::SourceFile;
 use einsim::library::{self, Kind};
 use einsim::sweep::plan::{Plan, SetupCache, Shard};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// As the CLI run from the repository root finds a sweep file's designs: shipped names, else paths relative to
 /// its directory (`rel_dir`), named as the CLI names them (so an error row reads the same).
@@ -100,14 +95,6 @@ fn fusemax_dram_copy_follows_the_shipped_arch() {
     assert!(shipped_differs[0].contains("name: \"fusemax\""));
     assert!(shipped_differs[1].contains("params:"));
     assert!(shipped_differs[2].contains("\"dram\": Storage"));
-}
-
-fn einsim(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_einsim"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("einsim runs")
 }
 
 fn tmp(name: &str) -> PathBuf {

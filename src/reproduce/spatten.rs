@@ -316,11 +316,7 @@ fn evaluate(t: &Target, runs: &BTreeMap<String, Result<RunReport, String>>) -> T
     })();
     match value {
         Ok(v) => {
-            let ok = match t.bound {
-                Bound::Equal => (v - t.value).abs() <= t.tolerance * t.value.abs(),
-                Bound::AtLeast => v >= t.value * (1.0 - t.tolerance),
-                Bound::AtMost => v <= t.value * (1.0 + t.tolerance),
-            };
+            let ok = t.bound.admits(v, t.value, t.tolerance);
             TargetResult {
                 target: t.clone(),
                 einsim: Some(v),

@@ -77,6 +77,18 @@ pub enum Bound {
     AtMost,
 }
 
+impl Bound {
+    /// Whether einsim's `value` meets `target` within the relative `tolerance` this way: the one pass rule of
+    /// every reproduction's targets.
+    pub fn admits(self, value: f64, target: f64, tolerance: f64) -> bool {
+        match self {
+            Bound::Equal => (value - target).abs() <= tolerance * target.abs(),
+            Bound::AtLeast => value >= target * (1.0 - tolerance),
+            Bound::AtMost => value <= target * (1.0 + tolerance),
+        }
+    }
+}
+
 /// What einsim quantity a target is compared to.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub enum Metric {
@@ -181,12 +193,7 @@ pub fn evaluate(file: &TargetFile, rep: &Reproduction) -> Vec<TargetResult> {
 }
 
 fn judge(t: &Target, v: f64) -> Status {
-    let ok = match t.bound {
-        Bound::Equal => (v - t.value).abs() <= t.tolerance * t.value.abs(),
-        Bound::AtLeast => v >= t.value * (1.0 - t.tolerance),
-        Bound::AtMost => v <= t.value * (1.0 + t.tolerance),
-    };
-    if ok {
+    if t.bound.admits(v, t.value, t.tolerance) {
         Status::Pass
     } else {
         Status::Fail
