@@ -377,6 +377,7 @@ impl<'a> Checker<'a> {
             field("partitions").map(|f| f.1),
             near,
         );
+        self.fixed_params(b, c, field("set").map(|f| f.1), near);
         // Stages: unique names, then each stage's names; every main Einsum computed exactly once.
         let stages_span = field("stages").map_or(near, |f| f.0);
         if b.stages.is_empty() {
@@ -712,6 +713,67 @@ impl<'a> Checker<'a> {
                 )
                 .with_note(format!("known names: {}", all.join(", "))),
             );
+        }
+    }
+
+    /// `set`: each key a parameter of the cascade, each value an expression over the arch's parameters (what
+    /// `run` evaluates it over), so a misspelt key never leaves the cascade's default silently in place.
+    fn fixed_params(
+        &mut self,
+        b: &BindingFile,
+        c: Option<&Cascade>,
+        loc: Option<&Loc>,
+        near: Span,
+    ) {
+        let Some(c) = c else {
+            return; // the cascade's names are unknown
+        };
+        let near = loc.map_or(near, Loc::span);
+        let params: Vec<&str> = c.params.iter().map(|p| p.name.as_str()).collect();
+        let arch: Vec<&str> = self.arch.params.keys().map(String::as_str).collect();
+        for (name, text) in &b.set {
+            if c.param(name).is_none() {
+                let span = self.span_of(None, name, near);
+                self.err(
+                    Diagnostic::new(
+                        span,
+                        format!(
+                            "`{name}` in `set` is not a parameter of cascade `{}`",
+                            c.name
+                        ),
+                        format!(
+                            "expected a cascade parameter{}",
+                            did_you_mean(name, &params)
+                        ),
+                    )
+                    .with_note(format!("its parameters: {}", params.join(", "))),
+                );
+            }
+            let whole = self.span_of(None, text, near);
+            match SizeExpr::parse(text) {
+                Err(e) => self.err(Diagnostic::new(
+                    whole,
+                    format!("in `set` for `{name}`, `{text}`: {}", e.message),
+                    e.expected,
+                )),
+                Ok(e) => {
+                    for (n, _) in e.names() {
+                        if !arch.contains(&n) {
+                            self.err(
+                                Diagnostic::new(
+                                    whole,
+                                    format!("unknown name `{n}` in `set` for `{name}`: `{text}`"),
+                                    format!(
+                                        "expected a parameter of the arch{}",
+                                        did_you_mean(n, &arch)
+                                    ),
+                                )
+                                .with_note(format!("arch parameters: {}", arch.join(", "))),
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 
