@@ -7,6 +7,7 @@
 //! computes and renders text and figures; the CLI writes them.
 
 use super::targets::Bound;
+use crate::diag::SourceFile;
 use crate::library::Kind;
 use crate::plot::{Corner, Figure, LineChart, Panel, Series, XAxis};
 use crate::report::RunReport;
@@ -147,14 +148,32 @@ pub fn load() -> Result<TargetFile, String> {
     ron::from_str(TARGETS).map_err(|e| format!("{TARGETS_PATH}: {e}"))
 }
 
+/// A shipped file of the reproduction, or why not.
+fn shipped(lookup: Lookup, kind: Kind, name: &str) -> Result<SourceFile, String> {
+    let what = match kind {
+        Kind::Arch => "arch",
+        Kind::Layer => "layer",
+        Kind::Model => "model",
+        _ => "file",
+    };
+    lookup(kind, name).ok_or_else(|| format!("{what} `{name}` is not shipped"))
+}
+
+/// A failed run as the report shows it: the diagnostics rendered, or the error's message.
+fn message(e: RunError) -> String {
+    match e {
+        RunError::Invalid(d) => d.to_string(),
+        other => other.to_string(),
+    }
+}
+
 fn run_one(
     arch: &str,
     cascade: &str,
     sets: &[String],
     lookup: Lookup,
 ) -> Result<RunReport, String> {
-    let arch_file =
-        lookup(Kind::Arch, arch).ok_or_else(|| format!("arch `{arch}` is not shipped"))?;
+    let arch_file = shipped(lookup, Kind::Arch, arch)?;
     run::run(
         &arch_file,
         None,
@@ -163,10 +182,7 @@ fn run_one(
         lookup,
         SimOptions::default(),
     )
-    .map_err(|e| match e {
-        RunError::Invalid(d) => d.to_string(),
-        other => other.to_string(),
-    })
+    .map_err(message)
 }
 
 /// A layer run: every op of layer `layer` on `arch` for `model`, run one after another (as `crate::layer` does),
@@ -179,12 +195,9 @@ fn run_layer(
     sets: &[String],
     lookup: Lookup,
 ) -> Result<RunReport, String> {
-    let arch_file =
-        lookup(Kind::Arch, arch).ok_or_else(|| format!("arch `{arch}` is not shipped"))?;
-    let layer_file =
-        lookup(Kind::Layer, layer).ok_or_else(|| format!("layer `{layer}` is not shipped"))?;
-    let model_file =
-        lookup(Kind::Model, model).ok_or_else(|| format!("model `{model}` is not shipped"))?;
+    let arch_file = shipped(lookup, Kind::Arch, arch)?;
+    let layer_file = shipped(lookup, Kind::Layer, layer)?;
+    let model_file = shipped(lookup, Kind::Model, model)?;
     let r = crate::layer::run_layer_file(
         &layer_file,
         &arch_file,
@@ -193,10 +206,7 @@ fn run_layer(
         lookup,
         SimOptions::default(),
     )
-    .map_err(|e| match e {
-        RunError::Invalid(d) => d.to_string(),
-        other => other.to_string(),
-    })?;
+    .map_err(message)?;
     let mut parts = r.parts.into_iter().map(|(_, p)| p);
     let mut sum = parts
         .next()
