@@ -286,3 +286,40 @@ fn cached_points_equal_plain_runs() {
         }
     }
 }
+
+/// Constraints are decided before a point runs: a bound on parameters from the point's values, area from its
+/// arch alone. A skipped point says which rule skipped it, and a point that passes every rule is simulated as
+/// usual (the same row as without the constraints).
+#[test]
+fn constraints_skip_points_before_they_run() {
+    let text = r#"Sweep(
+        name: "constraints",
+        designs: ["fusemax"],
+        axes: [Axis("rows", List([64, 128, 256])), Axis("cols", List([64, 256])), Axis("seq", List([1024]))],
+        constraints: [AtMost("rows * cols", "16K"), AreaAtMost(300.0), AtLeast("rows", 128)],
+    )"#;
+    let plan = einsim::sweep::file::load(&SourceFile::new("c.ron", text), &library::get)
+        .unwrap_or_else(|d| panic!("{d}"));
+    let cache = SetupCache::default();
+    let rows: Vec<String> = (0..plan.len())
+        .map(|i| plan.eval(i, &library::get, &cache))
+        .collect();
+    let skipped = |i: usize, why: &str| {
+        assert!(
+            rows[i].contains("\"status\":\"skipped\"") && rows[i].contains(why),
+            "point {i}: {}",
+            rows[i]
+        )
+    };
+    skipped(0, "`rows` = 64 is under the constraint's 128");
+    skipped(3, "`rows * cols` = 32768 is over the constraint's 16384");
+    skipped(4, "is over the constraint's 300 mm²");
+    // No skipped row carries simulation outputs: none was simulated.
+    assert!(rows.iter().all(|r| !r.contains("\"cycles\"")));
+    // Without the constraints the same points run.
+    let open = text.replace("constraints:", "//");
+    let plan = einsim::sweep::file::load(&SourceFile::new("c.ron", open), &library::get).unwrap();
+    assert!(plan
+        .eval(0, &library::get, &cache)
+        .contains("\"status\":\"ok\""));
+}

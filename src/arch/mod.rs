@@ -72,6 +72,31 @@ pub struct Selection {
     pub source: String,
 }
 
+impl Arch {
+    /// Chip area by unit and storage level, in mm²: each unit's PE area (its `pe_area` entries) times its PEs,
+    /// and each storage level's own area entry. It depends on the arch alone, so a sweep can test an area
+    /// constraint before it simulates a point.
+    pub fn area_mm2(&self) -> BTreeMap<String, f64> {
+        let mut area_mm2 = BTreeMap::new();
+        for u in &self.units {
+            let per_pe: f64 = u
+                .pe_area
+                .iter()
+                .filter_map(|a| self.energy.area.get(a))
+                .map(|a| a.um2)
+                .sum();
+            // `+ 0.0` turns the empty sum (-0.0) into 0.
+            area_mm2.insert(u.name.clone(), per_pe * u.pes() as f64 / 1e6 + 0.0);
+        }
+        for s in &self.storage {
+            if let Some(a) = s.area.as_ref().and_then(|a| self.energy.area.get(a)) {
+                area_mm2.insert(s.name.clone(), a.um2 / 1e6);
+            }
+        }
+        area_mm2
+    }
+}
+
 impl Unit {
     pub fn pes(&self) -> u64 {
         self.shape.iter().product()

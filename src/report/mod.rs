@@ -360,22 +360,7 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
             write_bytes: write_b.get(l).copied().unwrap_or(0),
         })
         .collect();
-    let mut area_mm2 = BTreeMap::new();
-    for u in &f.arch.units {
-        let per_pe: f64 = u
-            .pe_area
-            .iter()
-            .filter_map(|a| f.arch.energy.area.get(a))
-            .map(|a| a.um2)
-            .sum();
-        // `+ 0.0` turns the empty sum (-0.0) into 0.
-        area_mm2.insert(u.name.clone(), per_pe * u.pes() as f64 / 1e6 + 0.0);
-    }
-    for s in &f.arch.storage {
-        if let Some(a) = s.area.as_ref().and_then(|a| f.arch.energy.area.get(a)) {
-            area_mm2.insert(s.name.clone(), a.um2 / 1e6);
-        }
-    }
+    let area_mm2 = f.arch.area_mm2();
     let seconds = total_cycles as f64 / f.arch.clock_hz;
     let watts = |pj: f64| {
         if seconds > 0.0 {

@@ -12,15 +12,19 @@
 //!         Axis("seq", List(["1K", "16K", "256K"])),
 //!         Zip([("rows", List([64, 128])), ("cols", List([64, 128]))]),   // move together
 //!     ],
-//!     constraints: [AreaAtMost(400.0)],                   // mm²; points over it are skipped
+//!     constraints: [                                      // points that break one are skipped, unsimulated
+//!         AreaAtMost(400.0),                              // mm², from the arch alone
+//!         AtMost("rows * cols", "64K"),                   // over the axes and `set` values
+//!     ],
 //!     plots: [Plot(name: "latency", x: "seq", y: "seconds", group: ["design", "buffer_bytes"])],
 //! )
 //! ```
 
-use super::plan::{fnv1a, Design, Plan, PlotKind, PlotSpec};
+use super::plan::{fnv1a, Constraint, Design, Plan, PlotKind, PlotSpec};
 use super::row::{FAMILIES, HEAD};
 use crate::cascade::{self, Loc};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
+use crate::expr::SizeExpr;
 use crate::library::{self, Kind};
 use crate::run::{self, Lookup};
 use serde::{Deserialize, Deserializer};
@@ -150,6 +154,10 @@ fn two() -> Int {
 enum RawConstraint {
     /// Skip points whose chip area exceeds this many mm².
     AreaAtMost(f64),
+    /// Skip points where the expression over axes and `set` values exceeds the limit.
+    AtMost(String, Int),
+    /// Skip points where the expression over axes and `set` values is under the limit.
+    AtLeast(String, Int),
 }
 
 #[derive(Deserialize)]
@@ -444,24 +452,19 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
         ));
     }
 
-    // Constraints.
-    let mut area_at_most = None;
+    // Constraints: names in a bound are the point's own parameters (an axis or a fixed override).
+    let mut point_params: BTreeSet<&str> = names.iter().map(|(n, _)| n.as_str()).collect();
+    point_params.extend(sets.iter().map(|(k, _)| k.as_str()));
     let cons_loc = field("constraints").map(|(_, l)| l);
-    for (i, c) in raw.constraints.iter().enumerate() {
-        let span = cons_loc
-            .and_then(|l| l.item(i))
-            .map_or(field_span("constraints"), Loc::span);
-        match c {
-            RawConstraint::AreaAtMost(a) if a.is_finite() && *a > 0.0 => {
-                area_at_most = Some(area_at_most.map_or(*a, |b: f64| b.min(*a)));
-            }
-            RawConstraint::AreaAtMost(a) => items.push(Diagnostic::new(
-                span,
-                format!("an area bound of {a} mm² skips every point"),
-                "expected a positive area in mm²",
-            )),
-        }
-    }
+    let constraints = raw
+        .constraints
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let loc = cons_loc.and_then(|l| l.item(i));
+            constraint(c, loc, field_span("constraints"), &point_params, &mut items)
+        })
+        .collect();
 
     // Plots.
     let axis_names: Vec<String> = std::iter::once("design".to_string())
@@ -545,8 +548,68 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
         cascade: cascade_name,
         sets,
         axes,
-        area_at_most,
+        constraints,
         plots,
+    })
+}
+
+/// Check one constraint: a positive area, or a bound whose expression parses and names only the point's own
+/// parameters (`known`). `loc` locates the constraint in the file; problems go to `items`.
+fn constraint(
+    c: &RawConstraint,
+    loc: Option<&Loc>,
+    near: Span,
+    known: &BTreeSet<&str>,
+    items: &mut Vec<Diagnostic>,
+) -> Option<Constraint> {
+    let span = loc.map_or(near, Loc::span);
+    let (text, limit, at_most) = match c {
+        RawConstraint::AreaAtMost(a) if a.is_finite() && *a > 0.0 => {
+            return Some(Constraint::AreaAtMost(*a))
+        }
+        RawConstraint::AreaAtMost(a) => {
+            items.push(Diagnostic::new(
+                span,
+                format!("an area bound of {a} mm² skips every point"),
+                "expected a positive area in mm²",
+            ));
+            return None;
+        }
+        RawConstraint::AtMost(t, l) => (t, l.0, true),
+        RawConstraint::AtLeast(t, l) => (t, l.0, false),
+    };
+    // The expression's text starts one byte into its string literal (the quote).
+    let espan = loc.and_then(|l| l.item(0)).map_or(span, Loc::span);
+    let at = |s: Span| s.offset(espan.start as usize + 1);
+    let expr = match SizeExpr::parse(text) {
+        Ok(e) => e,
+        Err(e) => {
+            items.push(Diagnostic::new(at(e.span), e.message, e.expected));
+            return None;
+        }
+    };
+    let mut ok = true;
+    for (n, s) in expr.names() {
+        if !known.contains(n) {
+            ok = false;
+            items.push(
+                Diagnostic::new(
+                    at(s),
+                    format!("constraint names `{n}`, which is not an axis or a fixed override"),
+                    "expected a parameter this sweep sets",
+                )
+                .with_note(format!(
+                    "a constraint is decided before the point runs, from the values the sweep gives it: {}",
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                )),
+            );
+        }
+    }
+    ok.then(|| Constraint::Bound {
+        text: text.clone(),
+        expr,
+        at_most,
+        limit,
     })
 }
 

@@ -5,6 +5,7 @@
 
 use super::row::{self, Cell};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
+use crate::expr::SizeExpr;
 use crate::reproduce::SyncLookup;
 use crate::run::{self, RunError, Setup};
 use crate::sim::SimOptions;
@@ -19,6 +20,70 @@ pub struct Design {
     pub label: String,
     pub arch: SourceFile,
     pub arch_params: BTreeSet<String>,
+}
+
+/// A rule that skips points. Each is decided before the point is simulated: area depends on the arch alone, and
+/// a bound on parameters on the point's values alone.
+#[derive(Clone, Debug)]
+pub enum Constraint {
+    /// Skip points whose chip area exceeds this many mm².
+    AreaAtMost(f64),
+    /// Skip points where `expr` (over the axes and fixed overrides) is above (`AtMost`) or below (`AtLeast`)
+    /// `limit`.
+    Bound {
+        text: String,
+        expr: SizeExpr,
+        at_most: bool,
+        limit: i64,
+    },
+}
+
+impl Constraint {
+    /// Why point `values` is skipped (with its area, for an area rule), or `None` when it passes. `area` is
+    /// asked for only by an area rule. An expression that cannot be evaluated (overflow, inexact division)
+    /// skips the point with that reason.
+    fn skips(
+        &self,
+        values: &[(String, i64)],
+        area: &mut dyn FnMut() -> Option<f64>,
+    ) -> Option<(String, Option<f64>)> {
+        let sig = crate::reproduce::render::sig;
+        match self {
+            Constraint::AreaAtMost(max) => {
+                let a = area()?;
+                (a > *max).then(|| {
+                    (
+                        format!("area {} mm² is over the constraint's {max} mm²", sig(a)),
+                        Some(a),
+                    )
+                })
+            }
+            Constraint::Bound {
+                text,
+                expr,
+                at_most,
+                limit,
+            } => {
+                // Later values override earlier ones, as for `--set`.
+                let lookup = |n: &str| values.iter().rev().find(|(k, _)| k == n).map(|(_, v)| *v);
+                let v = match expr.eval(&lookup) {
+                    Ok(v) => v,
+                    Err(e) => return Some((format!("constraint `{text}`: {}", e.message), None)),
+                };
+                let (fails, word) = if *at_most {
+                    (v > *limit, "over")
+                } else {
+                    (v < *limit, "under")
+                };
+                fails.then(|| {
+                    (
+                        format!("`{text}` = {v} is {word} the constraint's {limit}"),
+                        None,
+                    )
+                })
+            }
+        }
+    }
 }
 
 /// What a plot draws.
@@ -62,8 +127,8 @@ pub struct Plan {
     /// Axis groups, outermost first: a group of one is a plain axis; a group of several is zipped (equal
     /// lengths, checked).
     pub axes: Vec<Vec<(String, Vec<i64>)>>,
-    /// Points whose chip area exceeds this (mm²) are skipped (rows with status `skipped`).
-    pub area_at_most: Option<f64>,
+    /// Rules that skip points (rows with status `skipped`), each tested before the point is simulated.
+    pub constraints: Vec<Constraint>,
     pub plots: Vec<PlotSpec>,
 }
 
@@ -215,26 +280,30 @@ impl Plan {
                 .map(|(k, v)| (k.clone(), Cell::Int(*v as i128))),
         );
         let all: Vec<(String, i64)> = self.sets.iter().cloned().chain(values).collect();
-        match self.simulate(d, &all, lookup, cache) {
-            Ok(r) => {
-                let area: f64 = r.area_mm2.values().sum();
-                match self.area_at_most {
-                    Some(max) if area > max => {
-                        fields.push(("status".into(), Cell::Text("skipped".into())));
-                        fields.push((
-                            "error".into(),
-                            Cell::Text(format!(
-                                "area {} mm² is over the constraint's {max} mm²",
-                                crate::reproduce::render::sig(area)
-                            )),
-                        ));
-                        fields.push(("area_mm2".into(), Cell::Float(area)));
-                    }
-                    _ => {
-                        fields.push(("status".into(), Cell::Text("ok".into())));
-                        fields.push(("error".into(), Cell::Text(String::new())));
-                        row::outputs(&r, &mut fields);
-                    }
+        // Bounds on parameters first (no setup needed), then area (the arch resolved), then the simulation.
+        let skip = |area: &mut dyn FnMut() -> Option<f64>| {
+            self.constraints.iter().find_map(|c| c.skips(&all, area))
+        };
+        let result = match skip(&mut || None) {
+            Some(s) => Ok(Err(s)),
+            None => self.setup(d, &all, lookup, cache).and_then(|setup| {
+                match skip(&mut || Some(setup.arch.area_mm2().values().sum::<f64>())) {
+                    Some(s) => Ok(Err(s)),
+                    None => run::simulate(&setup, SimOptions::default()).map(Ok),
+                }
+            }),
+        };
+        match result {
+            Ok(Ok(r)) => {
+                fields.push(("status".into(), Cell::Text("ok".into())));
+                fields.push(("error".into(), Cell::Text(String::new())));
+                row::outputs(&r, &mut fields);
+            }
+            Ok(Err((why, area))) => {
+                fields.push(("status".into(), Cell::Text("skipped".into())));
+                fields.push(("error".into(), Cell::Text(why)));
+                if let Some(a) = area {
+                    fields.push(("area_mm2".into(), Cell::Float(a)));
                 }
             }
             Err(e) => {
@@ -250,13 +319,15 @@ impl Plan {
         row::json_line(&fields)
     }
 
-    fn simulate(
+    /// The run setup of point `sets` on design `d`: the arch resolved with its parameters among `sets` (cached
+    /// by those), the cascade evaluated with the rest.
+    fn setup(
         &self,
         d: usize,
         sets: &[(String, i64)],
         lookup: SyncLookup,
         cache: &SetupCache,
-    ) -> Result<crate::report::RunReport, RunError> {
+    ) -> Result<Setup, RunError> {
         let design = &self.designs[d];
         // Later values of a key override earlier ones, as `--set` does.
         let mut arch_sets: Vec<(String, i64)> = Vec::new();
@@ -319,7 +390,7 @@ impl Plan {
                 .map(|(k, _)| k.clone())
                 .collect(),
         };
-        run::simulate(&setup, SimOptions::default())
+        Ok(setup)
     }
 
     /// The first line of a journal or shard file: which sweep (by its text's hash) and which shard it holds.
