@@ -8,7 +8,7 @@
 //! another, so cycles, seconds, traffic and energy add up. Identical layers, and identical ops (the GEMMs of every layer and step), are simulated once.
 
 use crate::diag::SourceFile;
-use crate::layer::{run_layer_file_cached, LayerReport, OpCache};
+use crate::layer::{load_layer, run_parsed_layer, LayerFiles, LayerReport, OpCache};
 use crate::run::{Lookup, RunError};
 use crate::sim::SimOptions;
 use std::collections::BTreeMap;
@@ -72,7 +72,7 @@ pub struct Generation {
     pub heads: Option<Schedule>,
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct GenerationReport {
     pub cycles: u64,
     pub seconds: f64,
@@ -83,6 +83,36 @@ pub struct GenerationReport {
     pub ops: f64,
     /// Distinct op runs simulated (the rest were repeats: the GEMMs are the same in every layer and step).
     pub simulated: usize,
+}
+
+impl GenerationReport {
+    /// One layer's totals (`simulated` left 0: the caller counts distinct op runs).
+    fn of_layer(r: &LayerReport) -> GenerationReport {
+        let mut t = GenerationReport {
+            cycles: r.cycles,
+            seconds: r.seconds,
+            energy_pj: r.energy_pj,
+            ..GenerationReport::default()
+        };
+        for (_, p) in &r.parts {
+            for (level, b) in &p.traffic_bytes {
+                *t.traffic_bytes.entry(level.clone()).or_insert(0) += b;
+            }
+            t.ops += 2.0 * p.einsums.iter().map(|e| e.points).sum::<f64>();
+        }
+        t
+    }
+
+    /// Add a layer's totals: layers and steps run one after another.
+    fn add(&mut self, t: &GenerationReport) {
+        self.cycles += t.cycles;
+        self.seconds += t.seconds;
+        self.energy_pj += t.energy_pj;
+        for (level, b) in &t.traffic_bytes {
+            *self.traffic_bytes.entry(level.clone()).or_insert(0) += b;
+        }
+        self.ops += t.ops;
+    }
 }
 
 /// Run `gen` on one arch: every step, every layer.
@@ -100,16 +130,19 @@ pub fn run_generation(
             s.check(what).map_err(RunError::Mapping)?;
         }
     }
-    let mut cache: BTreeMap<Vec<String>, LayerReport> = BTreeMap::new();
-    let mut ops = OpCache::new();
-    let mut rep = GenerationReport {
-        cycles: 0,
-        seconds: 0.0,
-        energy_pj: 0.0,
-        traffic_bytes: BTreeMap::new(),
-        ops: 0.0,
-        simulated: 0,
+    let layer = load_layer(layer_file).map_err(RunError::Invalid)?;
+    let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
+    let files = LayerFiles {
+        layer_file,
+        layer: &layer,
+        arch_file,
+        model_file,
+        model: &model,
     };
+    // A layer's totals by its arguments: layers with the same pruning at the same step are run once.
+    let mut cache: BTreeMap<Vec<String>, GenerationReport> = BTreeMap::new();
+    let mut ops = OpCache::new();
+    let mut rep = GenerationReport::default();
     for step in 0..gen.steps {
         for l in 0..gen.layers {
             let mut sets = set_args.to_vec();
@@ -121,21 +154,10 @@ pub fn run_generation(
                 sets.push(format!("head_keep={}", 100 - s.at(l, gen.layers)));
             }
             if !cache.contains_key(&sets) {
-                let r = run_layer_file_cached(
-                    layer_file, arch_file, model_file, &sets, lookup, opts, &mut ops,
-                )?;
-                cache.insert(sets.clone(), r);
+                let r = run_parsed_layer(&files, &sets, lookup, opts, &mut ops)?;
+                cache.insert(sets.clone(), GenerationReport::of_layer(&r));
             }
-            let r = &cache[&sets];
-            rep.cycles += r.cycles;
-            rep.seconds += r.seconds;
-            rep.energy_pj += r.energy_pj;
-            for (_, p) in &r.parts {
-                for (level, b) in &p.traffic_bytes {
-                    *rep.traffic_bytes.entry(level.clone()).or_insert(0) += b;
-                }
-                rep.ops += 2.0 * p.einsums.iter().map(|e| e.points).sum::<f64>();
-            }
+            rep.add(&cache[&sets]);
         }
     }
     rep.simulated = ops.len();

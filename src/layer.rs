@@ -77,9 +77,81 @@ pub fn run_layer_file(
     )
 }
 
-/// Op reports by (cascade, arguments): ops with the same cascade and arguments on the same arch and model give the
-/// same report, so a caller running many layers (a generation's steps and layers) simulates each once.
-pub type OpCache = BTreeMap<(Option<String>, Vec<String>), RunReport>;
+/// What a caller running many layers (a generation's steps and layers) keeps between them, valid for one arch
+/// and one model file: op reports by (cascade, arguments), since the same op with the same arguments gives the same
+/// report, and each op's checked setup, so that an op whose cascade parameters changed is evaluated again without
+/// reading its files again.
+#[derive(Default)]
+pub struct OpCache {
+    reports: BTreeMap<(Option<String>, Vec<String>), RunReport>,
+    /// By cascade, the arguments' names, and the values of those that are arch parameters (they change the
+    /// resolved arch; the others only the cascade's evaluation, [`run::Setup::with_sets`]).
+    setups: BTreeMap<(Option<String>, Vec<String>), run::Setup>,
+}
+
+impl OpCache {
+    pub fn new() -> OpCache {
+        OpCache::default()
+    }
+
+    /// Distinct op runs simulated.
+    pub fn len(&self) -> usize {
+        self.reports.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reports.is_empty()
+    }
+
+    /// The report of op `cascade` with `args`: cached, else simulated from a cached setup (or one made now,
+    /// which checks every argument as `einsim run` does).
+    fn report(
+        &mut self,
+        arch_file: &SourceFile,
+        model: Option<&SourceFile>,
+        cascade: Option<&str>,
+        args: &[String],
+        lookup: Lookup,
+        opts: SimOptions,
+    ) -> Result<RunReport, RunError> {
+        let key = (cascade.map(str::to_string), args.to_vec());
+        if let Some(r) = self.reports.get(&key) {
+            return Ok(r.clone());
+        }
+        let pairs = run::Sets::parse(args).map_err(RunError::Invalid)?.pairs;
+        let setup_key = |arch_params: &dyn Fn(&str) -> bool| {
+            let mut k: Vec<String> = pairs
+                .iter()
+                .map(|(n, v)| match arch_params(n) {
+                    true => format!("{n}={v}"),
+                    false => n.clone(),
+                })
+                .collect();
+            k.sort();
+            (key.0.clone(), k)
+        };
+        // Arch parameters are the same names for every setup of one arch file; any cached setup tells them.
+        let is_arch = |n: &str| {
+            self.setups
+                .values()
+                .next()
+                .is_some_and(|s| s.arch.params.contains_key(n))
+        };
+        let skey = setup_key(&is_arch);
+        let report = match self.setups.get(&skey) {
+            Some(base) => run::simulate(&base.with_sets(&pairs)?, opts)?,
+            None => {
+                let setup = run::setup(arch_file, model, cascade, args, lookup)?;
+                let r = run::simulate(&setup, opts)?;
+                let skey = setup_key(&|n| setup.arch.params.contains_key(n));
+                self.setups.insert(skey, setup);
+                r
+            }
+        };
+        self.reports.insert(key, report.clone());
+        Ok(report)
+    }
+}
 
 /// [`run_layer_file`] with a cache of op reports, valid for one arch and one model file.
 pub fn run_layer_file_cached(
@@ -93,6 +165,40 @@ pub fn run_layer_file_cached(
 ) -> Result<LayerReport, RunError> {
     let layer = load_layer(layer_file).map_err(RunError::Invalid)?;
     let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
+    let files = LayerFiles {
+        layer_file,
+        layer: &layer,
+        arch_file,
+        model_file,
+        model: &model,
+    };
+    run_parsed_layer(&files, set_args, lookup, opts, cache)
+}
+
+/// A layer's files, the layer and model already parsed (a caller running many layers parses them once).
+pub struct LayerFiles<'a> {
+    pub layer_file: &'a SourceFile,
+    pub layer: &'a LayerFile,
+    pub arch_file: &'a SourceFile,
+    pub model_file: &'a SourceFile,
+    pub model: &'a crate::cascade::Model,
+}
+
+/// [`run_layer_file_cached`] on files already parsed.
+pub fn run_parsed_layer(
+    files: &LayerFiles,
+    set_args: &[String],
+    lookup: Lookup,
+    opts: SimOptions,
+    cache: &mut OpCache,
+) -> Result<LayerReport, RunError> {
+    let LayerFiles {
+        layer_file,
+        layer,
+        arch_file,
+        model_file,
+        model,
+    } = *files;
     let sets = run::Sets::parse(set_args).map_err(RunError::Invalid)?;
     // Model parameters with the user's overrides: the environment op parameters are evaluated in.
     let mut env: BTreeMap<String, i64> = model
@@ -136,22 +242,14 @@ pub fn run_layer_file_cached(
         } else {
             Some(model_file)
         };
-        let key = (op.cascade.clone(), args);
-        let report = match cache.get(&key) {
-            Some(r) => r.clone(),
-            None => {
-                let r = run::run(
-                    arch_file,
-                    model_for_op,
-                    op.cascade.as_deref(),
-                    &key.1,
-                    lookup,
-                    opts,
-                )?;
-                cache.insert(key, r.clone());
-                r
-            }
-        };
+        let report = cache.report(
+            arch_file,
+            model_for_op,
+            op.cascade.as_deref(),
+            &args,
+            lookup,
+            opts,
+        )?;
         parts.push((op.name.clone(), report));
     }
     let mut energy_by_component = BTreeMap::new();

@@ -11,6 +11,7 @@ use crate::passes;
 use crate::report::{self, RunReport};
 use crate::sim::{self, SimOptions};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Why a run failed; the CLI maps these to exit codes.
 #[derive(Debug)]
@@ -132,8 +133,8 @@ fn check_sets(sets: &Sets, args: &[String], known: &[String]) -> Result<(), Diag
 /// A loaded, checked configuration ready to map.
 pub struct Setup {
     /// The arch, each binding's `cascade` being the name its cascade declares (see [`bind`]).
-    pub arch: Arch,
-    pub cascade: Cascade,
+    pub arch: Arc<Arch>,
+    pub cascade: Arc<Cascade>,
     pub model: Option<Model>,
     /// Evaluated parameters of the cascade (defaults, then the model's values, then `--set`). A model's other
     /// parameters (`d_model`, `ffn`) are not among them: the cascade does not use them.
@@ -208,14 +209,46 @@ pub fn setup(
         .map(|(k, _)| k.clone())
         .collect();
     Ok(Setup {
-        arch,
-        cascade,
+        arch: Arc::new(arch),
+        cascade: Arc::new(cascade),
         model,
         params: env.params.iter().cloned().collect(),
         sizes: env.sizes,
         followed: env.followed,
         user_set,
     })
+}
+
+impl Setup {
+    /// This setup with the cascade's parameters evaluated again for `sets` (the model's values, then those of
+    /// `sets` that are the cascade's parameters, later ones winning): what [`setup`] gives for the same arch with
+    /// these `--set` values, without reading or checking a file again. Arch parameters among `sets` are not
+    /// applied: a caller that varies them keys its cache of setups by their values.
+    pub fn with_sets(&self, sets: &[(String, i64)]) -> Result<Setup, RunError> {
+        let mut ov = self
+            .model
+            .as_ref()
+            .map(|m| m.overrides_for(&self.cascade))
+            .unwrap_or_default();
+        let own: Vec<&(String, i64)> = sets
+            .iter()
+            .filter(|(k, _)| self.cascade.param(k).is_some())
+            .collect();
+        ov.extend(own.iter().map(|p| (*p).clone()));
+        let env = self
+            .cascade
+            .with_params(&ov)
+            .map_err(|e| RunError::Mapping(e.to_string()))?;
+        Ok(Setup {
+            arch: self.arch.clone(),
+            cascade: self.cascade.clone(),
+            model: self.model.clone(),
+            params: env.params.iter().cloned().collect(),
+            sizes: env.sizes,
+            followed: env.followed,
+            user_set: own.iter().map(|(k, _)| k.clone()).collect(),
+        })
+    }
 }
 
 /// The cascade a run uses, and the arch with each binding's `cascade` replaced by the name its cascade

@@ -362,35 +362,7 @@ impl Plan {
             Ok(b) => b,
             Err(e) => return Err(RunError::Mapping(e.clone())),
         };
-        // The cascade's parameters as `run::setup` evaluates them: the model's, then the overrides it declares.
-        let mut ov = base
-            .model
-            .as_ref()
-            .map(|m| m.overrides_for(&base.cascade))
-            .unwrap_or_default();
-        ov.extend(
-            sets.iter()
-                .filter(|(k, _)| base.cascade.param(k).is_some())
-                .cloned(),
-        );
-        let env = base
-            .cascade
-            .with_params(&ov)
-            .map_err(|e| RunError::Mapping(e.to_string()))?;
-        let setup = Setup {
-            arch: base.arch.clone(),
-            cascade: base.cascade.clone(),
-            model: base.model.clone(),
-            params: env.params.iter().cloned().collect(),
-            sizes: env.sizes,
-            followed: env.followed,
-            user_set: sets
-                .iter()
-                .filter(|(k, _)| base.cascade.param(k).is_some())
-                .map(|(k, _)| k.clone())
-                .collect(),
-        };
-        Ok(setup)
+        base.with_sets(sets)
     }
 
     /// The first line of a journal or shard file: which sweep (by its text's hash) and which shard it holds.
