@@ -154,7 +154,7 @@ pub fn run_generation(
                 sets.push(format!("head_keep={}", 100 - s.at(l, gen.layers)));
             }
             if !cache.contains_key(&sets) {
-                let r = run_parsed_layer(&files, &sets, lookup, opts, &mut ops)?;
+                let r = run_parsed_layer(&files, &sets, &[], lookup, opts, &mut ops)?;
                 cache.insert(sets.clone(), GenerationReport::of_layer(&r));
             }
             rep.add(&cache[&sets]);

@@ -18,6 +18,12 @@ pub struct LayerFile {
     pub name: String,
     pub description: String,
     pub source: String,
+    /// Values the ops' parameters may use besides the model's, each an expression over the model's parameters
+    /// (evaluated after `--set`). A caller may give them per head group instead (a generation trace gives `keys`,
+    /// `values`, `kept_heads` and `lsb_heads` for each group of heads that fetched alike): an op that uses a
+    /// var then runs once per group, the others once per layer.
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
     pub ops: Vec<LayerOp>,
 }
 
@@ -29,6 +35,10 @@ pub struct LayerOp {
     pub name: String,
     pub cascade: Option<String>,
     pub params: BTreeMap<String, String>,
+    /// The op runs only when this expression (over the model's parameters and the vars) is positive: the LSB
+    /// refetch runs only for heads that refetch.
+    #[serde(default)]
+    pub when: Option<String>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -172,7 +182,7 @@ pub fn run_layer_file_cached(
         model_file,
         model: &model,
     };
-    run_parsed_layer(&files, set_args, lookup, opts, cache)
+    run_parsed_layer(&files, set_args, &[], lookup, opts, cache)
 }
 
 /// A layer's files, the layer and model already parsed (a caller running many layers parses them once).
@@ -184,10 +194,37 @@ pub struct LayerFiles<'a> {
     pub model: &'a crate::cascade::Model,
 }
 
-/// [`run_layer_file_cached`] on files already parsed.
+/// Whether an op's parameters or condition use one of the layer's vars (it then runs once per head group).
+fn op_uses(op: &LayerOp, vars: &BTreeMap<String, String>) -> bool {
+    op.params
+        .values()
+        .chain(op.when.iter())
+        .filter_map(|e| SizeExpr::parse(e).ok())
+        .any(|x| x.names().iter().any(|(n, _)| vars.contains_key(*n)))
+}
+
+/// An expression of a layer file that does not evaluate, located in the file.
+fn located(layer_file: &SourceFile, e: &str, err: crate::expr::ExprError) -> RunError {
+    let span = crate::diag::locate(&layer_file.text, e, 0);
+    RunError::Invalid(Diagnostics::one(
+        layer_file,
+        Diagnostic::new(
+            Span::new(span.start as usize, span.end as usize),
+            format!("in `{e}`: {}", err.message),
+            err.expected,
+        ),
+    ))
+}
+
+/// One head group's values of a layer's vars (see [`LayerFile::vars`]).
+pub type HeadGroup = Vec<(String, i64)>;
+
+/// [`run_layer_file_cached`] on files already parsed. `groups` are the head groups (none: the vars' own values,
+/// one group).
 pub fn run_parsed_layer(
     files: &LayerFiles,
     set_args: &[String],
+    groups: &[HeadGroup],
     lookup: Lookup,
     opts: SimOptions,
     cache: &mut OpCache,
@@ -211,46 +248,80 @@ pub fn run_parsed_layer(
             env.insert(k.clone(), *v);
         }
     }
+    let eval = |e: &str, env: &BTreeMap<String, i64>| -> Result<i64, RunError> {
+        SizeExpr::parse(e)
+            .and_then(|x| x.eval(&|n| env.get(n).copied()))
+            .map_err(|err| located(layer_file, e, err))
+    };
+    // The vars: a `--set` value, else the expression, over the model's parameters and the vars it uses; then
+    // each head group's values in their place.
+    let mut base = env.clone();
+    let mut pending: Vec<(&String, &String)> = layer.vars.iter().collect();
+    while !pending.is_empty() {
+        let before = pending.len();
+        let mut first_err = None;
+        pending.retain(|(k, e)| {
+            let v = match sets.pairs.iter().rev().find(|(n, _)| n == *k) {
+                Some((_, v)) => Ok(*v),
+                None => eval(e, &base),
+            };
+            match v {
+                Ok(v) => {
+                    base.insert((*k).clone(), v);
+                    false
+                }
+                Err(err) => {
+                    first_err.get_or_insert(err);
+                    true
+                }
+            }
+        });
+        if pending.len() == before {
+            return Err(first_err.expect("a var that did not evaluate"));
+        }
+    }
+    let one = [Vec::new()];
+    let groups = if groups.is_empty() { &one[..] } else { groups };
     let mut parts = Vec::new();
     for op in &layer.ops {
-        let mut args: Vec<String> = set_args.to_vec();
-        if op.cascade.is_some() {
-            // Model parameters belong to the attention cascade; a GEMM gets its own shape instead.
+        let per_group = op_uses(op, &layer.vars);
+        for group in if per_group { groups } else { &one[..] } {
+            let mut env = base.clone();
+            for (k, v) in group {
+                env.insert(k.clone(), *v);
+            }
+            if let Some(w) = &op.when {
+                if eval(w, &env)? <= 0 {
+                    continue;
+                }
+            }
+            let mut args: Vec<String> = set_args.to_vec();
+            // Model parameters belong to the attention cascade; a GEMM gets its own shape instead. Vars reach
+            // an op only through its parameters.
             args.retain(|a| {
-                !a.split_once('=')
-                    .is_some_and(|(k, _)| env.contains_key(k.trim()))
+                !a.split_once('=').is_some_and(|(k, _)| {
+                    let k = k.trim();
+                    layer.vars.contains_key(k) || (op.cascade.is_some() && env.contains_key(k))
+                })
             });
+            for (k, e) in &op.params {
+                args.push(format!("{k}={}", eval(e, &env)?));
+            }
+            let model_for_op = if op.cascade.is_some() {
+                None
+            } else {
+                Some(model_file)
+            };
+            let report = cache.report(
+                arch_file,
+                model_for_op,
+                op.cascade.as_deref(),
+                &args,
+                lookup,
+                opts,
+            )?;
+            parts.push((op.name.clone(), report));
         }
-        for (k, e) in &op.params {
-            let v = SizeExpr::parse(e)
-                .and_then(|x| x.eval(&|n| env.get(n).copied()))
-                .map_err(|err| {
-                    let span = crate::diag::locate(&layer_file.text, e, 0);
-                    RunError::Invalid(Diagnostics::one(
-                        layer_file,
-                        Diagnostic::new(
-                            Span::new(span.start as usize, span.end as usize),
-                            format!("in `{e}`: {}", err.message),
-                            err.expected,
-                        ),
-                    ))
-                })?;
-            args.push(format!("{k}={v}"));
-        }
-        let model_for_op = if op.cascade.is_some() {
-            None
-        } else {
-            Some(model_file)
-        };
-        let report = cache.report(
-            arch_file,
-            model_for_op,
-            op.cascade.as_deref(),
-            &args,
-            lookup,
-            opts,
-        )?;
-        parts.push((op.name.clone(), report));
     }
     let mut energy_by_component = BTreeMap::new();
     for (_, r) in &parts {
