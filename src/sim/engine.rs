@@ -1,4 +1,5 @@
 use crate::mapping::{Program, StageProgram, TemplateKind};
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -117,9 +118,27 @@ impl std::fmt::Display for SimError {
 }
 impl std::error::Error for SimError {}
 
+/// How a stage's result depended on its free buffer space, for [`super::memo`]: the same program with another
+/// `buffer_free` gives the same result, event for event, if it is `free` or, where `least` is known, at least
+/// `least`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferUse {
+    pub free: u64,
+    pub least: Option<u64>,
+}
+
 /// Run every stage back to back.
 pub fn simulate(p: &Program, opts: SimOptions) -> Result<SimResult, SimError> {
+    simulate_tracked(p, opts).map(|(r, _)| r)
+}
+
+/// [`simulate`], also saying per stage how far its result depended on the free buffer space.
+pub fn simulate_tracked(
+    p: &Program,
+    opts: SimOptions,
+) -> Result<(SimResult, Vec<BufferUse>), SimError> {
     let mut stages = Vec::new();
+    let mut uses = Vec::new();
     let mut total: Tick = 0;
     // The budget is the run's: each stage gets its share, so a run of several stages costs no more than one.
     let opts = SimOptions {
@@ -127,16 +146,20 @@ pub fn simulate(p: &Program, opts: SimOptions) -> Result<SimResult, SimError> {
         ..opts
     };
     for st in &p.stages {
-        let t = Stage::new(p, st, opts)?.run()?;
+        let (t, u) = Stage::new(p, st, opts)?.run()?;
+        uses.push(u);
         total = total
             .checked_add(t.ticks)
             .ok_or_else(|| SimError::TooLarge("the run's time exceeds 2^128 ticks".into()))?;
         stages.push(t);
     }
-    Ok(SimResult {
-        ticks: total,
-        stages,
-    })
+    Ok((
+        SimResult {
+            ticks: total,
+            stages,
+        },
+        uses,
+    ))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -337,6 +360,12 @@ struct Stage<'a> {
     /// execution began: together they bound how much room a skip that consumes buffer space may take.
     waits: u64,
     low_water: Vec<u64>,
+    /// How much less initial free space would have left every decision unchanged: grants all succeed (the least
+    /// free space after any grant) and every space-consuming skip takes as many periods (the room left beyond
+    /// them). `buffer_exact` is set when a decision did depend on the amount of space: a load waited, or a skip
+    /// was cut short by the room left. Cells, as the skip planners read the state through `&self`.
+    buffer_slack: Cell<u64>,
+    buffer_exact: Cell<bool>,
     /// The largest sequence number ever parked (tiles park in completion order, mostly program order), and per
     /// loop level whether a space-consuming skip already failed in its current execution (it is not retried: each
     /// try reads every parked tile).
@@ -445,6 +474,8 @@ impl<'a> Stage<'a> {
             affine_failed: vec![false; n],
             misses: vec![0; n],
             low_water: vec![st.buffer_free; n],
+            buffer_slack: Cell::new(st.buffer_free),
+            buffer_exact: Cell::new(false),
             simple_release: simple_release(st, n),
             history_words: 0,
             stride_shift: 0,
@@ -452,7 +483,7 @@ impl<'a> Stage<'a> {
         })
     }
 
-    fn run(mut self) -> Result<StageTime, SimError> {
+    fn run(mut self) -> Result<(StageTime, BufferUse), SimError> {
         let mut estimate = None;
         loop {
             while self.step < self.total_steps && (self.inflight.len() as u64) < self.window {
@@ -502,13 +533,30 @@ impl<'a> Stage<'a> {
             None => self.last_time,
         };
         let cycle = crate::arch::TICKS_PER_CYCLE as Tick;
-        Ok(StageTime {
+        let time = StageTime {
             name: self.st.name.clone(),
             ticks: ticks.div_ceil(cycle) * cycle,
             steps: self.total_steps,
             simulated_steps: self.simulated,
             estimate,
-        })
+        };
+        Ok((time, self.buffer_use()))
+    }
+
+    /// The initial free space with which this stage would have run exactly as it did. With `d` bytes less (or
+    /// more: `d` < 0) from the start, and every decision the same, the free space is `d` less at every moment: a
+    /// skip compares free space only between two snapshots, so it finds the same periods; a grant succeeds while
+    /// `d` is at most the free space left after it; a space-consuming skip (`Stage::repeats`) takes the same
+    /// periods while the room it leaves covers `d`, or for any `d` when its count was not cut by the room. A
+    /// waiting load is the one decision more room can change, so after one only this amount is known to give
+    /// this result.
+    fn buffer_use(&self) -> BufferUse {
+        let free = self.st.buffer_free;
+        let exact = self.waits > 0 || self.buffer_exact.get();
+        BufferUse {
+            free,
+            least: (!exact).then(|| free - self.buffer_slack.get().min(free)),
+        }
     }
 
     fn latency(&self, producer: usize, consumer: usize) -> Tick {
@@ -734,6 +782,8 @@ impl<'a> Stage<'a> {
         for l in &mut self.low_water {
             *l = (*l).min(self.buffer_free);
         }
+        self.buffer_slack
+            .set(self.buffer_slack.get().min(self.buffer_free));
     }
 
     fn retry_allocs(&mut self) {
@@ -1100,9 +1150,20 @@ impl<'a> Stage<'a> {
             return None;
         }
         // Room for every repeated tile, and a bounded number of them (they are real instances).
-        let n = n
-            .min(self.low_water[level] / delta)
-            .min((1 << 16) / repeats.len() as u64);
+        let n = n.min((1 << 16) / repeats.len() as u64);
+        let room = self.low_water[level];
+        let n = match n.checked_mul(delta).and_then(|need| room.checked_sub(need)) {
+            // Enough room: any initial space that leaves it gives the same count (`buffer_use`).
+            Some(left) => {
+                self.buffer_slack.set(self.buffer_slack.get().min(left));
+                n
+            }
+            // The room decided the count: only the same initial space is known to give it.
+            None => {
+                self.buffer_exact.set(true);
+                room / delta
+            }
+        };
         // A repeated tile must not land on a key or a sequence number another instance has after the skip (the
         // indexes are keyed by both).
         let moved =
