@@ -256,10 +256,27 @@ struct History {
 }
 
 impl History {
+    /// Four independent lanes: one chained multiply per word was a tenth of the run time, bound by the
+    /// multiply's latency, not its throughput. Equal keys still hash equally (and are compared in full).
     fn hash(key: &[i64]) -> u64 {
-        let mut h = KeyHasher::default();
-        for &w in key {
-            h.write_u64(w as u64);
+        let mut lanes = [
+            KeyHasher::default(),
+            KeyHasher(1),
+            KeyHasher(2),
+            KeyHasher(3),
+        ];
+        let mut words = key.chunks_exact(4);
+        for c in &mut words {
+            for (h, &w) in lanes.iter_mut().zip(c) {
+                h.write_u64(w as u64);
+            }
+        }
+        for &w in words.remainder() {
+            lanes[0].write_u64(w as u64);
+        }
+        let mut h = KeyHasher(key.len() as u64);
+        for l in &lanes {
+            h.write_u64(l.0);
         }
         h.finish()
     }
