@@ -246,6 +246,61 @@ struct Plan {
     releases: Vec<usize>,
 }
 
+/// The live, unparked instances in sequence order (program order), for canonical snapshots. Instances are
+/// admitted in sequence order, so a vector sorted by sequence number takes them at its end; a removed one leaves
+/// a hole (found by binary search) until holes outnumber the rest. A `BTreeMap` here cost a node allocation every
+/// few instances and pointer-chasing in every snapshot.
+#[derive(Default)]
+struct Order {
+    /// (sequence number, instance id), sorted by sequence number; `HOLE` for an id removed.
+    slots: Vec<(u64, usize)>,
+    len: usize,
+}
+
+const HOLE: usize = usize::MAX;
+
+impl Order {
+    /// Add the newest instance: its sequence number exceeds every other.
+    fn push(&mut self, seq: u64, id: usize) {
+        debug_assert!(self.slots.last().is_none_or(|&(s, _)| s < seq));
+        self.slots.push((seq, id));
+        self.len += 1;
+    }
+
+    fn remove(&mut self, seq: u64) {
+        let at = self
+            .slots
+            .binary_search_by_key(&seq, |&(s, _)| s)
+            .expect("an ordered instance");
+        debug_assert_ne!(self.slots[at].1, HOLE);
+        self.slots[at].1 = HOLE;
+        self.len -= 1;
+        if self.slots.len() > 64 && self.len < self.slots.len() / 2 {
+            self.slots.retain(|&(_, id)| id != HOLE);
+        }
+    }
+
+    fn ids(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .map(|&(_, id)| id)
+            .filter(|&id| id != HOLE)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Re-read every instance's sequence number (a skip shifted some) and sort again.
+    fn resequence(&mut self, seq_of: impl Fn(usize) -> u64) {
+        self.slots.retain(|&(_, id)| id != HOLE);
+        for slot in &mut self.slots {
+            slot.0 = seq_of(slot.1);
+        }
+        self.slots.sort_unstable();
+    }
+}
+
 /// The snapshots of one execution of a loop, by key. Keys are long (about ten words per live instance), so each is
 /// hashed once: the map is from the key's hash to the snapshots with that hash, compared in full.
 #[derive(Default)]
@@ -332,7 +387,7 @@ struct Stage<'a> {
     spare_loads: Vec<Vec<(usize, bool)>>,
     live: HashMap<(usize, u64), usize, FastHash>,
     /// Live instances by sequence number (program order), for canonical snapshots, except the parked ones.
-    order: BTreeMap<u64, usize>,
+    order: Order,
     /// Finished loads still holding their tile past every result's latency, by (release step, sequence number).
     /// A snapshot at a loop level needs only those released before the loop's last iteration (the others count
     /// through the free bytes), so a block of tiles kept for later readers costs a snapshot nothing. Whether an
@@ -348,7 +403,8 @@ struct Stage<'a> {
     finished: Vec<usize>,
     events: BinaryHeap<Reverse<(Tick, Ev)>>,
     server_free: Vec<Tick>,
-    ready: Vec<BTreeSet<(u64, usize)>>,
+    /// Per server, the ready tasks by (sequence number, id): the oldest starts first.
+    ready: Vec<BinaryHeap<Reverse<(u64, usize)>>>,
     /// `Pipeline::InOrder` only: per server, the compute instances admitted but not started, by step. A server
     /// starts a task only from the oldest of these steps. A function of the live instances, so snapshots cover it.
     pending: Vec<BTreeMap<u64, u32>>,
@@ -464,14 +520,14 @@ impl<'a> Stage<'a> {
             spare_dependents: Vec::new(),
             spare_loads: Vec::new(),
             live: HashMap::default(),
-            order: BTreeMap::new(),
+            order: Order::default(),
             parked: BTreeMap::new(),
             to_park: Vec::new(),
             pruned_at: 0,
             finished: Vec::new(),
             events: BinaryHeap::new(),
             server_free: vec![0; p.servers.len()],
-            ready: vec![BTreeSet::new(); p.servers.len()],
+            ready: vec![BinaryHeap::new(); p.servers.len()],
             pending: vec![BTreeMap::new(); p.servers.len()],
             alloc_wait: BTreeSet::new(),
             buffer_free: st.buffer_free,
@@ -679,7 +735,7 @@ impl<'a> Stage<'a> {
         let (seq, ready_now, ready_at) = (inst.seq, inst.deps_left == 0, inst.ready_at);
         self.insts[id] = Some(inst);
         self.live.insert((ti, key), id);
-        self.order.insert(seq, id);
+        self.order.push(seq, id);
         if ready_now {
             self.events.push(Reverse((ready_at, Ev::Ready { seq, id })));
         }
@@ -819,7 +875,7 @@ impl<'a> Stage<'a> {
         let i = self.insts[id].as_mut().expect("live");
         i.state = State::Ready;
         let server = self.st.templates[i.tmpl].server;
-        self.ready[server].insert((i.seq, id));
+        self.ready[server].push(Reverse((i.seq, id)));
     }
 
     fn dispatch(&mut self) {
@@ -827,7 +883,7 @@ impl<'a> Stage<'a> {
             if self.server_free[s] > self.now {
                 continue;
             }
-            let Some(&(_, id)) = self.ready[s].first() else {
+            let Some(&Reverse((_, id))) = self.ready[s].peek() else {
                 continue;
             };
             if self.st.in_order && self.counts[self.insts[id].as_ref().expect("live").tmpl] {
@@ -844,7 +900,7 @@ impl<'a> Stage<'a> {
                     oldest.remove();
                 }
             }
-            self.ready[s].pop_first();
+            self.ready[s].pop();
             let work = {
                 let i = self.insts[id].as_ref().expect("live");
                 self.st.templates[i.tmpl].work as Tick
@@ -883,7 +939,7 @@ impl<'a> Stage<'a> {
             if i.parked {
                 self.parked.remove(&(i.free_step, i.seq));
             } else {
-                self.order.remove(&i.seq);
+                self.order.remove(i.seq);
             }
             self.insts[id] = None;
             self.free_ids.push(id);
@@ -905,7 +961,7 @@ impl<'a> Stage<'a> {
             }
             i.parked = true;
             self.parked_seq = self.parked_seq.max(i.seq);
-            self.order.remove(&i.seq);
+            self.order.remove(i.seq);
             self.parked.insert((i.free_step, i.seq), id);
         }
         later.sort_unstable();
@@ -977,7 +1033,7 @@ impl<'a> Stage<'a> {
             Some(())
         };
         // In sequence order, which is canonical: no sort needed.
-        for &id in self.order.values() {
+        for id in self.order.ids() {
             let i = self.insts[id].as_ref().expect("live");
             if !self.is_background(i, last_start) {
                 record(&mut key, i)?;
@@ -1418,8 +1474,6 @@ impl<'a> Stage<'a> {
             let i = self.insts[id].as_ref().expect("live");
             if i.parked {
                 self.parked.remove(&(i.free_step, i.seq));
-            } else {
-                self.order.remove(&i.seq);
             }
         }
         for &(tmpl, key, id) in &movers {
@@ -1432,10 +1486,11 @@ impl<'a> Stage<'a> {
             if i.parked {
                 self.parked.insert((i.free_step, i.seq), id);
                 self.parked_seq = self.parked_seq.max(i.seq);
-            } else {
-                self.order.insert(i.seq, id);
             }
         }
+        let insts = &self.insts;
+        self.order
+            .resequence(|id| insts[id].as_ref().expect("live").seq);
         for t in &mut self.server_free {
             *t += shift_t;
         }
@@ -1468,7 +1523,10 @@ impl<'a> Stage<'a> {
             .map(|&(s, id)| (s + n * dseq, id))
             .collect();
         for q in &mut self.ready {
-            *q = q.iter().map(|&(s, id)| (s + n * dseq, id)).collect();
+            *q = std::mem::take(q)
+                .into_iter()
+                .map(|Reverse((s, id))| Reverse((s + n * dseq, id)))
+                .collect();
         }
         for q in &mut self.pending {
             *q = std::mem::take(q)
