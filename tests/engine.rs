@@ -838,3 +838,51 @@ fn topk_engine_refuses_other_einsums() {
         "{err}"
     );
 }
+
+// ---- (g) the memo's reuse across buffer sizes (src/sim/memo.rs) ----
+
+/// A result the engine says holds for any free space of at least `least` (`BufferUse`) is what a simulation
+/// with that least space, or with more, gives: every field, as the memo hands it out for those programs. Shipped
+/// archs with tiles kept past loops (FLAT's Q, FuseMax's BK/BV), buffers from tight to roomy, and a case where a
+/// load waits (then only the same space is claimed).
+#[test]
+fn a_result_holds_over_the_free_space_the_engine_claims() {
+    use einsim::sim::{simulate, simulate_tracked, SimOptions};
+    let cases: [(&str, &[&str]); 6] = [
+        ("fusemax", &["seq=4K", "depth=4"]),
+        ("fusemax", &["seq=16K", "buffer_bytes=1M"]),
+        ("fusemax", &["seq=1K", "depth=16", "buffer_bytes=256M"]),
+        ("flat-cloud", &["seq=4K"]),
+        ("flat-edge", &["seq=512"]),
+        ("unfused", &["seq=2K"]),
+    ];
+    let opts = SimOptions::default();
+    let mut claimed = 0;
+    for (arch, sets) in cases {
+        let p = program(
+            &shipped(Kind::Arch, arch),
+            Some("bert-base"),
+            sets,
+            &library::get,
+        );
+        let (r, uses) = simulate_tracked(&p, opts).expect("simulates");
+        assert_eq!(uses.len(), p.stages.len());
+        for (s, u) in uses.iter().enumerate() {
+            assert_eq!(u.free, p.stages[s].buffer_free);
+            let Some(least) = u.least else { continue };
+            claimed += 1;
+            assert!(least <= u.free, "{arch} {sets:?}");
+            for free in [
+                least,
+                least + (u.free - least) / 2,
+                u.free.saturating_mul(3),
+            ] {
+                let mut q = p.clone();
+                q.stages[s].buffer_free = free;
+                let again = simulate(&q, opts).expect("simulates");
+                assert_eq!(again, r, "{arch} {sets:?}: stage {s} with {free} B free");
+            }
+        }
+    }
+    assert!(claimed > 0, "no case claimed a range");
+}

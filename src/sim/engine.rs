@@ -1,4 +1,5 @@
 use crate::mapping::{Program, StageProgram, TemplateKind};
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -117,9 +118,27 @@ impl std::fmt::Display for SimError {
 }
 impl std::error::Error for SimError {}
 
+/// How a stage's result depended on its free buffer space, for [`super::memo`]: the same program with another
+/// `buffer_free` gives the same result, event for event, if it is `free` or, where `least` is known, at least
+/// `least`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferUse {
+    pub free: u64,
+    pub least: Option<u64>,
+}
+
 /// Run every stage back to back.
 pub fn simulate(p: &Program, opts: SimOptions) -> Result<SimResult, SimError> {
+    simulate_tracked(p, opts).map(|(r, _)| r)
+}
+
+/// [`simulate`], also saying per stage how far its result depended on the free buffer space.
+pub fn simulate_tracked(
+    p: &Program,
+    opts: SimOptions,
+) -> Result<(SimResult, Vec<BufferUse>), SimError> {
     let mut stages = Vec::new();
+    let mut uses = Vec::new();
     let mut total: Tick = 0;
     // The budget is the run's: each stage gets its share, so a run of several stages costs no more than one.
     let opts = SimOptions {
@@ -127,16 +146,20 @@ pub fn simulate(p: &Program, opts: SimOptions) -> Result<SimResult, SimError> {
         ..opts
     };
     for st in &p.stages {
-        let t = Stage::new(p, st, opts)?.run()?;
+        let (t, u) = Stage::new(p, st, opts)?.run()?;
+        uses.push(u);
         total = total
             .checked_add(t.ticks)
             .ok_or_else(|| SimError::TooLarge("the run's time exceeds 2^128 ticks".into()))?;
         stages.push(t);
     }
-    Ok(SimResult {
-        ticks: total,
-        stages,
-    })
+    Ok((
+        SimResult {
+            ticks: total,
+            stages,
+        },
+        uses,
+    ))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -223,6 +246,61 @@ struct Plan {
     releases: Vec<usize>,
 }
 
+/// The live, unparked instances in sequence order (program order), for canonical snapshots. Instances are
+/// admitted in sequence order, so a vector sorted by sequence number takes them at its end; a removed one leaves
+/// a hole (found by binary search) until holes outnumber the rest. A `BTreeMap` here cost a node allocation every
+/// few instances and pointer-chasing in every snapshot.
+#[derive(Default)]
+struct Order {
+    /// (sequence number, instance id), sorted by sequence number; `HOLE` for an id removed.
+    slots: Vec<(u64, usize)>,
+    len: usize,
+}
+
+const HOLE: usize = usize::MAX;
+
+impl Order {
+    /// Add the newest instance: its sequence number exceeds every other.
+    fn push(&mut self, seq: u64, id: usize) {
+        debug_assert!(self.slots.last().is_none_or(|&(s, _)| s < seq));
+        self.slots.push((seq, id));
+        self.len += 1;
+    }
+
+    fn remove(&mut self, seq: u64) {
+        let at = self
+            .slots
+            .binary_search_by_key(&seq, |&(s, _)| s)
+            .expect("an ordered instance");
+        debug_assert_ne!(self.slots[at].1, HOLE);
+        self.slots[at].1 = HOLE;
+        self.len -= 1;
+        if self.slots.len() > 64 && self.len < self.slots.len() / 2 {
+            self.slots.retain(|&(_, id)| id != HOLE);
+        }
+    }
+
+    fn ids(&self) -> impl Iterator<Item = usize> + '_ {
+        self.slots
+            .iter()
+            .map(|&(_, id)| id)
+            .filter(|&id| id != HOLE)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Re-read every instance's sequence number (a skip shifted some) and sort again.
+    fn resequence(&mut self, seq_of: impl Fn(usize) -> u64) {
+        self.slots.retain(|&(_, id)| id != HOLE);
+        for slot in &mut self.slots {
+            slot.0 = seq_of(slot.1);
+        }
+        self.slots.sort_unstable();
+    }
+}
+
 /// The snapshots of one execution of a loop, by key. Keys are long (about ten words per live instance), so each is
 /// hashed once: the map is from the key's hash to the snapshots with that hash, compared in full.
 #[derive(Default)]
@@ -233,10 +311,27 @@ struct History {
 }
 
 impl History {
+    /// Four independent lanes: one chained multiply per word was a tenth of the run time, bound by the
+    /// multiply's latency, not its throughput. Equal keys still hash equally (and are compared in full).
     fn hash(key: &[i64]) -> u64 {
-        let mut h = KeyHasher::default();
-        for &w in key {
-            h.write_u64(w as u64);
+        let mut lanes = [
+            KeyHasher::default(),
+            KeyHasher(1),
+            KeyHasher(2),
+            KeyHasher(3),
+        ];
+        let mut words = key.chunks_exact(4);
+        for c in &mut words {
+            for (h, &w) in lanes.iter_mut().zip(c) {
+                h.write_u64(w as u64);
+            }
+        }
+        for &w in words.remainder() {
+            lanes[0].write_u64(w as u64);
+        }
+        let mut h = KeyHasher(key.len() as u64);
+        for l in &lanes {
+            h.write_u64(l.0);
         }
         h.finish()
     }
@@ -292,7 +387,7 @@ struct Stage<'a> {
     spare_loads: Vec<Vec<(usize, bool)>>,
     live: HashMap<(usize, u64), usize, FastHash>,
     /// Live instances by sequence number (program order), for canonical snapshots, except the parked ones.
-    order: BTreeMap<u64, usize>,
+    order: Order,
     /// Finished loads still holding their tile past every result's latency, by (release step, sequence number).
     /// A snapshot at a loop level needs only those released before the loop's last iteration (the others count
     /// through the free bytes), so a block of tiles kept for later readers costs a snapshot nothing. Whether an
@@ -308,7 +403,8 @@ struct Stage<'a> {
     finished: Vec<usize>,
     events: BinaryHeap<Reverse<(Tick, Ev)>>,
     server_free: Vec<Tick>,
-    ready: Vec<BTreeSet<(u64, usize)>>,
+    /// Per server, the ready tasks by (sequence number, id): the oldest starts first.
+    ready: Vec<BinaryHeap<Reverse<(u64, usize)>>>,
     /// `Pipeline::InOrder` only: per server, the compute instances admitted but not started, by step. A server
     /// starts a task only from the oldest of these steps. A function of the live instances, so snapshots cover it.
     pending: Vec<BTreeMap<u64, u32>>,
@@ -337,6 +433,12 @@ struct Stage<'a> {
     /// execution began: together they bound how much room a skip that consumes buffer space may take.
     waits: u64,
     low_water: Vec<u64>,
+    /// How much less initial free space would have left every decision unchanged: grants all succeed (the least
+    /// free space after any grant) and every space-consuming skip takes as many periods (the room left beyond
+    /// them). `buffer_exact` is set when a decision did depend on the amount of space: a load waited, or a skip
+    /// was cut short by the room left. Cells, as the skip planners read the state through `&self`.
+    buffer_slack: Cell<u64>,
+    buffer_exact: Cell<bool>,
     /// The largest sequence number ever parked (tiles park in completion order, mostly program order), and per
     /// loop level whether a space-consuming skip already failed in its current execution (it is not retried: each
     /// try reads every parked tile).
@@ -418,14 +520,14 @@ impl<'a> Stage<'a> {
             spare_dependents: Vec::new(),
             spare_loads: Vec::new(),
             live: HashMap::default(),
-            order: BTreeMap::new(),
+            order: Order::default(),
             parked: BTreeMap::new(),
             to_park: Vec::new(),
             pruned_at: 0,
             finished: Vec::new(),
             events: BinaryHeap::new(),
             server_free: vec![0; p.servers.len()],
-            ready: vec![BTreeSet::new(); p.servers.len()],
+            ready: vec![BinaryHeap::new(); p.servers.len()],
             pending: vec![BTreeMap::new(); p.servers.len()],
             alloc_wait: BTreeSet::new(),
             buffer_free: st.buffer_free,
@@ -445,6 +547,8 @@ impl<'a> Stage<'a> {
             affine_failed: vec![false; n],
             misses: vec![0; n],
             low_water: vec![st.buffer_free; n],
+            buffer_slack: Cell::new(st.buffer_free),
+            buffer_exact: Cell::new(false),
             simple_release: simple_release(st, n),
             history_words: 0,
             stride_shift: 0,
@@ -452,7 +556,7 @@ impl<'a> Stage<'a> {
         })
     }
 
-    fn run(mut self) -> Result<StageTime, SimError> {
+    fn run(mut self) -> Result<(StageTime, BufferUse), SimError> {
         let mut estimate = None;
         loop {
             while self.step < self.total_steps && (self.inflight.len() as u64) < self.window {
@@ -502,13 +606,30 @@ impl<'a> Stage<'a> {
             None => self.last_time,
         };
         let cycle = crate::arch::TICKS_PER_CYCLE as Tick;
-        Ok(StageTime {
+        let time = StageTime {
             name: self.st.name.clone(),
             ticks: ticks.div_ceil(cycle) * cycle,
             steps: self.total_steps,
             simulated_steps: self.simulated,
             estimate,
-        })
+        };
+        Ok((time, self.buffer_use()))
+    }
+
+    /// The initial free space with which this stage would have run exactly as it did. With `d` bytes less (or
+    /// more: `d` < 0) from the start, and every decision the same, the free space is `d` less at every moment: a
+    /// skip compares free space only between two snapshots, so it finds the same periods; a grant succeeds while
+    /// `d` is at most the free space left after it; a space-consuming skip (`Stage::repeats`) takes the same
+    /// periods while the room it leaves covers `d`, or for any `d` when its count was not cut by the room. A
+    /// waiting load is the one decision more room can change, so after one only this amount is known to give
+    /// this result.
+    fn buffer_use(&self) -> BufferUse {
+        let free = self.st.buffer_free;
+        let exact = self.waits > 0 || self.buffer_exact.get();
+        BufferUse {
+            free,
+            least: (!exact).then(|| free - self.buffer_slack.get().min(free)),
+        }
     }
 
     fn latency(&self, producer: usize, consumer: usize) -> Tick {
@@ -614,7 +735,7 @@ impl<'a> Stage<'a> {
         let (seq, ready_now, ready_at) = (inst.seq, inst.deps_left == 0, inst.ready_at);
         self.insts[id] = Some(inst);
         self.live.insert((ti, key), id);
-        self.order.insert(seq, id);
+        self.order.push(seq, id);
         if ready_now {
             self.events.push(Reverse((ready_at, Ev::Ready { seq, id })));
         }
@@ -734,6 +855,8 @@ impl<'a> Stage<'a> {
         for l in &mut self.low_water {
             *l = (*l).min(self.buffer_free);
         }
+        self.buffer_slack
+            .set(self.buffer_slack.get().min(self.buffer_free));
     }
 
     fn retry_allocs(&mut self) {
@@ -752,7 +875,7 @@ impl<'a> Stage<'a> {
         let i = self.insts[id].as_mut().expect("live");
         i.state = State::Ready;
         let server = self.st.templates[i.tmpl].server;
-        self.ready[server].insert((i.seq, id));
+        self.ready[server].push(Reverse((i.seq, id)));
     }
 
     fn dispatch(&mut self) {
@@ -760,7 +883,7 @@ impl<'a> Stage<'a> {
             if self.server_free[s] > self.now {
                 continue;
             }
-            let Some(&(_, id)) = self.ready[s].first() else {
+            let Some(&Reverse((_, id))) = self.ready[s].peek() else {
                 continue;
             };
             if self.st.in_order && self.counts[self.insts[id].as_ref().expect("live").tmpl] {
@@ -777,7 +900,7 @@ impl<'a> Stage<'a> {
                     oldest.remove();
                 }
             }
-            self.ready[s].pop_first();
+            self.ready[s].pop();
             let work = {
                 let i = self.insts[id].as_ref().expect("live");
                 self.st.templates[i.tmpl].work as Tick
@@ -816,7 +939,7 @@ impl<'a> Stage<'a> {
             if i.parked {
                 self.parked.remove(&(i.free_step, i.seq));
             } else {
-                self.order.remove(&i.seq);
+                self.order.remove(i.seq);
             }
             self.insts[id] = None;
             self.free_ids.push(id);
@@ -838,7 +961,7 @@ impl<'a> Stage<'a> {
             }
             i.parked = true;
             self.parked_seq = self.parked_seq.max(i.seq);
-            self.order.remove(&i.seq);
+            self.order.remove(i.seq);
             self.parked.insert((i.free_step, i.seq), id);
         }
         later.sort_unstable();
@@ -910,7 +1033,7 @@ impl<'a> Stage<'a> {
             Some(())
         };
         // In sequence order, which is canonical: no sort needed.
-        for &id in self.order.values() {
+        for id in self.order.ids() {
             let i = self.insts[id].as_ref().expect("live");
             if !self.is_background(i, last_start) {
                 record(&mut key, i)?;
@@ -1100,9 +1223,20 @@ impl<'a> Stage<'a> {
             return None;
         }
         // Room for every repeated tile, and a bounded number of them (they are real instances).
-        let n = n
-            .min(self.low_water[level] / delta)
-            .min((1 << 16) / repeats.len() as u64);
+        let n = n.min((1 << 16) / repeats.len() as u64);
+        let room = self.low_water[level];
+        let n = match n.checked_mul(delta).and_then(|need| room.checked_sub(need)) {
+            // Enough room: any initial space that leaves it gives the same count (`buffer_use`).
+            Some(left) => {
+                self.buffer_slack.set(self.buffer_slack.get().min(left));
+                n
+            }
+            // The room decided the count: only the same initial space is known to give it.
+            None => {
+                self.buffer_exact.set(true);
+                room / delta
+            }
+        };
         // A repeated tile must not land on a key or a sequence number another instance has after the skip (the
         // indexes are keyed by both).
         let moved =
@@ -1340,8 +1474,6 @@ impl<'a> Stage<'a> {
             let i = self.insts[id].as_ref().expect("live");
             if i.parked {
                 self.parked.remove(&(i.free_step, i.seq));
-            } else {
-                self.order.remove(&i.seq);
             }
         }
         for &(tmpl, key, id) in &movers {
@@ -1354,10 +1486,11 @@ impl<'a> Stage<'a> {
             if i.parked {
                 self.parked.insert((i.free_step, i.seq), id);
                 self.parked_seq = self.parked_seq.max(i.seq);
-            } else {
-                self.order.insert(i.seq, id);
             }
         }
+        let insts = &self.insts;
+        self.order
+            .resequence(|id| insts[id].as_ref().expect("live").seq);
         for t in &mut self.server_free {
             *t += shift_t;
         }
@@ -1390,7 +1523,10 @@ impl<'a> Stage<'a> {
             .map(|&(s, id)| (s + n * dseq, id))
             .collect();
         for q in &mut self.ready {
-            *q = q.iter().map(|&(s, id)| (s + n * dseq, id)).collect();
+            *q = std::mem::take(q)
+                .into_iter()
+                .map(|Reverse((s, id))| Reverse((s + n * dseq, id)))
+                .collect();
         }
         for q in &mut self.pending {
             *q = std::mem::take(q)

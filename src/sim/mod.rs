@@ -23,5 +23,6 @@ mod engine;
 pub mod memo;
 
 pub use engine::{
-    simulate, Estimate, SimError, SimOptions, SimResult, StageTime, Tick, DEFAULT_BUDGET,
+    simulate, simulate_tracked, BufferUse, Estimate, SimError, SimOptions, SimResult, StageTime,
+    Tick, DEFAULT_BUDGET,
 };
