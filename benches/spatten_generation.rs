@@ -38,6 +38,7 @@ fn gpt2_medium_generation(c: &mut Criterion) {
             start: 0,
             end: 37,
         }),
+        trace: None,
     };
     let mut group = c.benchmark_group("spatten-gpt2-medium");
     group.sample_size(10);

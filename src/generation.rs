@@ -8,9 +8,10 @@
 //! another, so cycles, seconds, traffic and energy add up. Identical layers, and identical ops (the GEMMs of every layer and step), are simulated once.
 
 use crate::diag::SourceFile;
-use crate::layer::{load_layer, run_parsed_layer, LayerFiles, LayerReport, OpCache};
+use crate::layer::{load_layer, run_parsed_layer, HeadGroup, LayerFiles, LayerReport, OpCache};
 use crate::run::{Lookup, RunError};
 use crate::sim::SimOptions;
+use crate::trace::Trace;
 use std::collections::BTreeMap;
 
 /// A pruning schedule over layers ([P] §2.1): the front `front_pct` percent of the layers are not pruned; the
@@ -70,6 +71,9 @@ pub struct Generation {
     /// (`head_keep`); `None` leaves the model's (or the `sets`') values.
     pub tokens: Option<Schedule>,
     pub heads: Option<Schedule>,
+    /// What each head fetched at each step and layer, in place of the schedules (and of the model's kept
+    /// percentages and widths); its steps must be `steps`.
+    pub trace: Option<Trace>,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -115,6 +119,32 @@ impl GenerationReport {
     }
 }
 
+/// A trace must not come with schedules, must cover `gen.steps` steps, and must fit the model's layers and heads
+/// and the cache at each step.
+fn check_trace(t: &Trace, gen: &Generation, model: &crate::cascade::Model) -> Result<(), RunError> {
+    if gen.tokens.is_some() || gen.heads.is_some() {
+        return Err(RunError::Mapping(
+            "a generation takes a trace or pruning schedules, not both: the trace says what each head fetched".into(),
+        ));
+    }
+    if t.steps() != gen.steps {
+        return Err(RunError::Mapping(format!(
+            "{}: the trace has {} steps, the generation {}",
+            t.file.name,
+            t.steps(),
+            gen.steps
+        )));
+    }
+    let heads = model
+        .params
+        .iter()
+        .find(|p| p.name == "heads")
+        .map(|p| p.default)
+        .ok_or_else(|| RunError::Mapping(format!("model `{}` has no `heads`", model.name)))?;
+    t.check(gen.layers, heads, gen.context)
+        .map_err(RunError::Invalid)
+}
+
 /// Run `gen` on one arch: every step, every layer.
 pub fn run_generation(
     layer_file: &SourceFile,
@@ -132,6 +162,9 @@ pub fn run_generation(
     }
     let layer = load_layer(layer_file).map_err(RunError::Invalid)?;
     let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
+    if let Some(t) = &gen.trace {
+        check_trace(t, gen, &model)?;
+    }
     let files = LayerFiles {
         layer_file,
         layer: &layer,
@@ -140,7 +173,7 @@ pub fn run_generation(
         model: &model,
     };
     // A layer's totals by its arguments: layers with the same pruning at the same step are run once.
-    let mut cache: BTreeMap<Vec<String>, GenerationReport> = BTreeMap::new();
+    let mut cache: BTreeMap<(Vec<String>, Vec<HeadGroup>), GenerationReport> = BTreeMap::new();
     let mut ops = OpCache::new();
     let mut rep = GenerationReport::default();
     for step in 0..gen.steps {
@@ -153,11 +186,17 @@ pub fn run_generation(
             if let Some(s) = gen.heads {
                 sets.push(format!("head_keep={}", 100 - s.at(l, gen.layers)));
             }
-            if !cache.contains_key(&sets) {
-                let r = run_parsed_layer(&files, &sets, &[], lookup, opts, &mut ops)?;
-                cache.insert(sets.clone(), GenerationReport::of_layer(&r));
+            let groups = gen
+                .trace
+                .as_ref()
+                .map(|t| t.groups(step, l))
+                .unwrap_or_default();
+            let key = (sets, groups);
+            if !cache.contains_key(&key) {
+                let r = run_parsed_layer(&files, &key.0, &key.1, lookup, opts, &mut ops)?;
+                cache.insert(key.clone(), GenerationReport::of_layer(&r));
             }
-            rep.add(&cache[&sets]);
+            rep.add(&cache[&key]);
         }
     }
     rep.simulated = ops.len();

@@ -27,3 +27,4 @@ pub mod run;
 pub mod sim;
 pub mod sweep;
 pub mod topk;
+pub mod trace;

@@ -8,6 +8,7 @@ use einsim::sim::SimOptions;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+mod generate_cli;
 mod sweep_cli;
 
 /// Print to stdout; a closed pipe (`einsim run | head`) ends the program quietly instead of panicking.
@@ -20,6 +21,7 @@ macro_rules! out {
     }};
 }
 
+#[macro_export]
 macro_rules! outln {
     ($($t:tt)*) => {{
         use std::io::Write;
@@ -57,7 +59,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum Format {
+pub(crate) enum Format {
     Text,
     Json,
     Md,
@@ -93,6 +95,44 @@ enum Command {
         /// seq, tokens (batch = tokens / seq), hidden (heads = hidden / d), d, causal and the kernel's parameters.
         #[arg(long)]
         binding: Option<String>,
+    },
+    /// A whole decoder model generating tokens one at a time (SpAtten): every step and layer against a KV cache
+    /// that grows by one token per step, pruning from schedules or from a trace file (see the README's
+    /// "Generation traces").
+    #[command(
+        after_help = "Examples:\n  einsim generate --arch spatten --workload gpt2-medium-gen --trace workloads/traces/gpt2-medium-synthetic.csv\n  einsim generate --workload gpt2-small-gen --steps 8 --tokens 15,30,62 --heads 30,0,37 --set v_keep=30"
+    )]
+    Generate {
+        /// Arch name or path.
+        #[arg(long, default_value = "spatten")]
+        arch: String,
+        /// A generation model (`layers`, `heads`, `kv_len`, kept percentages, widths).
+        #[arg(long, default_value = "gpt2-medium-gen")]
+        workload: String,
+        /// The layer file each step runs per layer.
+        #[arg(long, default_value = "spatten-decode")]
+        layer: String,
+        /// Tokens to generate [default: the trace's steps, else 32].
+        #[arg(long)]
+        steps: Option<i64>,
+        /// Tokens cached before the first step [default: the model's kv_len].
+        #[arg(long)]
+        context: Option<i64>,
+        /// A generation trace (CSV): what each head fetched at each step and layer.
+        #[arg(long)]
+        trace: Option<String>,
+        /// Cascade token pruning FRONT,START,END: percent of layers unpruned, then the ratio (percent) at the
+        /// first and the last pruned layer.
+        #[arg(long, value_name = "FRONT,START,END")]
+        tokens: Option<String>,
+        /// Cascade head pruning FRONT,START,END, as --tokens.
+        #[arg(long, value_name = "FRONT,START,END")]
+        heads: Option<String>,
+        /// Override a model or arch parameter, or a layer var (e.g. lsb_pct=6).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
     },
     /// Pass analysis of a cascade: passes per rank, their causes and the minimum live footprint.
     #[command(
@@ -315,6 +355,29 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { files } => check(&files),
+        Command::Generate {
+            arch,
+            workload,
+            layer,
+            steps,
+            context,
+            trace,
+            tokens,
+            heads,
+            set,
+            format,
+        } => generate_cli::generate(generate_cli::Args {
+            arch,
+            workload,
+            layer,
+            steps,
+            context,
+            trace,
+            tokens,
+            heads,
+            set,
+            format,
+        }),
         Command::Reproduce { name, out, quiet } => reproduce_cmd(&name, out, quiet),
         Command::Sweep {
             file: Some(file),
@@ -446,7 +509,7 @@ fn files_near(dir: Option<PathBuf>) -> impl Fn(Kind, &str) -> Option<SourceFile>
 }
 
 /// A shipped name, or a path to a file.
-fn resolve(kind: Kind, arg: &str) -> Result<SourceFile, String> {
+pub(crate) fn resolve(kind: Kind, arg: &str) -> Result<SourceFile, String> {
     if let Some(f) = library::get(kind, arg) {
         return Ok(f);
     }
@@ -530,14 +593,14 @@ fn check(files: &[String]) -> ExitCode {
     }
 }
 
-fn usage(msgs: Vec<String>) -> ExitCode {
+pub(crate) fn usage(msgs: Vec<String>) -> ExitCode {
     for m in msgs {
         eprintln!("error: {m}");
     }
     ExitCode::from(USAGE)
 }
 
-fn fail(e: RunError) -> ExitCode {
+pub(crate) fn fail(e: RunError) -> ExitCode {
     eprint!("{e}");
     if !matches!(e, RunError::Invalid(_)) {
         eprintln!();

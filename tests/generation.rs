@@ -1,12 +1,19 @@
 //! Whole-model generation (src/generation.rs) on SpAtten: GPT-2 medium, 24 layers, 32 tokens over a 1K context.
 
+#[path = "fixtures/common.rs"]
+mod common;
+
+use einsim::diag::SourceFile;
 use einsim::generation::{run_generation, Generation, Schedule};
 use einsim::library::{self, Kind};
 use einsim::sim::SimOptions;
+use einsim::trace::Trace;
 
-fn gpt2_medium(
+/// GPT-2 medium generating `steps` tokens after 1024 on SpAtten, pruned by `trace` or the schedules.
+fn generation(
     steps: i64,
     sets: &[&str],
+    trace: Option<Trace>,
     tokens: Option<Schedule>,
 ) -> einsim::generation::GenerationReport {
     let arch = library::get(Kind::Arch, "spatten").expect("spatten is shipped");
@@ -19,6 +26,7 @@ fn gpt2_medium(
         context: 1024,
         tokens,
         heads: None,
+        trace,
     };
     run_generation(
         &layer,
@@ -30,6 +38,14 @@ fn gpt2_medium(
         SimOptions::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn gpt2_medium(
+    steps: i64,
+    sets: &[&str],
+    tokens: Option<Schedule>,
+) -> einsim::generation::GenerationReport {
+    generation(steps, sets, None, tokens)
 }
 
 #[test]
@@ -73,6 +89,7 @@ fn an_unpruning_schedule_is_an_error() {
             end: 20,
         }),
         heads: None,
+        trace: None,
     };
     let e = run_generation(
         &layer,
@@ -113,4 +130,118 @@ fn gpt2_medium_32_tokens_over_1k_runs_with_schedules() {
         dense.traffic_bytes["hbm"]
     );
     assert!(r.cycles < dense.cycles);
+}
+
+/// The bad-trace corpus (`tests/bad_trace/`, one snapshot each): every file fails to parse or fails its check
+/// against 2 layers of 2 heads after 16 cached tokens, with each problem located.
+#[test]
+fn bad_traces_are_reported() {
+    let dir = common::root().join("tests/bad_trace");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 7);
+    for p in paths {
+        let name = format!("bad_trace/{}", p.file_name().unwrap().to_string_lossy());
+        let file = SourceFile::new(name.clone(), std::fs::read_to_string(&p).unwrap());
+        let d = match Trace::parse(&file) {
+            Err(d) => d,
+            Ok(t) => t.check(2, 2, 16).expect_err(&name),
+        };
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        insta::assert_snapshot!(format!("bad_trace_{stem}"), d.render());
+    }
+}
+
+/// A trace in which every head fetched what the model's kept percentages give is the same run as the
+/// percentages: the trace path changes where the numbers come from, not what they cost.
+#[test]
+fn a_trace_of_the_percentages_equals_the_percentages() {
+    let (layers, heads, steps, context) = (24, 16, 3, 1024);
+    let mut csv = String::from("step,layer,head,keys,values,k_bits,v_bits,lsb_refetch\n");
+    for step in 0..steps {
+        let keys = (context + step) * 60 / 100;
+        let values = (keys * 30 / 100).max(1);
+        for layer in 0..layers {
+            for head in 0..heads {
+                csv += &format!("{step},{layer},{head},{keys},{values},12,8,0\n");
+            }
+        }
+    }
+    let trace = Trace::parse(&SourceFile::new("uniform.csv", csv)).unwrap();
+    let with = generation(steps, &[], Some(trace), None);
+    let without = generation(
+        steps,
+        &["token_keep=60", "v_keep=30", "k_bits=12", "v_bits=8"],
+        None,
+        None,
+    );
+    assert_eq!(with.cycles, without.cycles);
+    assert_eq!(with.traffic_bytes, without.traffic_bytes);
+    assert_eq!(with.energy_pj, without.energy_pj);
+}
+
+/// An LSB refetch fetches the refetching heads' 4-bit Q and K LSBs from their own DRAM region and recomputes:
+/// it adds exactly keys x head_dim x 4 bits (plus the query's head_dim x 4 bits) per refetching head to the DRAM
+/// reads, and adds time.
+#[test]
+fn an_lsb_refetch_costs_its_bits_and_time() {
+    let row = |lsb: u8| {
+        let mut csv = String::from("step,layer,head,keys,values,k_bits,v_bits,lsb_refetch\n");
+        for layer in 0..24 {
+            for head in 0..16 {
+                let r = if layer == 5 && head < 3 { lsb } else { 0 };
+                csv += &format!("0,{layer},{head},800,240,8,8,{r}\n");
+            }
+        }
+        Trace::parse(&SourceFile::new("t.csv", csv)).unwrap()
+    };
+    let plain = generation(1, &[], Some(row(0)), None);
+    let refetch = generation(1, &[], Some(row(1)), None);
+    let extra = refetch.traffic_bytes["hbm"] - plain.traffic_bytes["hbm"];
+    assert_eq!(extra, 3 * (800 * 64 + 64) * 4 / 8);
+    assert!(refetch.cycles > plain.cycles);
+}
+
+/// `einsim generate` runs the shipped synthetic trace, and a trace that breaks the model exits 1 with the row
+/// located.
+#[test]
+fn generate_runs_a_trace_and_locates_a_bad_one() {
+    let bin = env!("CARGO_BIN_EXE_einsim");
+    let ok = std::process::Command::new(bin)
+        .current_dir(common::root())
+        .args([
+            "generate",
+            "--workload",
+            "gpt2-medium-gen",
+            "--trace",
+            "workloads/traces/gpt2-medium-synthetic.csv",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(v["steps"], 32);
+    let bad = std::process::Command::new(bin)
+        .current_dir(common::root())
+        .args([
+            "generate",
+            "--workload",
+            "gpt2-small-gen",
+            "--trace",
+            "workloads/traces/gpt2-medium-synthetic.csv",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("but the model has 12 layers"), "{err}");
 }
