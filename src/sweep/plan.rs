@@ -19,6 +19,8 @@ pub struct Design {
     pub label: String,
     pub arch: SourceFile,
     pub arch_params: BTreeSet<String>,
+    /// A GPU file (`arch/gpu`): its points run the sweep's `binding` (or its first kernel) on the workload keys.
+    pub gpu: bool,
 }
 
 /// What a plot draws.
@@ -57,6 +59,8 @@ pub struct Plan {
     pub designs: Vec<Design>,
     pub model: Option<SourceFile>,
     pub cascade: Option<String>,
+    /// The kernel GPU designs run (`binding:`); none: each GPU's first.
+    pub binding: Option<String>,
     /// Fixed `key=value` overrides applied to every point before its axis values.
     pub sets: Vec<(String, i64)>,
     /// Axis groups, outermost first: a group of one is a plain axis; a group of several is zipped (equal
@@ -215,6 +219,26 @@ impl Plan {
                 .map(|(k, v)| (k.clone(), Cell::Int(*v as i128))),
         );
         let all: Vec<(String, i64)> = self.sets.iter().cloned().chain(values).collect();
+        let failed = |e: RunError, fields: &mut Vec<(String, Cell)>| {
+            let status = if matches!(e, RunError::Internal(_)) {
+                "internal"
+            } else {
+                "error"
+            };
+            fields.push(("status".into(), Cell::Text(status.into())));
+            fields.push(("error".into(), Cell::Text(error_text(&e))));
+        };
+        if design.gpu {
+            match self.simulate_gpu(d, &all) {
+                Ok(r) => {
+                    fields.push(("status".into(), Cell::Text("ok".into())));
+                    fields.push(("error".into(), Cell::Text(String::new())));
+                    row::gpu_outputs(&r, &mut fields);
+                }
+                Err(e) => failed(e, &mut fields),
+            }
+            return row::json_line(&fields);
+        }
         match self.simulate(d, &all, lookup, cache) {
             Ok(r) => {
                 let area: f64 = r.area_mm2.values().sum();
@@ -237,17 +261,28 @@ impl Plan {
                     }
                 }
             }
-            Err(e) => {
-                let status = if matches!(e, RunError::Internal(_)) {
-                    "internal"
-                } else {
-                    "error"
-                };
-                fields.push(("status".into(), Cell::Text(status.into())));
-                fields.push(("error".into(), Cell::Text(error_text(&e))));
-            }
+            Err(e) => failed(e, &mut fields),
         }
         row::json_line(&fields)
+    }
+
+    /// A GPU point: the workload keys and the GPU's and kernel's parameters, as `einsim run --arch GPU --set`
+    /// takes them (later values of a key override earlier ones).
+    fn simulate_gpu(
+        &self,
+        d: usize,
+        sets: &[(String, i64)],
+    ) -> Result<crate::gpu::report::GpuReport, RunError> {
+        let args: Vec<String> = sets.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let (w, params) = crate::gpu::sets(&args)?;
+        let g = crate::gpu::load(&self.designs[d].arch, &params).map_err(RunError::Invalid)?;
+        crate::gpu::report::run(
+            &g,
+            self.binding.as_deref(),
+            &w,
+            &params,
+            SimOptions::default(),
+        )
     }
 
     fn simulate(
