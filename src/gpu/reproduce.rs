@@ -20,11 +20,12 @@ pub const NAME: &str = "fa4";
 const TARGETS: &str = include_str!("fa4_targets.ron");
 
 /// (gpu, kernel) pairs of the grid.
-pub const GRID: [(&str, &str); 4] = [
+pub const GRID: [(&str, &str); 5] = [
     ("b200", "fa4"),
     ("h100", "fa3"),
     ("h200", "fa3"),
     ("a100", "fa2"),
+    ("h100", "fa2"),
 ];
 pub const SEQS: [u64; 6] = [1024, 2048, 4096, 8192, 16384, 32768];
 pub const DIMS: [u64; 3] = [64, 128, 256];
@@ -679,7 +680,7 @@ fn markdown(r: &Fa4Reproduction) -> String {
         s,
         "## Not reproduced\n\n\
          - FA4's backward pass is modelled per tile step (`fa4_bwd`, targets 3a–3d) but its TFLOP/s is not charted: gpus.md gives no published backward TFLOP/s to compare.\n\
-         - FA2 on H100 (mma.sync on Hopper) has no sourced tensor-core rate in gpus.md and is left out.\n\
+         - FA2 on H100 runs on an assumed mma.sync rate (Ampere's 2048 FLOP/clk per SM; gpus.md gives none for Hopper): see `tc_sync` in arch/gpu/h100.ron.\n\
          - No real GPU was available: the PyTorch SDPA measurement of the issue's item 5 was not run.\n"
     );
     s
