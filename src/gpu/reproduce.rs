@@ -311,6 +311,13 @@ pub fn compute_for(
             "no warpgroup ping-pong (pingpong=0)",
             vec![("pingpong", 0.0)],
         ),
+        (
+            "h100",
+            "fa3",
+            128,
+            "no warp specialisation (ws=0)",
+            vec![("ws", 0.0)],
+        ),
     ] {
         if !mine(kernel) {
             continue;
@@ -642,7 +649,11 @@ fn markdown(r: &Fa4Reproduction) -> String {
          2-CTA (SMEM 512 instead of 768) move FA4 by well under 1%. The paper's measured +22–29% for the hd128\n\
          emulation fix is not reproduced: nothing modelled (issue slots, MUFU contention, scheduling jitter) makes a\n\
          balanced MUFU cost more than its count. Emulation does pay where the mechanism says it should: at hd64, where\n\
-         exp is twice the MMA (gpus.md §1.3), and where the exp sits on the MMA's path (P in one part; hd256, one Q tile)."
+         exp is twice the MMA (gpus.md §1.3), and where the exp sits on the MMA's path (P in one part; hd256, one Q tile).\n\n\
+         FA3's ping-pong and intra-warpgroup pipelining gain little for the same reason (list scheduling already\n\
+         overlaps the two warpgroups). Warp specialisation does: without a producer warpgroup (ws=0) each consumer\n\
+         warpgroup loads its K/V block itself after its previous P·V has freed the stage, as FA2's synchronous warps\n\
+         do, so an L2 transfer and its latency sit between its P·V and its next S (gpus.md §3.2, §5.3)."
     );
     let _ = writeln!(s, "\n## Forward TFLOP/s (32K tokens, hidden 2048)\n");
     for &(gpu, kernel) in &r.grid {
