@@ -161,13 +161,19 @@ enum Command {
     List,
     /// Reproduce a paper's evaluation: run every design x model x length, compare with the published numbers
     /// and write report.md, runs.csv and plots (PNG and SVG).
-    #[command(after_help = "Example:\n  einsim reproduce fusemax --out reports/fusemax")]
+    #[command(
+        after_help = "Examples:\n  einsim reproduce fusemax --out reports/fusemax\n  einsim reproduce fa4 --binding fa3     only FA3's runs, ablations and targets, to reports/fa4-fa3"
+    )]
     Reproduce {
-        /// Which evaluation: fusemax.
+        /// Which evaluation: fusemax, spatten or fa4.
         name: String,
-        /// Output directory [default: reports/<name>].
+        /// Output directory [default: reports/<name>, or reports/fa4-<binding> with --binding].
         #[arg(long)]
         out: Option<String>,
+        /// fa4 only: restrict to one GPU kernel's runs (fa4, fa3 or fa2): its grid, tile rows, ablations and
+        /// targets.
+        #[arg(long)]
+        binding: Option<String>,
         /// No progress bar (there is none anyway unless stdout and stderr are terminals).
         #[arg(long, short)]
         quiet: bool,
@@ -176,7 +182,7 @@ enum Command {
     /// plots), resumably and optionally one shard of it; or, with --vary, the product of parameter values for
     /// one metric.
     #[command(
-        after_help = "Examples:\n  einsim sweep reports/design-space/sweep.ron\n  einsim sweep big.ron --out runs/ --shard 3/100 --jobs 2\n  einsim sweep --arch fusemax --workload xlm --vary seq=1K,4K,16K --vary depth=1,4,16 --metric utilization.pe2d --out sweep/"
+        after_help = "Examples:\n  einsim sweep reports/design-space/sweep.ron\n  einsim sweep big.ron --out runs/ --shard 3/100 --jobs 2\n  einsim sweep --arch fusemax --workload xlm --vary seq=1K,4K,16K --vary depth=1,4,16 --metric utilization.pe2d --out sweep/\n  einsim sweep --arch b200 --binding fa4 --vary seq=1K,4K,16K --vary d=64,128 --metric tflops"
     )]
     Sweep {
         /// A sweep file (RON); its outputs go beside it unless --out says otherwise.
@@ -194,6 +200,10 @@ enum Command {
         /// Model shape name or path, or `none` for the cascade's defaults.
         #[arg(long, default_value = "bert-base")]
         workload: String,
+        /// A GPU's kernel (`--arch b200 --binding fa4`); default: the GPU's first. GPU points take the keys of
+        /// `einsim run --arch GPU --set` (seq, tokens, hidden, batch, heads, d, causal, the kernel's parameters).
+        #[arg(long, conflicts_with = "file")]
+        binding: Option<String>,
         /// A parameter and its values, e.g. seq=1K,4K,16K; repeat to vary several (first = x axis).
         #[arg(
             long = "vary",
@@ -204,7 +214,7 @@ enum Command {
         /// Fixed override applied to every point, e.g. batch=1.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
-        /// cycles, seconds, energy, dram, utilization.<unit>, traffic.<level> or energy.<component>.
+        /// cycles, seconds, energy, dram, utilization.<unit>, traffic.<level>, energy.<component>, or tflops (GPUs).
         #[arg(long)]
         metric: Option<einsim::sweep::Metric>,
         /// Write sweep.csv and sweep.png/.svg here.
@@ -378,7 +388,12 @@ fn main() -> ExitCode {
             set,
             format,
         }),
-        Command::Reproduce { name, out, quiet } => reproduce_cmd(&name, out, quiet),
+        Command::Reproduce {
+            name,
+            out,
+            binding,
+            quiet,
+        } => reproduce_cmd(&name, out, binding.as_deref(), quiet),
         Command::Sweep {
             file: Some(file),
             jobs,
@@ -399,6 +414,7 @@ fn main() -> ExitCode {
             jobs,
             arch,
             workload,
+            binding,
             vary,
             set,
             metric,
@@ -407,12 +423,22 @@ fn main() -> ExitCode {
             ..
         } => {
             let metric = metric.unwrap_or(einsim::sweep::Metric::Cycles);
+            let go = || {
+                sweep_cmd(
+                    &arch,
+                    &workload,
+                    binding.as_deref(),
+                    &vary,
+                    &set,
+                    metric,
+                    out,
+                    quiet,
+                )
+            };
             match jobs.map(|n| rayon::ThreadPoolBuilder::new().num_threads(n).build()) {
-                Some(Ok(pool)) => {
-                    pool.install(|| sweep_cmd(&arch, &workload, &vary, &set, metric, out, quiet))
-                }
+                Some(Ok(pool)) => pool.install(go),
                 Some(Err(e)) => usage(vec![format!("--jobs: {e}")]),
-                None => sweep_cmd(&arch, &workload, &vary, &set, metric, out, quiet),
+                None => go(),
             }
         }
         Command::Merge { file, out } => sweep_cli::merge(&file, out),
@@ -613,9 +639,15 @@ pub(crate) fn fail(e: RunError) -> ExitCode {
 
 /// `einsim reproduce NAME`: compute, write the artifacts, print the validation summary. Exit 3 if any run hit an
 /// engine bug (after writing, so the report shows which).
-fn reproduce_cmd(name: &str, out: Option<String>, quiet: bool) -> ExitCode {
+fn reproduce_cmd(name: &str, out: Option<String>, binding: Option<&str>, quiet: bool) -> ExitCode {
     if name == einsim::gpu::reproduce::NAME {
-        return gpu_reproduce(out);
+        return gpu_reproduce(out, binding);
+    }
+    if binding.is_some() {
+        return usage(vec![format!(
+            "--binding selects a GPU kernel of `reproduce {}`; `{name}` runs its designs' own bindings",
+            einsim::gpu::reproduce::NAME
+        )]);
     }
     use einsim::reproduce::{self, targets::Status};
     if name == "spatten" {
@@ -664,35 +696,46 @@ fn reproduce_cmd(name: &str, out: Option<String>, quiet: bool) -> ExitCode {
 }
 
 /// `einsim sweep`: print the table; with `--out`, write the CSV and plot. Exit 1/3 if any point failed.
+#[allow(clippy::too_many_arguments)]
 fn sweep_cmd(
     arch: &str,
     workload: &str,
+    binding: Option<&str>,
     vary: &[einsim::sweep::Vary],
     set: &[String],
     metric: einsim::sweep::Metric,
     out: Option<String>,
     quiet: bool,
 ) -> ExitCode {
-    let files = (resolve(Kind::Arch, arch), resolve_model(workload));
-    let (Ok(a), Ok(w)) = files else {
-        return usage(
-            [files.0.err(), files.1.err()]
-                .into_iter()
-                .flatten()
-                .collect(),
-        );
-    };
     let bar = Bar::new("sweep", quiet);
-    let sweep = einsim::sweep::run(
-        &a,
-        w.as_ref(),
-        set,
-        vary,
-        metric,
-        &files_near(arch_dir(arch)),
-        SimOptions::default(),
-        &bar,
-    );
+    let sweep = if let Some(g) = gpu_file(arch) {
+        einsim::sweep::run_gpu(&g, binding, set, vary, metric, SimOptions::default(), &bar)
+    } else {
+        if binding.is_some() {
+            return usage(vec![format!(
+                "--binding selects a GPU kernel; `{arch}` is not a GPU (see `einsim list`)"
+            )]);
+        }
+        let files = (resolve(Kind::Arch, arch), resolve_model(workload));
+        let (Ok(a), Ok(w)) = files else {
+            return usage(
+                [files.0.err(), files.1.err()]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
+            );
+        };
+        einsim::sweep::run(
+            &a,
+            w.as_ref(),
+            set,
+            vary,
+            metric,
+            &files_near(arch_dir(arch)),
+            SimOptions::default(),
+            &bar,
+        )
+    };
     bar.clear();
     out!("{}", sweep.table());
     if let Some(dir) = out {
@@ -849,16 +892,30 @@ fn gpu_run(
 }
 
 /// `einsim reproduce fa4`: compute, write `reports/fa4/`, print the summary.
-fn gpu_reproduce(out: Option<String>) -> ExitCode {
+fn gpu_reproduce(out: Option<String>, binding: Option<&str>) -> ExitCode {
+    use einsim::gpu::reproduce;
+    if let Some(b) = binding {
+        if !reproduce::GRID.iter().any(|(_, k)| *k == b) {
+            let mut kernels: Vec<&str> = reproduce::GRID.iter().map(|(_, k)| *k).collect();
+            kernels.dedup();
+            return usage(vec![format!(
+                "`reproduce {}` runs no binding `{b}`; its bindings: {}",
+                reproduce::NAME,
+                kernels.join(", ")
+            )]);
+        }
+    }
     let start = std::time::Instant::now();
-    let rep = match einsim::gpu::reproduce::compute(&library::get, SimOptions::default()) {
+    let rep = match reproduce::compute_for(&library::get, SimOptions::default(), binding) {
         Ok(r) => r,
         Err(e) => return fail(e),
     };
     let elapsed = start.elapsed();
-    let dir =
-        PathBuf::from(out.unwrap_or_else(|| format!("reports/{}", einsim::gpu::reproduce::NAME)));
-    match einsim::gpu::reproduce::write(&dir, &rep) {
+    let dir = PathBuf::from(out.unwrap_or_else(|| match binding {
+        Some(b) => format!("reports/{}-{b}", reproduce::NAME),
+        None => format!("reports/{}", reproduce::NAME),
+    }));
+    match reproduce::write(&dir, &rep) {
         Ok(n) => {
             outln!(
                 "{} runs in {:.2} s; targets: {} pass, {} FAIL",

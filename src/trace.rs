@@ -234,7 +234,9 @@ impl Trace {
     /// The head groups of one step and layer: heads that fetched the same keys, values and widths run as one
     /// attention op (`kept_heads` of them, `lsb_heads` of which refetched), in first-row order.
     pub fn groups(&self, step: i64, layer: i64) -> Vec<HeadGroup> {
-        let mut groups: Vec<((i64, i64, i64, i64), i64, i64)> = Vec::new();
+        // (keys, values, k_bits, v_bits), heads, heads that refetched.
+        type Fetch = (i64, i64, i64, i64);
+        let mut groups: Vec<(Fetch, i64, i64)> = Vec::new();
         for r in self.rows.get(&(step, layer)).into_iter().flatten() {
             let key = (r.keys, r.values, r.k_bits, r.v_bits);
             match groups.iter_mut().find(|(k, _, _)| *k == key) {

@@ -276,3 +276,37 @@ fn json_has_tflops() {
         .iter()
         .any(|u| u["unit"] == "tmem"));
 }
+
+/// A task whose `on` is 0 is not there: FA3 with warp specialisation (ws = 1, shipped) has no consumer-issued
+/// load and runs as before; without it (ws = 0) each consumer warpgroup's S waits for a load it issues after its
+/// previous P·V, so it is slower, and the L2 carries the same bytes either way.
+#[test]
+fn fa3_without_warp_specialisation_is_slower() {
+    let h100 = gpu::load(&library::get(Kind::Gpu, "h100").unwrap(), &BTreeMap::new()).unwrap();
+    let wl = Workload {
+        seq: 8192,
+        batch: 4,
+        heads: 16,
+        d: 128,
+        causal: false,
+    };
+    let run = |ws: f64| {
+        report::run(
+            &h100,
+            Some("fa3"),
+            &wl,
+            &sets(&[("ws", ws)]),
+            SimOptions::default(),
+        )
+        .unwrap()
+    };
+    let (on, off) = (run(1.0), run(0.0));
+    assert!(
+        off.tflops < 0.95 * on.tflops,
+        "{} vs {}",
+        off.tflops,
+        on.tflops
+    );
+    let l2 = |r: &report::GpuReport| r.units.iter().find(|u| u.unit == "l2").unwrap().step_ideal;
+    assert_eq!(l2(&on), l2(&off));
+}

@@ -323,3 +323,75 @@ fn constraints_skip_points_before_they_run() {
         .eval(0, &library::get, &cache)
         .contains("\"status\":\"ok\""));
 }
+
+/// A GPU sweep (FA4 on B200 over seq × d, `binding:` in the file) writes a row per point with TF/s, the unit that
+/// binds and utilization per unit, equal to `einsim run --arch b200 --binding fa4` at that point; the flag form
+/// (`sweep::run_gpu`) reports the same TF/s.
+#[test]
+fn gpu_sweeps_write_rows() {
+    let text = r#"Sweep(
+    name: "fa4-b200",
+    designs: ["b200"],
+    binding: "fa4",
+    axes: [Axis("seq", List(["1K", "16K"])), Axis("d", List([64, 128]))],
+    plots: [Plot(name: "tflops", x: "seq", y: "tflops", group: ["d"])],
+)"#;
+    let plan = einsim::sweep::file::load(&SourceFile::new("gpu.ron", text), &library::get)
+        .unwrap_or_else(|d| panic!("{d}"));
+    let cache = SetupCache::default();
+    let lines: Vec<(u64, String)> = plan
+        .indices(Shard::ALL)
+        .map(|i| (i, plan.eval(i, &library::get, &cache)))
+        .collect();
+    let (texts, _, errors) = einsim::sweep::artifacts(&plan, &lines);
+    assert!(errors.is_empty(), "{errors:?}");
+    let csv = &texts.iter().find(|(n, _)| n == "sweep.csv").unwrap().1;
+    let t = einsim::sweep::row::Table::parse(csv);
+    assert_eq!(t.rows.len(), 4);
+    let col = |n: &str| t.column(n).unwrap_or_else(|| panic!("no column {n}"));
+    let g = einsim::gpu::load(
+        &library::get(Kind::Gpu, "b200").unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    let vary: Vec<einsim::sweep::Vary> =
+        vec!["seq=1K,16K".parse().unwrap(), "d=64,128".parse().unwrap()];
+    let flags = einsim::sweep::run_gpu(
+        &library::get(Kind::Gpu, "b200").unwrap(),
+        Some("fa4"),
+        &[],
+        &vary,
+        einsim::sweep::Metric::Tflops,
+        einsim::sim::SimOptions::default(),
+        &einsim::progress::Silent,
+    );
+    for (row, p) in t.rows.iter().zip(&flags.points) {
+        assert_eq!(row[col("status")], "ok");
+        assert_eq!(row[col("binding")], "fa4");
+        let (seq, d): (u64, u64) = (
+            row[col("seq")].parse().unwrap(),
+            row[col("d")].parse().unwrap(),
+        );
+        let w = einsim::gpu::kernel::Workload {
+            seq,
+            batch: 32768 / seq,
+            heads: 2048 / d,
+            d,
+            causal: false,
+        };
+        let r = einsim::gpu::report::run(
+            &g,
+            Some("fa4"),
+            &w,
+            &Default::default(),
+            einsim::sim::SimOptions::default(),
+        )
+        .unwrap();
+        let tflops: f64 = row[col("tflops")].parse().unwrap();
+        assert_eq!(tflops, r.tflops, "seq {seq} d {d}");
+        assert_eq!(row[col("limiter")], r.binds);
+        let tc: f64 = row[col("utilization.tc")].parse().unwrap();
+        assert!(tc > 0.0 && tc <= 1.0);
+        assert_eq!(p.value(&einsim::sweep::Metric::Tflops), Ok(r.tflops));
+    }
+}

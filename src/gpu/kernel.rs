@@ -252,6 +252,18 @@ pub fn plan(
     let mut tasks = vec![];
     for t in &k.tasks {
         let what = format!("task `{}`", t.name);
+        if let Some(on) = &t.on {
+            if ev(&what, on, &vars)? == 0.0 {
+                // Not there: no parts, so no templates, and deps on it come to nothing (see `program`).
+                tasks.push(Task {
+                    name: t.name.clone(),
+                    when: format!("{:?}", t.when),
+                    parts: vec![],
+                    after: vec![],
+                });
+                continue;
+            }
+        }
         let ui = unit_ix(&t.unit);
         let mut parts = vec![];
         match (&t.work, &gpu.units[ui].kind) {

@@ -20,11 +20,12 @@ pub const NAME: &str = "fa4";
 const TARGETS: &str = include_str!("fa4_targets.ron");
 
 /// (gpu, kernel) pairs of the grid.
-pub const GRID: [(&str, &str); 4] = [
+pub const GRID: [(&str, &str); 5] = [
     ("b200", "fa4"),
     ("h100", "fa3"),
     ("h200", "fa3"),
     ("a100", "fa2"),
+    ("h100", "fa2"),
 ];
 pub const SEQS: [u64; 6] = [1024, 2048, 4096, 8192, 16384, 32768];
 pub const DIMS: [u64; 3] = [64, 128, 256];
@@ -63,6 +64,18 @@ pub enum Measure {
         seq: u64,
         tokens: u64,
     },
+}
+
+impl Measure {
+    /// The kernel whose runs the measure reads.
+    pub fn kernel(&self) -> &str {
+        match self {
+            Measure::Step { kernel, .. }
+            | Measure::Ratio { kernel, .. }
+            | Measure::Peak { kernel, .. }
+            | Measure::Point { kernel, .. } => kernel,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -106,6 +119,8 @@ pub struct Ablation {
 
 #[derive(Clone, Debug)]
 pub struct Fa4Reproduction {
+    /// The (GPU, kernel) pairs run: all of [`GRID`], or one kernel's (`--binding`).
+    pub grid: Vec<(&'static str, &'static str)>,
     pub runs: Vec<GpuReport>,
     pub tiles: Vec<(String, GpuReport)>,
     pub ablations: Vec<Ablation>,
@@ -156,8 +171,21 @@ pub fn compute(
     files: &dyn Fn(Kind, &str) -> Option<SourceFile>,
     opts: SimOptions,
 ) -> Result<Fa4Reproduction, RunError> {
+    compute_for(files, opts, None)
+}
+
+/// The reproduction restricted to one kernel (`einsim reproduce fa4 --binding fa3`): its (GPU, kernel) pairs of
+/// the grid, its per-tile rows, its ablations and the targets it is measured by. `None`: everything.
+pub fn compute_for(
+    files: &dyn Fn(Kind, &str) -> Option<SourceFile>,
+    opts: SimOptions,
+    kernel: Option<&str>,
+) -> Result<Fa4Reproduction, RunError> {
+    let mine = |k: &str| kernel.is_none_or(|b| b == k);
+    let grid: Vec<(&'static str, &'static str)> =
+        GRID.iter().copied().filter(|(_, k)| mine(k)).collect();
     let mut runs = vec![];
-    for (gpu, kernel) in GRID {
+    for &(gpu, kernel) in &grid {
         for d in DIMS {
             for causal in [false, true] {
                 for seq in SEQS {
@@ -175,34 +203,29 @@ pub fn compute(
     }
     // The per-tile table: FA4 as the paper counts it (1-CTA, every exp on MUFU), FA3 as gpus.md §2.1 derives it.
     let w128 = workload(32768, 32768, 128, false);
-    let tiles = vec![
+    let mut tiles = vec![];
+    for (label, gpu, kernel, sets) in [
         (
-            "B200 FA4 fwd, 1-CTA, no emulation".to_string(),
-            one(
-                files,
-                "b200",
-                "fa4",
-                &w128,
-                &[("cta_group".into(), 1.0), ("emu".into(), 0.0)],
-                opts,
-            )?,
+            "B200 FA4 fwd, 1-CTA, no emulation",
+            "b200",
+            "fa4",
+            vec![("cta_group".to_string(), 1.0), ("emu".to_string(), 0.0)],
         ),
         (
-            "B200 FA4 fwd, 2-CTA, no emulation".to_string(),
-            one(
-                files,
-                "b200",
-                "fa4",
-                &w128,
-                &[("cta_group".into(), 2.0), ("emu".into(), 0.0)],
-                opts,
-            )?,
+            "B200 FA4 fwd, 2-CTA, no emulation",
+            "b200",
+            "fa4",
+            vec![("cta_group".to_string(), 2.0), ("emu".to_string(), 0.0)],
         ),
-        (
-            "H100 FA3 fwd (hd128)".to_string(),
-            one(files, "h100", "fa3", &w128, &[], opts)?,
-        ),
-    ];
+        ("H100 FA3 fwd (hd128)", "h100", "fa3", vec![]),
+    ] {
+        if mine(kernel) {
+            tiles.push((
+                label.to_string(),
+                one(files, gpu, kernel, &w128, &sets, opts)?,
+            ));
+        }
+    }
     let mut ablations = vec![];
     // hd128 is where gpus.md §2.1 puts MMA and exp at a balance (1024 = 1024 cycles), hd64 where exp is twice the
     // MMA (§1.3), hd256 where it is half but the single Q tile leaves the softmax on the MMA's path.
@@ -288,7 +311,17 @@ pub fn compute(
             "no warpgroup ping-pong (pingpong=0)",
             vec![("pingpong", 0.0)],
         ),
+        (
+            "h100",
+            "fa3",
+            128,
+            "no warp specialisation (ws=0)",
+            vec![("ws", 0.0)],
+        ),
     ] {
+        if !mine(kernel) {
+            continue;
+        }
         let w = workload(8192, 32768, d, false);
         let sets: Vec<(String, f64)> = sets.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
         let report = one(files, gpu, kernel, &w, &sets, opts)?;
@@ -302,6 +335,9 @@ pub fn compute(
     }
     let mut checks = vec![];
     for t in targets().map_err(RunError::Internal)? {
+        if !mine(t.measure.kernel()) {
+            continue;
+        }
         let model = match &t.measure {
             Measure::Step {
                 gpu,
@@ -382,6 +418,7 @@ pub fn compute(
         });
     }
     Ok(Fa4Reproduction {
+        grid,
         runs,
         tiles,
         ablations,
@@ -420,7 +457,8 @@ fn label(gpu: &str, kernel: &str) -> String {
 }
 
 pub fn figure(r: &Fa4Reproduction) -> Figure {
-    let panels = GRID
+    let panels = r
+        .grid
         .iter()
         .map(|(gpu, kernel)| {
             let mut series = vec![];
@@ -504,6 +542,14 @@ fn markdown(r: &Fa4Reproduction) -> String {
         "Generated by `einsim reproduce fa4`; GPUs and kernels are `arch/gpu/*.ron`, targets `src/gpu/fa4_targets.ron`.\n\
          Published numbers are targets only: none is an input. No GPU was measured for this report.\n"
     );
+    if r.grid.len() < GRID.len() {
+        if let Some((_, k)) = r.grid.first() {
+            let _ = writeln!(
+                s,
+                "Restricted to the runs, tile rows, ablations and targets of `{k}` (`--binding {k}`).\n"
+            );
+        }
+    }
     let _ = writeln!(s, "## Targets\n");
     let _ = writeln!(
         s,
@@ -603,10 +649,14 @@ fn markdown(r: &Fa4Reproduction) -> String {
          2-CTA (SMEM 512 instead of 768) move FA4 by well under 1%. The paper's measured +22–29% for the hd128\n\
          emulation fix is not reproduced: nothing modelled (issue slots, MUFU contention, scheduling jitter) makes a\n\
          balanced MUFU cost more than its count. Emulation does pay where the mechanism says it should: at hd64, where\n\
-         exp is twice the MMA (gpus.md §1.3), and where the exp sits on the MMA's path (P in one part; hd256, one Q tile)."
+         exp is twice the MMA (gpus.md §1.3), and where the exp sits on the MMA's path (P in one part; hd256, one Q tile).\n\n\
+         FA3's ping-pong and intra-warpgroup pipelining gain little for the same reason (list scheduling already\n\
+         overlaps the two warpgroups). Warp specialisation does: without a producer warpgroup (ws=0) each consumer\n\
+         warpgroup loads its K/V block itself after its previous P·V has freed the stage, as FA2's synchronous warps\n\
+         do, so an L2 transfer and its latency sit between its P·V and its next S (gpus.md §3.2, §5.3)."
     );
     let _ = writeln!(s, "\n## Forward TFLOP/s (32K tokens, hidden 2048)\n");
-    for (gpu, kernel) in GRID {
+    for &(gpu, kernel) in &r.grid {
         let _ = writeln!(s, "### {}\n", label(gpu, kernel));
         let mut head = String::from("| seq |");
         for d in DIMS {
@@ -641,7 +691,7 @@ fn markdown(r: &Fa4Reproduction) -> String {
         s,
         "## Not reproduced\n\n\
          - FA4's backward pass is modelled per tile step (`fa4_bwd`, targets 3a–3d) but its TFLOP/s is not charted: gpus.md gives no published backward TFLOP/s to compare.\n\
-         - FA2 on H100 (mma.sync on Hopper) has no sourced tensor-core rate in gpus.md and is left out.\n\
+         - FA2 on H100 runs on an assumed mma.sync rate (Ampere's 2048 FLOP/clk per SM; gpus.md gives none for Hopper): see `tc_sync` in arch/gpu/h100.ron.\n\
          - No real GPU was available: the PyTorch SDPA measurement of the issue's item 5 was not run.\n"
     );
     s

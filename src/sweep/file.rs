@@ -6,6 +6,7 @@
 //!     name: "flat-vs-fusemax",
 //!     designs: ["fusemax", "flat-cloud", "unfused"],       // the design is the outermost axis
 //!     workload: "bert-base",                              // a model, or "none" for the cascade's defaults
+//!     // binding: "fa4",                                  // GPU designs (arch/gpu): the kernel they run
 //!     set: { "batch": 1 },                                // fixed overrides
 //!     axes: [
 //!         Axis("buffer_bytes", Geometric(from: "1M", to: "64M", factor: 4)),
@@ -21,10 +22,11 @@
 //! ```
 
 use super::plan::{fnv1a, Constraint, Design, Plan, PlotKind, PlotSpec};
-use super::row::{FAMILIES, HEAD};
+use super::row::{FAMILIES, GPU_HEAD, HEAD};
 use crate::cascade::{self, Loc};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use crate::expr::SizeExpr;
+use crate::gpu;
 use crate::library::{self, Kind};
 use crate::run::{self, Lookup};
 use serde::{Deserialize, Deserializer};
@@ -46,6 +48,9 @@ struct RawSweep {
     /// Empty: the cascade of each design's first binding.
     #[serde(default)]
     cascade: String,
+    /// A GPU kernel every design (a GPU) runs (`fa4`); empty: each GPU's first.
+    #[serde(default)]
+    binding: String,
     #[serde(default)]
     set: BTreeMap<String, Int>,
     #[serde(default)]
@@ -206,6 +211,8 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
     };
     let mut designs: Vec<Design> = Vec::new();
     let mut setups: Vec<run::Setup> = Vec::new();
+    // GPU designs (by index in `designs`), loaded: their keys are the workload's, the GPU's and the kernel's.
+    let mut gpus: Vec<(usize, gpu::Gpu)> = Vec::new();
     let model = if raw.workload == "none" && library::get(Kind::Model, "none").is_none() {
         None
     } else {
@@ -239,26 +246,58 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
             ));
             continue;
         }
-        let Some(arch) = lookup(Kind::Arch, name) else {
+        let Some(arch) = lookup(Kind::Arch, name).or_else(|| lookup(Kind::Gpu, name)) else {
             items.push(
                 Diagnostic::new(
                     span,
                     format!("unknown design `{name}`"),
-                    "expected a shipped arch or an arch file (relative to this file)",
+                    "expected a shipped arch or GPU, or an arch or GPU file (relative to this file)",
                 )
                 .with_note(format!(
-                    "shipped archs: {}",
-                    library::names(Kind::Arch).join(", ")
+                    "shipped archs: {}; shipped GPUs: {}",
+                    library::names(Kind::Arch).join(", "),
+                    library::names(Kind::Gpu).join(", ")
                 )),
             );
             continue;
         };
+        if gpu::is_gpu_file(&arch.text) {
+            match gpu::load(&arch, &BTreeMap::new()) {
+                Ok(g) => {
+                    designs.push(Design {
+                        label: name.clone(),
+                        arch,
+                        arch_params: BTreeSet::new(),
+                        gpu: true,
+                    });
+                    gpus.push((designs.len() - 1, g));
+                }
+                Err(d) => items.push(
+                    Diagnostic::new(
+                        span,
+                        format!("design `{name}` does not load"),
+                        "this design",
+                    )
+                    .with_note(d.to_string().trim_end().to_string()),
+                ),
+            }
+            continue;
+        }
+        if !raw.binding.is_empty() {
+            items.push(Diagnostic::new(
+                span,
+                format!("design `{name}` is not a GPU, but the sweep names a `binding`"),
+                "`binding` selects the kernel of GPU designs (arch/gpu); an arch runs its own bindings",
+            ));
+            continue;
+        }
         match run::setup(&arch, model.as_ref(), cascade_name.as_deref(), &[], lookup) {
             Ok(s) => {
                 designs.push(Design {
                     label: name.clone(),
                     arch,
                     arch_params: s.arch.params.keys().cloned().collect(),
+                    gpu: false,
                 });
                 setups.push(s);
             }
@@ -272,6 +311,41 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
             ),
         }
     }
+    // The kernel of the GPU designs: each must have it (checked like every name: located, with the choices).
+    let binding = Some(raw.binding.clone()).filter(|b| !b.is_empty());
+    if let Some(b) = &binding {
+        let bspan = field("binding").map_or(Span::new(0, 0), |(_, l)| l.span());
+        for (d, g) in &gpus {
+            if g.kernels.iter().any(|k| &k.name == b) {
+                continue;
+            }
+            let names: Vec<&str> = g.kernels.iter().map(|k| k.name.as_str()).collect();
+            let near = names
+                .iter()
+                .find(|n| near_miss(n, b))
+                .map(|n| format!("did you mean `{n}`? "))
+                .unwrap_or_default();
+            items.push(
+                Diagnostic::new(
+                    bspan,
+                    format!("unknown binding `{b}` for design `{}`", designs[*d].label),
+                    "expected a kernel of every GPU design",
+                )
+                .with_note(format!(
+                    "{near}`{}`'s bindings: {}",
+                    designs[*d].label,
+                    names.join(", ")
+                )),
+            );
+        }
+    }
+    if !gpus.is_empty() && cascade_name.is_some() {
+        items.push(Diagnostic::new(
+            field_span("cascade"),
+            "a GPU design runs its kernel, not a cascade",
+            "leave `cascade` out of a sweep of GPUs",
+        ));
+    }
     if !items.is_empty() {
         return Err(Diagnostics {
             file: file.clone(),
@@ -279,10 +353,30 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
         });
     }
 
-    // The parameters every design knows: its arch's, its cascade's and the model's.
-    let known: Vec<BTreeSet<String>> = setups
-        .iter()
-        .map(|s| {
+    // The parameters every design knows: an arch's, its cascade's and the model's; a GPU's workload keys, its
+    // parameters and its kernel's.
+    let mut accel = setups.iter();
+    let known: Vec<BTreeSet<String>> = (0..designs.len())
+        .map(|d| {
+            if let Some((_, g)) = gpus.iter().find(|(i, _)| *i == d) {
+                let mut k: BTreeSet<String> =
+                    gpu::WORKLOAD_KEYS.iter().map(|s| s.to_string()).collect();
+                k.extend(
+                    g.vars
+                        .keys()
+                        .filter(|v| *v != "clock" && *v != "sms")
+                        .cloned(),
+                );
+                let kernel = match &binding {
+                    Some(b) => g.kernels.iter().find(|k| &k.name == b),
+                    None => g.kernels.first(),
+                };
+                k.extend(kernel.into_iter().flat_map(|k| k.params.keys().cloned()));
+                return k;
+            }
+            let Some(s) = accel.next() else {
+                return BTreeSet::new();
+            };
             let mut k: BTreeSet<String> = s.arch.params.keys().cloned().collect();
             k.extend(s.cascade.params.iter().map(|p| p.name.clone()));
             if let Some(m) = &s.model {
@@ -391,7 +485,11 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
         let mut group: Vec<(String, Vec<i64>)> = Vec::new();
         let mut first: Option<(usize, Span, String)> = None;
         for (k, v, kspan, vspan) in members {
-            if k == "design" || HEAD.contains(&k.as_str()) || k == "point" {
+            if k == "design"
+                || HEAD.contains(&k.as_str())
+                || GPU_HEAD.contains(&k.as_str())
+                || k == "point"
+            {
                 items.push(Diagnostic::new(
                     kspan,
                     format!("`{k}` is a column of every sweep's output, not a parameter"),
@@ -462,6 +560,14 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
         .enumerate()
         .filter_map(|(i, c)| {
             let loc = cons_loc.and_then(|l| l.item(i));
+            if !gpus.is_empty() && matches!(c, RawConstraint::AreaAtMost(_)) {
+                items.push(Diagnostic::new(
+                    loc.map_or(field_span("constraints"), Loc::span),
+                    "a GPU design has no area model, so an area bound cannot be checked",
+                    "leave area bounds out of a sweep of GPUs",
+                ));
+                return None;
+            }
             constraint(c, loc, field_span("constraints"), &point_params, &mut items)
         })
         .collect();
@@ -522,9 +628,10 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
                         why,
                     )
                     .with_note(format!(
-                        "columns: {}, {}, and per design {}*",
+                        "columns: {}, {}, {} (GPU designs), and per design {}*",
                         axis_names.join(", "),
                         HEAD.join(", "),
+                        GPU_HEAD.join(", "),
                         FAMILIES.join("*, ")
                     )),
                 );
@@ -546,6 +653,7 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
         designs,
         model,
         cascade: cascade_name,
+        binding,
         sets,
         axes,
         constraints,
@@ -642,6 +750,7 @@ pub fn spec_of(
 fn column_ok(col: &str, axes: &[String]) -> Result<(), &'static str> {
     if axes.iter().any(|a| a == col)
         || HEAD.contains(&col)
+        || GPU_HEAD.contains(&col)
         || col == "point"
         || FAMILIES
             .iter()

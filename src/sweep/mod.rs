@@ -4,8 +4,8 @@
 //!   geometric ranges; product or zipped), constraints and plots. Each point becomes one JSON line with every
 //!   headline output ([`row`]); points can be sharded, resumed from a journal and merged ([`plan`]); the CSV is
 //!   rendered from the lines and plots ([`chart`]) from the CSV, so every path writes the same bytes.
-//! - **The flag form** (`--vary key=v1,v2,...`, below): one arch and workload over the cartesian product (in
-//!   parallel), one metric from each report, rendered as a table, a CSV and a line plot of the metric against
+//! - **The flag form** (`--vary key=v1,v2,...`, below): one arch and workload (or one GPU and kernel, [`run_gpu`])
+//!   over the cartesian product (in parallel), one metric from each report, rendered as a table, a CSV and a line plot of the metric against
 //!   the first varied parameter (one line per combination of the others). Files are written by
 //!   [`crate::reproduce::write::write_files`].
 
@@ -50,6 +50,7 @@ pub fn artifacts(
 }
 
 use crate::diag::SourceFile;
+use crate::gpu::report::GpuReport;
 use crate::plot::{Corner, Figure, LineChart, Panel, Series, XAxis};
 use crate::progress::Progress;
 use crate::report::RunReport;
@@ -98,6 +99,8 @@ impl std::str::FromStr for Vary {
 pub enum Metric {
     Cycles,
     Seconds,
+    /// TFLOP/s (GPU runs).
+    Tflops,
     /// Total energy, pJ.
     Energy,
     /// DRAM bytes read plus written.
@@ -111,7 +114,7 @@ pub enum Metric {
 
 /// The accepted spellings, for help text and errors.
 pub const METRICS: &str =
-    "cycles, seconds, energy, dram, utilization.<unit>, traffic.<level>, energy.<component>";
+    "cycles, seconds, energy, dram, utilization.<unit>, traffic.<level>, energy.<component>, tflops (GPUs)";
 
 impl std::str::FromStr for Metric {
     type Err = String;
@@ -125,6 +128,7 @@ impl std::str::FromStr for Metric {
         Ok(match s {
             "cycles" => Metric::Cycles,
             "seconds" => Metric::Seconds,
+            "tflops" => Metric::Tflops,
             "energy" => Metric::Energy,
             "dram" => Metric::Dram,
             _ => {
@@ -148,6 +152,7 @@ impl Metric {
         match self {
             Metric::Cycles => "cycles".into(),
             Metric::Seconds => "seconds".into(),
+            Metric::Tflops => "TFLOP/s".into(),
             Metric::Energy => "energy (pJ)".into(),
             Metric::Dram => "DRAM traffic (B)".into(),
             Metric::Utilization(u) => format!("utilization.{u}"),
@@ -171,6 +176,7 @@ impl Metric {
         match self {
             Metric::Cycles => Ok(r.cycles as f64),
             Metric::Seconds => Ok(r.seconds),
+            Metric::Tflops => Err("tflops is reported for GPU runs (--arch b200 ...)".into()),
             Metric::Energy => Ok(r.energy_pj.total),
             Metric::Dram => Ok(r.traffic_bytes.get("dram").copied().unwrap_or(0) as f64),
             Metric::Utilization(u) => get(&r.utilization, u, "unit"),
@@ -184,18 +190,52 @@ impl Metric {
     }
 }
 
+impl Metric {
+    /// The value in a GPU report, or why it has none.
+    pub fn of_gpu(&self, r: &GpuReport) -> Result<f64, String> {
+        match self {
+            Metric::Cycles => Ok(r.cycles as f64),
+            Metric::Seconds => Ok(r.seconds),
+            Metric::Tflops => Ok(r.tflops),
+            // The board at its TDP for the run time: a calibration, not a model of the units (gpus.md §5.4).
+            Metric::Energy => Ok(r.energy_j * 1e12),
+            Metric::Utilization(u) => r
+                .units
+                .iter()
+                .find(|x| &x.unit == u)
+                .map(|x| x.utilization)
+                .ok_or_else(|| {
+                    let keys: Vec<&str> = r.units.iter().map(|x| x.unit.as_str()).collect();
+                    format!("no unit `{u}`; have {}", keys.join(", "))
+                }),
+            Metric::Dram | Metric::Traffic(_) | Metric::EnergyOf(_) => Err(format!(
+                "{} is not reported for GPU runs; they report cycles, seconds, energy, tflops and utilization.<unit>",
+                self.label()
+            )),
+        }
+    }
+}
+
+/// A point's report: an accelerator run or a GPU run.
+#[derive(Debug)]
+pub enum Report {
+    Arch(Box<RunReport>),
+    Gpu(Box<GpuReport>),
+}
+
 /// One point of the product.
 #[derive(Debug)]
 pub struct SweepPoint {
     /// The varied parameters' values, in `--vary` order.
     pub values: Vec<i64>,
-    pub report: Result<RunReport, RunError>,
+    pub report: Result<Report, RunError>,
 }
 
 impl SweepPoint {
     pub fn value(&self, m: &Metric) -> Result<f64, String> {
         match &self.report {
-            Ok(r) => m.of(r),
+            Ok(Report::Arch(r)) => m.of(r),
+            Ok(Report::Gpu(r)) => m.of_gpu(r),
             Err(e) => Err(first_line(&e.to_string())),
         }
     }
@@ -234,6 +274,75 @@ pub fn run(
     opts: SimOptions,
     progress: &dyn Progress,
 ) -> Sweep {
+    let points = points(sets, vary, progress, |args| {
+        run::run(arch, model, None, args, lookup, opts).map(|r| Report::Arch(Box::new(r)))
+    });
+    // Name the sweep as the reports do (file names are paths).
+    let name = |f: fn(&RunReport) -> &String, default: &String| {
+        points
+            .iter()
+            .find_map(|p: &SweepPoint| match &p.report {
+                Ok(Report::Arch(r)) => Some(f(r).clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| default.clone())
+    };
+    Sweep {
+        arch: name(|r| &r.arch, &arch.name),
+        workload: name(
+            |r| &r.workload,
+            &model.map_or_else(String::new, |m| m.name.clone()),
+        ),
+        keys: vary.iter().map(|v| v.key.clone()).collect(),
+        metric,
+        points,
+    }
+}
+
+/// The flag form on a GPU file: `binding` (a kernel; none: the GPU's first) over the product of `vary`, each point
+/// taking `sets` then its values as `einsim run --arch GPU --set` does (workload keys seq, tokens, hidden, batch,
+/// heads, d, causal; every other key a GPU or kernel parameter).
+pub fn run_gpu(
+    gpu_file: &SourceFile,
+    binding: Option<&str>,
+    sets: &[String],
+    vary: &[Vary],
+    metric: Metric,
+    opts: SimOptions,
+    progress: &dyn Progress,
+) -> Sweep {
+    let points = points(sets, vary, progress, |args| {
+        let (w, params) = crate::gpu::sets(args)?;
+        let g = crate::gpu::load(gpu_file, &params).map_err(RunError::Invalid)?;
+        crate::gpu::report::run(&g, binding, &w, &params, opts).map(|r| Report::Gpu(Box::new(r)))
+    });
+    let first = points.iter().find_map(|p| match &p.report {
+        Ok(Report::Gpu(r)) => Some((r.gpu.clone(), r.kernel.clone())),
+        _ => None,
+    });
+    let (arch, kernel) = first.unwrap_or_else(|| {
+        (
+            gpu_file.name.clone(),
+            binding.unwrap_or_default().to_string(),
+        )
+    });
+    Sweep {
+        arch,
+        workload: kernel,
+        keys: vary.iter().map(|v| v.key.clone()).collect(),
+        metric,
+        points,
+    }
+}
+
+/// Every combination of `vary` (the first outermost), run in parallel by `one` on `sets` then the combination's
+/// `key=value`s; `progress` counts the points as they finish.
+fn points(
+    sets: &[String],
+    vary: &[Vary],
+    progress: &dyn Progress,
+    one: impl Fn(&[String]) -> Result<Report, RunError> + Sync,
+) -> Vec<SweepPoint> {
     let mut combos: Vec<Vec<(String, i64)>> = vec![Vec::new()];
     for v in vary {
         combos = combos
@@ -248,7 +357,7 @@ pub fn run(
             .collect();
     }
     progress.start(combos.len() as u64);
-    let points: Vec<SweepPoint> = combos
+    combos
         .par_iter()
         .map(|c| {
             let mut args = sets.to_vec();
@@ -257,31 +366,14 @@ pub fn run(
                     .zip(c)
                     .map(|(v, (text, _))| format!("{}={text}", v.key)),
             );
-            let report = run::run(arch, model, None, &args, lookup, opts);
+            let report = one(&args);
             progress.inc();
             SweepPoint {
                 values: c.iter().map(|(_, n)| *n).collect(),
                 report,
             }
         })
-        .collect();
-    // Name the sweep as the reports do (file names are paths).
-    let name = |f: fn(&RunReport) -> &String, default: &String| {
-        points
-            .iter()
-            .find_map(|p: &SweepPoint| p.report.as_ref().ok().map(|r| f(r).clone()))
-            .unwrap_or_else(|| default.clone())
-    };
-    Sweep {
-        arch: name(|r| &r.arch, &arch.name),
-        workload: name(
-            |r| &r.workload,
-            &model.map_or_else(String::new, |m| m.name.clone()),
-        ),
-        keys: vary.iter().map(|v| v.key.clone()).collect(),
-        metric,
-        points,
-    }
+        .collect()
 }
 
 impl Sweep {
@@ -422,6 +514,7 @@ fn metric_column(m: &Metric) -> String {
     match m {
         Metric::Cycles => "cycles".into(),
         Metric::Seconds => "seconds".into(),
+        Metric::Tflops => "tflops".into(),
         Metric::Energy => "energy_pj".into(),
         Metric::Dram => "dram_bytes".into(),
         Metric::Utilization(u) => format!("utilization_{u}"),

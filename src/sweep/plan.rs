@@ -20,6 +20,8 @@ pub struct Design {
     pub label: String,
     pub arch: SourceFile,
     pub arch_params: BTreeSet<String>,
+    /// A GPU file (`arch/gpu`): its points run the sweep's `binding` (or its first kernel) on the workload keys.
+    pub gpu: bool,
 }
 
 /// A rule that skips points. Each is decided before the point is simulated: area depends on the arch alone, and
@@ -122,6 +124,8 @@ pub struct Plan {
     pub designs: Vec<Design>,
     pub model: Option<SourceFile>,
     pub cascade: Option<String>,
+    /// The kernel GPU designs run (`binding:`); none: each GPU's first.
+    pub binding: Option<String>,
     /// Fixed `key=value` overrides applied to every point before its axis values.
     pub sets: Vec<(String, i64)>,
     /// Axis groups, outermost first: a group of one is a plain axis; a group of several is zipped (equal
@@ -280,19 +284,41 @@ impl Plan {
                 .map(|(k, v)| (k.clone(), Cell::Int(*v as i128))),
         );
         let all: Vec<(String, i64)> = self.sets.iter().cloned().chain(values).collect();
+        let failed = |e: RunError, fields: &mut Vec<(String, Cell)>| {
+            let status = if matches!(e, RunError::Internal(_)) {
+                "internal"
+            } else {
+                "error"
+            };
+            fields.push(("status".into(), Cell::Text(status.into())));
+            fields.push(("error".into(), Cell::Text(error_text(&e))));
+        };
         // Bounds on parameters first (no setup needed), then area (the arch resolved), then the simulation.
         let skip = |area: &mut dyn FnMut() -> Option<f64>| {
             self.constraints.iter().find_map(|c| c.skips(&all, area))
         };
-        let result = match skip(&mut || None) {
-            Some(s) => Ok(Err(s)),
-            None => self.setup(d, &all, lookup, cache).and_then(|setup| {
-                match skip(&mut || Some(setup.arch.area_mm2().values().sum::<f64>())) {
-                    Some(s) => Ok(Err(s)),
-                    None => run::simulate(&setup, SimOptions::default()).map(Ok),
+        if let Some((why, _)) = skip(&mut || None) {
+            fields.push(("status".into(), Cell::Text("skipped".into())));
+            fields.push(("error".into(), Cell::Text(why)));
+            return row::json_line(&fields);
+        }
+        if design.gpu {
+            match self.simulate_gpu(d, &all) {
+                Ok(r) => {
+                    fields.push(("status".into(), Cell::Text("ok".into())));
+                    fields.push(("error".into(), Cell::Text(String::new())));
+                    row::gpu_outputs(&r, &mut fields);
                 }
-            }),
-        };
+                Err(e) => failed(e, &mut fields),
+            }
+            return row::json_line(&fields);
+        }
+        let result = self.setup(d, &all, lookup, cache).and_then(|setup| {
+            match skip(&mut || Some(setup.arch.area_mm2().values().sum::<f64>())) {
+                Some(s) => Ok(Err(s)),
+                None => run::simulate(&setup, SimOptions::default()).map(Ok),
+            }
+        });
         match result {
             Ok(Ok(r)) => {
                 fields.push(("status".into(), Cell::Text("ok".into())));
@@ -306,17 +332,28 @@ impl Plan {
                     fields.push(("area_mm2".into(), Cell::Float(a)));
                 }
             }
-            Err(e) => {
-                let status = if matches!(e, RunError::Internal(_)) {
-                    "internal"
-                } else {
-                    "error"
-                };
-                fields.push(("status".into(), Cell::Text(status.into())));
-                fields.push(("error".into(), Cell::Text(error_text(&e))));
-            }
+            Err(e) => failed(e, &mut fields),
         }
         row::json_line(&fields)
+    }
+
+    /// A GPU point: the workload keys and the GPU's and kernel's parameters, as `einsim run --arch GPU --set`
+    /// takes them (later values of a key override earlier ones).
+    fn simulate_gpu(
+        &self,
+        d: usize,
+        sets: &[(String, i64)],
+    ) -> Result<crate::gpu::report::GpuReport, RunError> {
+        let args: Vec<String> = sets.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let (w, params) = crate::gpu::sets(&args)?;
+        let g = crate::gpu::load(&self.designs[d].arch, &params).map_err(RunError::Invalid)?;
+        crate::gpu::report::run(
+            &g,
+            self.binding.as_deref(),
+            &w,
+            &params,
+            SimOptions::default(),
+        )
     }
 
     /// The run setup of point `sets` on design `d`: the arch resolved with its parameters among `sets` (cached

@@ -2,6 +2,7 @@
 //! fields, and the CSV made from the lines. The CSV is always rendered from the JSON lines' text, so a whole run,
 //! a resumed run and merged shards write the same bytes.
 
+use crate::gpu::report::GpuReport;
 use crate::report::RunReport;
 use std::fmt::Write;
 
@@ -155,6 +156,29 @@ pub fn outputs(r: &RunReport, f: &mut Vec<(String, Cell)>) {
         f.push((format!("utilization.{k}"), Cell::Float(*v)));
     }
 }
+
+/// The headline outputs of a GPU run, appended to a row: the kernel (`binding`), the unit that binds a tile step
+/// (`limiter`), cycles, bound, seconds, energy (the board at TDP, a calibration: gpus.md §5.4), TFLOP/s, percent
+/// of the dense peak, and utilization per unit. A GPU has no area model, so its area cells stay empty.
+pub fn gpu_outputs(r: &GpuReport, f: &mut Vec<(String, Cell)>) {
+    f.push(("binding".into(), Cell::Text(r.kernel.clone())));
+    f.push(("limiter".into(), Cell::Text(r.binds.clone())));
+    f.push(("cycles".into(), Cell::Int(r.cycles as i128)));
+    f.push(("bound_cycles".into(), Cell::Int(r.bound_cycles as i128)));
+    f.push(("seconds".into(), Cell::Float(r.seconds)));
+    f.push(("energy_pj".into(), Cell::Float(r.energy_j * 1e12)));
+    f.push(("tflops".into(), Cell::Float(r.tflops)));
+    f.push(("percent_of_peak".into(), Cell::Float(r.percent_of_peak)));
+    for u in &r.units {
+        f.push((
+            format!("utilization.{}", u.unit),
+            Cell::Float(u.utilization),
+        ));
+    }
+}
+
+/// Output columns of GPU rows only (after the per-design families in the CSV, as any extra column).
+pub const GPU_HEAD: [&str; 2] = ["tflops", "percent_of_peak"];
 
 /// The output columns every successful row has, in CSV order (after the axes).
 pub const HEAD: [&str; 9] = [
