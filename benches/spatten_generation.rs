@@ -15,9 +15,9 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use einsim::diag::SourceFile;
 use einsim::generation::{run_generation, Generation, Schedule};
-use einsim::trace::Trace;
 use einsim::library::{self, Kind};
 use einsim::sim::SimOptions;
+use einsim::trace::Trace;
 use std::hint::black_box;
 
 fn gpt2_medium_generation(c: &mut Criterion) {
@@ -61,9 +61,13 @@ fn gpt2_medium_generation(c: &mut Criterion) {
         })
     });
     // The workload: the same generation driven by the shipped synthetic trace.
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/workloads/traces/gpt2-medium-synthetic.csv");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/workloads/traces/gpt2-medium-synthetic.csv"
+    );
     let text = std::fs::read_to_string(path).expect("the synthetic trace is shipped");
-    let trace = Trace::parse(&SourceFile::new("gpt2-medium-synthetic.csv", text)).expect("it parses");
+    let trace =
+        Trace::parse(&SourceFile::new("gpt2-medium-synthetic.csv", text)).expect("it parses");
     let traced = Generation {
         tokens: None,
         heads: None,

@@ -91,8 +91,10 @@ enum Command {
         /// on the bindings of the name it declares; default: the arch's first binding (attention).
         #[arg(long)]
         cascade: Option<String>,
-        /// A GPU's kernel (`--arch b200 --binding fa4`); default: the GPU's first. GPU runs take `--set`
-        /// seq, tokens (batch = tokens / seq), hidden (heads = hidden / d), d, causal and the kernel's parameters.
+        /// A GPU's kernel (`--arch b200 --binding fa4`; default: the GPU's first), or the named binding an arch
+        /// must use for the cascade (`--arch flat-cloud --binding spilled`; default: the first whose working set
+        /// fits). GPU runs take `--set` seq, tokens (batch = tokens / seq), hidden (heads = hidden / d), d, causal
+        /// and the kernel's parameters.
         #[arg(long)]
         binding: Option<String>,
     },
@@ -300,11 +302,6 @@ fn main() -> ExitCode {
             if let Some(g) = gpu_file(&arch) {
                 return gpu_run(&g, binding.as_deref(), &set, format, opts);
             }
-            if binding.is_some() {
-                return usage(vec![format!(
-                    "--binding selects a GPU kernel; `{arch}` is not a GPU (see `einsim list`)"
-                )]);
-            }
             let files = (resolve(Kind::Arch, &arch), resolve_model(&workload));
             let (Ok(a), Ok(w)) = files else {
                 return usage(
@@ -322,7 +319,14 @@ fn main() -> ExitCode {
                     )]);
                 }
             }
-            match run::run(&a, w.as_ref(), cascade.as_deref(), &set, &lookup, opts) {
+            let result =
+                run::setup(&a, w.as_ref(), cascade.as_deref(), &set, &lookup).and_then(|mut s| {
+                    if let Some(name) = &binding {
+                        s.force_binding(name)?;
+                    }
+                    run::simulate(&s, opts)
+                });
+            match result {
                 Ok(r) => {
                     match format {
                         Format::Text => out!("{}", einsim::report::text::render(&r)),
@@ -713,7 +717,8 @@ fn sweep_cmd(
     } else {
         if binding.is_some() {
             return usage(vec![format!(
-                "--binding selects a GPU kernel; `{arch}` is not a GPU (see `einsim list`)"
+                "the flag form's --binding selects a GPU kernel and `{arch}` is not a GPU; a sweep file's `binding:` \
+                 forces an arch's named binding (see `einsim list`)"
             )]);
         }
         let files = (resolve(Kind::Arch, arch), resolve_model(workload));

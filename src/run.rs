@@ -220,6 +220,38 @@ pub fn setup(
 }
 
 impl Setup {
+    /// Run only the binding named `name` among the arch's bindings for this cascade (`fused`, `spilled`), rather
+    /// than the first whose working set fits. An unknown name is an error listing the names there are.
+    pub fn force_binding(&mut self, name: &str) -> Result<(), RunError> {
+        let cascade = self.cascade.name.clone();
+        let names: Vec<String> = self
+            .arch
+            .bindings
+            .iter()
+            .filter(|b| b.cascade == cascade)
+            .map(|b| match b.name.as_str() {
+                "" => "one unnamed".to_string(),
+                n => format!("`{n}`"),
+            })
+            .collect();
+        if !self
+            .arch
+            .bindings
+            .iter()
+            .any(|b| b.cascade == cascade && b.name == name)
+        {
+            return Err(RunError::Mapping(format!(
+                "arch `{}` has no binding `{name}` for cascade `{cascade}`; its bindings for it: {}",
+                self.arch.name,
+                names.join(", ")
+            )));
+        }
+        Arc::make_mut(&mut self.arch)
+            .bindings
+            .retain(|b| b.cascade != cascade || b.name == name);
+        Ok(())
+    }
+
     /// This setup with the cascade's parameters evaluated again for `sets` (the model's values, then those of
     /// `sets` that are the cascade's parameters, later ones winning): what [`setup`] gives for the same arch with
     /// these `--set` values, without reading or checking a file again. Arch parameters among `sets` are not

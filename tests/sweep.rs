@@ -395,3 +395,48 @@ fn gpu_sweeps_write_rows() {
         assert_eq!(p.value(&einsim::sweep::Metric::Tflops), Ok(r.tflops));
     }
 }
+
+/// A sweep file's `binding:` forces an arch's named binding: FLAT's spilled binding where the fused one would fit
+/// is exactly `einsim run --binding spilled` at that point, and slower than the fused one.
+#[test]
+fn a_sweep_forces_an_arch_binding() {
+    let text = |b: &str| {
+        format!(
+            r#"Sweep(name: "forced", designs: ["flat-cloud"], {b} axes: [Axis("seq", List([1024, 4096]))])"#
+        )
+    };
+    let forced = einsim::sweep::file::load(
+        &SourceFile::new("f.ron", text(r#"binding: "spilled","#)),
+        &library::get,
+    )
+    .unwrap_or_else(|d| panic!("{d}"));
+    let free =
+        einsim::sweep::file::load(&SourceFile::new("f.ron", text("")), &library::get).unwrap();
+    let cache = SetupCache::default();
+    for i in 0..forced.len() {
+        let line = forced.eval(i, &library::get, &cache);
+        assert!(line.contains("\"binding\":\"spilled\""), "{line}");
+        let cycles = |l: &str| -> u64 {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["cycles"].as_u64().unwrap()
+        };
+        let unforced = free.eval(i, &library::get, &SetupCache::default());
+        assert!(unforced.contains("\"binding\":\"fused\""), "{unforced}");
+        assert!(cycles(&line) > cycles(&unforced));
+        let (_, values) = forced.point(i);
+        let seq = format!("seq={}", values[0].1);
+        let out = einsim(&[
+            "run",
+            "--arch",
+            "flat-cloud",
+            "--binding",
+            "spilled",
+            "--set",
+            &seq,
+            "--format",
+            "json",
+        ]);
+        let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(r["cycles"].as_u64().unwrap(), cycles(&line));
+    }
+}

@@ -6,7 +6,8 @@
 //!     name: "flat-vs-fusemax",
 //!     designs: ["fusemax", "flat-cloud", "unfused"],       // the design is the outermost axis
 //!     workload: "bert-base",                              // a model, or "none" for the cascade's defaults
-//!     // binding: "fa4",                                  // GPU designs (arch/gpu): the kernel they run
+//!     // binding: "fa4",                                  // the kernel of GPU designs (arch/gpu), or the named
+//!                                                         // binding an arch must use (FLAT's "spilled")
 //!     set: { "batch": 1 },                                // fixed overrides
 //!     axes: [
 //!         Axis("buffer_bytes", Geometric(from: "1M", to: "64M", factor: 4)),
@@ -283,14 +284,6 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
             }
             continue;
         }
-        if !raw.binding.is_empty() {
-            items.push(Diagnostic::new(
-                span,
-                format!("design `{name}` is not a GPU, but the sweep names a `binding`"),
-                "`binding` selects the kernel of GPU designs (arch/gpu); an arch runs its own bindings",
-            ));
-            continue;
-        }
         match run::setup(&arch, model.as_ref(), cascade_name.as_deref(), &[], lookup) {
             Ok(s) => {
                 designs.push(Design {
@@ -315,11 +308,25 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
     let binding = Some(raw.binding.clone()).filter(|b| !b.is_empty());
     if let Some(b) = &binding {
         let bspan = field("binding").map_or(Span::new(0, 0), |(_, l)| l.span());
-        for (d, g) in &gpus {
-            if g.kernels.iter().any(|k| &k.name == b) {
+        // An arch's bindings for the sweep's cascade, by name; a GPU's kernels.
+        let mut accel = setups.iter();
+        for (d, design) in designs.iter().enumerate() {
+            let names: Vec<&str> = match gpus.iter().find(|(i, _)| *i == d) {
+                Some((_, g)) => g.kernels.iter().map(|k| k.name.as_str()).collect(),
+                None => match accel.next() {
+                    Some(s) => s
+                        .arch
+                        .bindings
+                        .iter()
+                        .filter(|x| x.cascade == s.cascade.name && !x.name.is_empty())
+                        .map(|x| x.name.as_str())
+                        .collect(),
+                    None => continue,
+                },
+            };
+            if names.contains(&b.as_str()) {
                 continue;
             }
-            let names: Vec<&str> = g.kernels.iter().map(|k| k.name.as_str()).collect();
             let near = names
                 .iter()
                 .find(|n| near_miss(n, b))
@@ -328,12 +335,12 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
             items.push(
                 Diagnostic::new(
                     bspan,
-                    format!("unknown binding `{b}` for design `{}`", designs[*d].label),
-                    "expected a kernel of every GPU design",
+                    format!("unknown binding `{b}` for design `{}`", design.label),
+                    "expected a binding of every design (a GPU's kernel, or an arch's named binding for the cascade)",
                 )
                 .with_note(format!(
                     "{near}`{}`'s bindings: {}",
-                    designs[*d].label,
+                    design.label,
                     names.join(", ")
                 )),
             );

@@ -387,6 +387,12 @@ impl Plan {
                         &args,
                         lookup,
                     )
+                    .and_then(|mut s| {
+                        if let Some(name) = &self.binding {
+                            s.force_binding(name)?;
+                        }
+                        Ok(s)
+                    })
                     .map_err(|e| error_text(&e)),
                 );
                 if let Ok(mut c) = cache.0.lock() {
