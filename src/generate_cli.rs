@@ -11,16 +11,37 @@ use einsim::trace::Trace;
 use std::process::ExitCode;
 
 /// What `einsim generate` was asked for.
+#[derive(clap::Args)]
 pub struct Args {
+    /// Arch name or path.
+    #[arg(long, default_value = "spatten")]
     pub arch: String,
+    /// A generation model (`layers`, `heads`, `kv_len`, kept percentages, widths).
+    #[arg(long, default_value = "gpt2-medium-gen")]
     pub workload: String,
+    /// The layer file each step runs per layer.
+    #[arg(long, default_value = "spatten-decode")]
     pub layer: String,
+    /// Tokens to generate [default: the trace's steps, else 32].
+    #[arg(long)]
     pub steps: Option<i64>,
+    /// Tokens cached before the first step [default: the model's kv_len].
+    #[arg(long)]
     pub context: Option<i64>,
+    /// A generation trace (CSV): what each head fetched at each step and layer.
+    #[arg(long)]
     pub trace: Option<String>,
+    /// Cascade token pruning FRONT,START,END: percent of layers unpruned, then the ratio (percent) at the first
+    /// and the last pruned layer.
+    #[arg(long, value_name = "FRONT,START,END")]
     pub tokens: Option<String>,
+    /// Cascade head pruning FRONT,START,END, as --tokens.
+    #[arg(long, value_name = "FRONT,START,END")]
     pub heads: Option<String>,
+    /// Override a model or arch parameter, or a layer var (e.g. lsb_pct=6).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
 

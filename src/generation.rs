@@ -8,7 +8,7 @@
 //! another, so cycles, seconds, traffic and energy add up. Identical layers, and identical ops (the GEMMs of every layer and step), are simulated once.
 
 use crate::diag::SourceFile;
-use crate::layer::{load_layer, run_parsed_layer, HeadGroup, LayerFiles, LayerReport, OpCache};
+use crate::layer::{run_parsed_layer, HeadGroup, LayerFiles, LayerReport, OpCache};
 use crate::run::{Lookup, RunError};
 use crate::sim::SimOptions;
 use crate::trace::Trace;
@@ -160,18 +160,10 @@ pub fn run_generation(
             s.check(what).map_err(RunError::Mapping)?;
         }
     }
-    let layer = load_layer(layer_file).map_err(RunError::Invalid)?;
-    let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
+    let files = LayerFiles::load(layer_file, arch_file, model_file)?;
     if let Some(t) = &gen.trace {
-        check_trace(t, gen, &model)?;
+        check_trace(t, gen, &files.model)?;
     }
-    let files = LayerFiles {
-        layer_file,
-        layer: &layer,
-        arch_file,
-        model_file,
-        model: &model,
-    };
     // A layer's totals by its arguments: layers with the same pruning at the same step are run once.
     let mut cache: BTreeMap<(Vec<String>, Vec<HeadGroup>), GenerationReport> = BTreeMap::new();
     let mut ops = OpCache::new();

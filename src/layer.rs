@@ -173,25 +173,34 @@ pub fn run_layer_file_cached(
     opts: SimOptions,
     cache: &mut OpCache,
 ) -> Result<LayerReport, RunError> {
-    let layer = load_layer(layer_file).map_err(RunError::Invalid)?;
-    let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
-    let files = LayerFiles {
-        layer_file,
-        layer: &layer,
-        arch_file,
-        model_file,
-        model: &model,
-    };
+    let files = LayerFiles::load(layer_file, arch_file, model_file)?;
     run_parsed_layer(&files, set_args, &[], lookup, opts, cache)
 }
 
 /// A layer's files, the layer and model already parsed (a caller running many layers parses them once).
 pub struct LayerFiles<'a> {
     pub layer_file: &'a SourceFile,
-    pub layer: &'a LayerFile,
+    pub layer: LayerFile,
     pub arch_file: &'a SourceFile,
     pub model_file: &'a SourceFile,
-    pub model: &'a crate::cascade::Model,
+    pub model: crate::cascade::Model,
+}
+
+impl<'a> LayerFiles<'a> {
+    /// Parse the layer and the model.
+    pub fn load(
+        layer_file: &'a SourceFile,
+        arch_file: &'a SourceFile,
+        model_file: &'a SourceFile,
+    ) -> Result<LayerFiles<'a>, RunError> {
+        Ok(LayerFiles {
+            layer_file,
+            layer: load_layer(layer_file).map_err(RunError::Invalid)?,
+            arch_file,
+            model_file,
+            model: crate::cascade::load_model(model_file).map_err(RunError::Invalid)?,
+        })
+    }
 }
 
 /// Whether an op's parameters or condition use one of the layer's vars (it then runs once per head group).
@@ -231,11 +240,11 @@ pub fn run_parsed_layer(
 ) -> Result<LayerReport, RunError> {
     let LayerFiles {
         layer_file,
-        layer,
         arch_file,
         model_file,
-        model,
+        ..
     } = *files;
+    let (layer, model) = (&files.layer, &files.model);
     let sets = run::Sets::parse(set_args).map_err(RunError::Invalid)?;
     // Model parameters with the user's overrides: the environment op parameters are evaluated in.
     let mut env: BTreeMap<String, i64> = model

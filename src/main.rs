@@ -100,42 +100,11 @@ enum Command {
     },
     /// A whole decoder model generating tokens one at a time (SpAtten): every step and layer against a KV cache
     /// that grows by one token per step, pruning from schedules or from a trace file (see the README's
-    /// "Generation traces").
+    /// "Generation and traces").
     #[command(
         after_help = "Examples:\n  einsim generate --arch spatten --workload gpt2-medium-gen --trace workloads/traces/gpt2-medium-synthetic.csv\n  einsim generate --workload gpt2-small-gen --steps 8 --tokens 15,30,62 --heads 30,0,37 --set v_keep=30"
     )]
-    Generate {
-        /// Arch name or path.
-        #[arg(long, default_value = "spatten")]
-        arch: String,
-        /// A generation model (`layers`, `heads`, `kv_len`, kept percentages, widths).
-        #[arg(long, default_value = "gpt2-medium-gen")]
-        workload: String,
-        /// The layer file each step runs per layer.
-        #[arg(long, default_value = "spatten-decode")]
-        layer: String,
-        /// Tokens to generate [default: the trace's steps, else 32].
-        #[arg(long)]
-        steps: Option<i64>,
-        /// Tokens cached before the first step [default: the model's kv_len].
-        #[arg(long)]
-        context: Option<i64>,
-        /// A generation trace (CSV): what each head fetched at each step and layer.
-        #[arg(long)]
-        trace: Option<String>,
-        /// Cascade token pruning FRONT,START,END: percent of layers unpruned, then the ratio (percent) at the
-        /// first and the last pruned layer.
-        #[arg(long, value_name = "FRONT,START,END")]
-        tokens: Option<String>,
-        /// Cascade head pruning FRONT,START,END, as --tokens.
-        #[arg(long, value_name = "FRONT,START,END")]
-        heads: Option<String>,
-        /// Override a model or arch parameter, or a layer var (e.g. lsb_pct=6).
-        #[arg(long = "set", value_name = "KEY=VALUE")]
-        set: Vec<String>,
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-    },
+    Generate(generate_cli::Args),
     /// Pass analysis of a cascade: passes per rank, their causes and the minimum live footprint.
     #[command(
         after_help = "Example:\n  einsim passes attention-2pass --set seq=4096 --format json"
@@ -369,29 +338,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Check { files } => check(&files),
-        Command::Generate {
-            arch,
-            workload,
-            layer,
-            steps,
-            context,
-            trace,
-            tokens,
-            heads,
-            set,
-            format,
-        } => generate_cli::generate(generate_cli::Args {
-            arch,
-            workload,
-            layer,
-            steps,
-            context,
-            trace,
-            tokens,
-            heads,
-            set,
-            format,
-        }),
+        Command::Generate(args) => generate_cli::generate(args),
         Command::Reproduce {
             name,
             out,

@@ -327,11 +327,7 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
             if names.contains(&b.as_str()) {
                 continue;
             }
-            let near = names
-                .iter()
-                .find(|n| near_miss(n, b))
-                .map(|n| format!("did you mean `{n}`? "))
-                .unwrap_or_default();
+            let near = did_you_mean(names.iter().copied(), b);
             items.push(
                 Diagnostic::new(
                     bspan,
@@ -395,11 +391,7 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
     let all_known: BTreeSet<String> = known.iter().flatten().cloned().collect();
     let check_param = |key: &str, span: Span, items: &mut Vec<Diagnostic>| {
         if !all_known.contains(key) {
-            let near = all_known
-                .iter()
-                .find(|k| near_miss(k, key))
-                .map(|k| format!("did you mean `{k}`? "))
-                .unwrap_or_default();
+            let near = did_you_mean(all_known.iter().map(String::as_str), key);
             items.push(
                 Diagnostic::new(
                     span,
@@ -818,6 +810,14 @@ fn expand(v: &Values) -> Result<Vec<i64>, String> {
 }
 
 /// One edit apart (a typo), for "did you mean".
+/// "did you mean `x`? " for the first of `names` one edit from `name`, else nothing.
+fn did_you_mean<'a>(mut names: impl Iterator<Item = &'a str>, name: &str) -> String {
+    names
+        .find(|n| near_miss(n, name))
+        .map(|n| format!("did you mean `{n}`? "))
+        .unwrap_or_default()
+}
+
 fn near_miss(a: &str, b: &str) -> bool {
     let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
     if a.len().abs_diff(b.len()) > 1 {
