@@ -159,9 +159,15 @@ fn print(a: &Args, gen: &Generation, r: &GenerationReport, arch: &str, wall: f64
                 Some(t) => format!("trace {t}"),
                 None => "schedules and the model's kept percentages".into(),
             };
+            // One step over the whole sentence is a summarization (layer file `spatten-encode`).
+            let steps = match gen.steps {
+                1 => format!("1 step, {} tokens", gen.context),
+                n => format!("{n} tokens after {} cached", gen.context),
+            };
             outln!(
-                "einsim generate: {arch}, {} ({} layers), {} tokens after {} cached; pruning from {source}",
-                a.workload, gen.layers, gen.steps, gen.context
+                "einsim generate: {arch}, {} ({} layers), {steps}; pruning from {source}",
+                a.workload,
+                gen.layers
             );
             outln!(
                 "latency     {} cycles  {:.4} ms  ({:.4} ms per token)",

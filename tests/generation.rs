@@ -245,3 +245,42 @@ fn generate_runs_a_trace_and_locates_a_bad_one() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("but the model has 12 layers"), "{err}");
 }
+
+/// A BERT summarization stack (layer `spatten-encode`, one step over the sentence): cascade token pruning shrinks
+/// every later layer's work, FFN included, so a pruning schedule cuts both time and DRAM traffic, and a layer
+/// keeping fewer tokens costs less than one keeping all.
+#[test]
+fn bert_summarization_shrinks_with_token_pruning() {
+    let arch = library::get(Kind::Arch, "spatten").unwrap();
+    let model = library::get(Kind::Model, "bert-base-sum").unwrap();
+    let layer = library::get(Kind::Layer, "spatten-encode").unwrap();
+    let run = |tokens: Option<Schedule>| {
+        let gen = Generation {
+            layers: 12,
+            steps: 1,
+            context: 384,
+            tokens,
+            heads: None,
+            trace: None,
+        };
+        run_generation(
+            &layer,
+            &arch,
+            &model,
+            &[],
+            &gen,
+            &library::get,
+            SimOptions::default(),
+        )
+        .unwrap()
+    };
+    let dense = run(None);
+    let pruned = run(Some(Schedule {
+        front_pct: 15,
+        start: 20,
+        end: 40,
+    }));
+    assert!(pruned.cycles < dense.cycles);
+    assert!(pruned.ops < dense.ops);
+    assert!(pruned.traffic_bytes["hbm"] < dense.traffic_bytes["hbm"]);
+}
