@@ -18,18 +18,22 @@ fn committed_spatten_reproduction_matches_a_fresh_run() {
     let rep = spatten::reproduce(&library::get).unwrap_or_else(|e| panic!("{e}"));
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/spatten");
     let svg = einsim::plot::svg(&rep.topk_figure()).unwrap();
+    let gen_svg = einsim::plot::svg(&rep.generation_figure()).unwrap();
     let fresh = [
         ("report.md", rep.markdown()),
         ("runs.csv", rep.runs_csv()),
         ("topk.csv", rep.topk_csv()),
         ("topk.svg", svg),
+        ("generation.svg", gen_svg),
     ];
     for (name, text) in fresh {
         let old = std::fs::read_to_string(dir.join(name))
             .unwrap_or_else(|_| panic!("{name} is not committed; {REGENERATE}"));
         assert!(old == text, "{name} differs; {REGENERATE}");
     }
-    assert!(dir.join("topk.png").exists(), "topk.png is not committed");
+    for png in ["topk.png", "generation.png"] {
+        assert!(dir.join(png).exists(), "{png} is not committed");
+    }
 }
 
 #[test]
