@@ -64,6 +64,22 @@ fn spatten_targets_are_evaluated_and_misses_accounted_for() {
             ),
         }
     }
+    // Every generation of the ladder runs, and its per-op totals add up to its own.
+    for (id, g) in &rep.generations {
+        let g = g
+            .as_ref()
+            .unwrap_or_else(|e| panic!("generation {id} failed: {e}"));
+        let cycles: u64 = g.by_op.values().map(|o| o.cycles).sum();
+        assert_eq!(cycles, g.cycles, "{id}: per-op cycles");
+        for (level, b) in &g.traffic_bytes {
+            let sum: u128 = g
+                .by_op
+                .values()
+                .filter_map(|o| o.traffic_bytes.get(level))
+                .sum();
+            assert_eq!(sum, *b, "{id}: per-op {level} traffic");
+        }
+    }
     // Each run of the reproduction stays within its analytical bound (report::build refuses otherwise) and the
     // top-k sweep is monotone in P: more comparators never cost more cycles.
     for w in rep.topk.windows(2) {

@@ -88,8 +88,9 @@ impl GenSchedule {
         }
     }
 
+    /// FRONT/START/END (slashes: the text goes into a CSV field).
     fn text(self) -> String {
-        format!("{},{},{}", self.front_pct, self.start, self.end)
+        format!("{}/{}/{}", self.front_pct, self.start, self.end)
     }
 }
 
@@ -719,7 +720,7 @@ impl Reproduction {
         let g = &self.file.generation;
         let _ = writeln!(
             o,
-            "\n## GPT-2 generation: the speedup each technique adds\n\nWhole-model generation (`generation::run_generation`, layer `{}` on arch `{}`): {} tokens after a {}-token\ncontext, every step through every layer (Q, K, V projections, attention, output projection, FFN). A cumulative\nladder on the same hardware, each ratio against the model's dense run; *adds* is the factor the row's technique\nadds (cycles of the run before it over its own; for top-k parallelism, cycles at P = 1 over cycles at P = 16).\nHBM traffic is bytes read and written; *attention* counts the ops the techniques act on ({}), the rest is the\nFC and FFN weights, fetched at 12 bits once per layer and step whatever the pruning. `generation.png` and\n`generation.svg` plot the ladder; `runs.csv` has each run.\n",
+            "\n## GPT-2 generation: the speedup each technique adds\n\nWhole-model generation (`generation::run_generation`, layer `{}` on arch `{}`): {} tokens after a {}-token\ncontext, every step through every layer (Q, K, V projections, attention, output projection, FFN). A cumulative\nladder on the same hardware, each ratio against the model's dense run; *adds* is the factor the row's technique\nadds (cycles of the run before it over its own; for top-k parallelism, cycles at P = 1 over cycles at P = 16).\nHBM traffic is bytes read and written; *attention* counts the ops the techniques act on ({}), the rest is the\nFC and FFN weights, fetched at 12 bits once per layer and step whatever the pruning. `tokens` and `heads` are\npruning schedules FRONT/START/END in percent (`einsim generate --tokens FRONT,START,END`). `generation.png` and\n`generation.svg` plot the ladder; `runs.csv` has each run.\n",
             g.layer,
             g.arch,
             g.steps,
