@@ -87,6 +87,17 @@ pub struct GenerationReport {
     pub ops: f64,
     /// Distinct op runs simulated (the rest were repeats: the GEMMs are the same in every layer and step).
     pub simulated: usize,
+    /// The same totals by the layer file's op (e.g. `attention` against the GEMMs), over all steps and layers:
+    /// what a technique that acts on one op changes there.
+    pub by_op: BTreeMap<String, OpTotals>,
+}
+
+/// One op's cycles and traffic over a generation.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct OpTotals {
+    pub cycles: u64,
+    /// Storage level → bytes read plus written.
+    pub traffic_bytes: BTreeMap<String, u128>,
 }
 
 impl GenerationReport {
@@ -98,9 +109,12 @@ impl GenerationReport {
             energy_pj: r.energy_pj,
             ..GenerationReport::default()
         };
-        for (_, p) in &r.parts {
+        for (name, p) in &r.parts {
+            let op = t.by_op.entry(name.clone()).or_default();
+            op.cycles += p.cycles;
             for (level, b) in &p.traffic_bytes {
                 *t.traffic_bytes.entry(level.clone()).or_insert(0) += b;
+                *op.traffic_bytes.entry(level.clone()).or_insert(0) += b;
             }
             t.ops += 2.0 * p.einsums.iter().map(|e| e.points).sum::<f64>();
         }
@@ -116,6 +130,13 @@ impl GenerationReport {
             *self.traffic_bytes.entry(level.clone()).or_insert(0) += b;
         }
         self.ops += t.ops;
+        for (name, o) in &t.by_op {
+            let op = self.by_op.entry(name.clone()).or_default();
+            op.cycles += o.cycles;
+            for (level, b) in &o.traffic_bytes {
+                *op.traffic_bytes.entry(level.clone()).or_insert(0) += b;
+            }
+        }
     }
 }
 

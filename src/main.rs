@@ -735,7 +735,10 @@ fn reproduce_spatten(out: Option<String>) -> ExitCode {
         ("runs.csv".to_string(), rep.runs_csv()),
         ("topk.csv".to_string(), rep.topk_csv()),
     ];
-    let figs = [("topk", rep.topk_figure())];
+    let figs = [
+        ("topk", rep.topk_figure()),
+        ("generation", rep.generation_figure()),
+    ];
     let written = match einsim::reproduce::write::write_files(&dir, &texts, &figs, true) {
         Ok(w) => w,
         Err(e) => {
@@ -745,9 +748,10 @@ fn reproduce_spatten(out: Option<String>) -> ExitCode {
     };
     let (pass, fail, not) = rep.counts();
     outln!(
-        "{} runs and {} top-k points in {:.2} s; targets: {pass} pass, {fail} FAIL, {not} not evaluated",
+        "{} runs, {} top-k points and {} generations in {:.2} s; targets: {pass} pass, {fail} FAIL, {not} not evaluated",
         rep.runs.len(),
         rep.topk.len(),
+        rep.generations.len(),
         start.elapsed().as_secs_f64()
     );
     outln!("wrote {} files to {}", written.len(), dir.display());

@@ -18,18 +18,22 @@ fn committed_spatten_reproduction_matches_a_fresh_run() {
     let rep = spatten::reproduce(&library::get).unwrap_or_else(|e| panic!("{e}"));
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/spatten");
     let svg = einsim::plot::svg(&rep.topk_figure()).unwrap();
+    let gen_svg = einsim::plot::svg(&rep.generation_figure()).unwrap();
     let fresh = [
         ("report.md", rep.markdown()),
         ("runs.csv", rep.runs_csv()),
         ("topk.csv", rep.topk_csv()),
         ("topk.svg", svg),
+        ("generation.svg", gen_svg),
     ];
     for (name, text) in fresh {
         let old = std::fs::read_to_string(dir.join(name))
             .unwrap_or_else(|_| panic!("{name} is not committed; {REGENERATE}"));
         assert!(old == text, "{name} differs; {REGENERATE}");
     }
-    assert!(dir.join("topk.png").exists(), "topk.png is not committed");
+    for png in ["topk.png", "generation.png"] {
+        assert!(dir.join(png).exists(), "{png} is not committed");
+    }
 }
 
 #[test]
@@ -58,6 +62,22 @@ fn spatten_targets_are_evaluated_and_misses_accounted_for() {
                 r.einsim,
                 t.value
             ),
+        }
+    }
+    // Every generation of the ladder runs, and its per-op totals add up to its own.
+    for (id, g) in &rep.generations {
+        let g = g
+            .as_ref()
+            .unwrap_or_else(|e| panic!("generation {id} failed: {e}"));
+        let cycles: u64 = g.by_op.values().map(|o| o.cycles).sum();
+        assert_eq!(cycles, g.cycles, "{id}: per-op cycles");
+        for (level, b) in &g.traffic_bytes {
+            let sum: u128 = g
+                .by_op
+                .values()
+                .filter_map(|o| o.traffic_bytes.get(level))
+                .sum();
+            assert_eq!(sum, *b, "{id}: per-op {level} traffic");
         }
     }
     // Each run of the reproduction stays within its analytical bound (report::build refuses otherwise) and the

@@ -1,5 +1,6 @@
 //! `einsim reproduce spatten`: SpAtten's published numbers (HPCA'21) against einsim runs of `arch/spatten.ron`,
-//! `arch/spatten-1-8.ron` and their cascades, plus the top-k engine's cycles against n, k and P.
+//! `arch/spatten-1-8.ron` and their cascades, plus the top-k engine's cycles against n, k and P, and the speedup
+//! each technique adds on whole-model GPT-2 generation (`generation::run_generation`).
 //!
 //! What runs and what is compared are data (`spatten_targets.ron`): named runs (arch, cascade, `--set`s) and
 //! targets, each a [`Metric`] over those runs with a value, a tolerance and a source. A miss stays a miss: the
@@ -8,8 +9,9 @@
 
 use super::targets::Bound;
 use crate::diag::SourceFile;
+use crate::generation::{self, Generation, GenerationReport, Schedule};
 use crate::library::Kind;
-use crate::plot::{Corner, Figure, LineChart, Panel, Series, XAxis};
+use crate::plot::{BarChart, Corner, Figure, LineChart, Panel, Series, XAxis};
 use crate::report::RunReport;
 use crate::run::{self, Lookup, RunError};
 use crate::sim::SimOptions;
@@ -28,6 +30,68 @@ pub struct TargetFile {
     pub targets: Vec<Target>,
     /// The top-k sweep: lengths n, divisors d (k = n / d) and comparator counts P.
     pub topk: TopkSweep,
+    /// Whole-model GPT-2 generations (`generation::run_generation`): the ladder of techniques.
+    pub generation: GenerationSweep,
+}
+
+/// Generations on one arch through one layer file, each a model with its pruning, for the technique ladder.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationSweep {
+    pub arch: String,
+    /// The layer file each step runs per layer (`workloads/layers/`).
+    pub layer: String,
+    pub steps: i64,
+    pub context: i64,
+    /// The layer's ops the techniques act on (attention and its LSB refetch): their traffic is reported apart.
+    pub attention_ops: Vec<String>,
+    pub runs: Vec<GenRun>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenRun {
+    pub id: String,
+    /// A generation model (`workloads/models/`).
+    pub model: String,
+    /// The ladder's row label: what this run adds.
+    pub technique: String,
+    pub description: String,
+    pub sets: Vec<String>,
+    #[serde(default)]
+    pub tokens: Option<GenSchedule>,
+    #[serde(default)]
+    pub heads: Option<GenSchedule>,
+    /// The dense run of the same model: speedup and traffic reduction are against it.
+    pub dense: String,
+    /// What the technique adds: cycles of the first run over cycles of the second.
+    #[serde(default)]
+    pub adds: Option<(String, String)>,
+}
+
+/// A pruning schedule ([`crate::generation::Schedule`]): percent of layers unpruned, then the ratio (percent) at
+/// the first and the last pruned layer.
+#[derive(Clone, Copy, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenSchedule {
+    pub front_pct: i64,
+    pub start: i64,
+    pub end: i64,
+}
+
+impl GenSchedule {
+    fn schedule(self) -> Schedule {
+        Schedule {
+            front_pct: self.front_pct,
+            start: self.start,
+            end: self.end,
+        }
+    }
+
+    /// FRONT/START/END (slashes: the text goes into a CSV field).
+    fn text(self) -> String {
+        format!("{}/{}/{}", self.front_pct, self.start, self.end)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -96,6 +160,22 @@ pub enum Metric {
     },
     /// A quantity of one run.
     Of { run: String, quantity: Quantity },
+    /// A quantity of generation `num` over the same quantity of generation `den`.
+    GenRatio {
+        num: String,
+        den: String,
+        quantity: GenQuantity,
+    },
+}
+
+/// A quantity of a whole-model generation.
+#[derive(Clone, Debug, Deserialize)]
+pub enum GenQuantity {
+    Cycles,
+    /// Bytes read and written at a storage level, all ops.
+    Traffic(String),
+    /// The same for some of the layer's ops only (e.g. attention and its LSB refetch).
+    OpTraffic(String, Vec<String>),
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -142,6 +222,7 @@ pub struct Reproduction {
     pub runs: BTreeMap<String, Result<RunReport, String>>,
     pub results: Vec<TargetResult>,
     pub topk: Vec<TopkPoint>,
+    pub generations: BTreeMap<String, Result<GenerationReport, String>>,
 }
 
 pub fn load() -> Result<TargetFile, String> {
@@ -262,13 +343,74 @@ pub fn reproduce(lookup: Lookup) -> Result<Reproduction, String> {
             }
         }
     }
-    let results = file.targets.iter().map(|t| evaluate(t, &runs)).collect();
+    let generations = run_generations(&file.generation, lookup);
+    let results = file
+        .targets
+        .iter()
+        .map(|t| evaluate(t, &runs, &generations))
+        .collect();
     Ok(Reproduction {
         file,
         runs,
         results,
         topk,
+        generations,
     })
+}
+
+/// Every generation of the ladder, each through `generation::run_generation` (its own op cache: the GEMMs are
+/// simulated once per run, the attention ops once per distinct pruning and cache length).
+fn run_generations(
+    g: &GenerationSweep,
+    lookup: Lookup,
+) -> BTreeMap<String, Result<GenerationReport, String>> {
+    let mut out = BTreeMap::new();
+    for r in &g.runs {
+        let report = (|| -> Result<GenerationReport, String> {
+            let arch = shipped(lookup, Kind::Arch, &g.arch)?;
+            let layer = shipped(lookup, Kind::Layer, &g.layer)?;
+            let model = shipped(lookup, Kind::Model, &r.model)?;
+            let m = crate::cascade::load_model(&model).map_err(|d| d.to_string())?;
+            let layers = m
+                .params
+                .iter()
+                .find(|p| p.name == "layers")
+                .map(|p| p.default)
+                .ok_or_else(|| format!("model `{}` has no `layers`", r.model))?;
+            let gen = Generation {
+                layers,
+                steps: g.steps,
+                context: g.context,
+                tokens: r.tokens.map(GenSchedule::schedule),
+                heads: r.heads.map(GenSchedule::schedule),
+                trace: None,
+            };
+            generation::run_generation(
+                &layer,
+                &arch,
+                &model,
+                &r.sets,
+                &gen,
+                lookup,
+                SimOptions::default(),
+            )
+            .map_err(message)
+        })();
+        out.insert(r.id.clone(), report);
+    }
+    out
+}
+
+fn gen_quantity(r: &GenerationReport, q: &GenQuantity) -> f64 {
+    match q {
+        GenQuantity::Cycles => r.cycles as f64,
+        GenQuantity::Traffic(level) => r.traffic_bytes.get(level).copied().unwrap_or(0) as f64,
+        GenQuantity::OpTraffic(level, ops) => ops
+            .iter()
+            .filter_map(|o| r.by_op.get(o))
+            .filter_map(|o| o.traffic_bytes.get(level))
+            .sum::<u128>() as f64,
+    }
 }
 
 fn ops(r: &RunReport, einsums: &[String]) -> f64 {
@@ -296,12 +438,23 @@ fn quantity(r: &RunReport, q: &Quantity) -> f64 {
     }
 }
 
-fn evaluate(t: &Target, runs: &BTreeMap<String, Result<RunReport, String>>) -> TargetResult {
+fn evaluate(
+    t: &Target,
+    runs: &BTreeMap<String, Result<RunReport, String>>,
+    generations: &BTreeMap<String, Result<GenerationReport, String>>,
+) -> TargetResult {
     let get = |id: &String| -> Result<&RunReport, String> {
         match runs.get(id) {
             Some(Ok(r)) => Ok(r),
             Some(Err(e)) => Err(format!("run `{id}` failed: {e}")),
             None => Err(format!("no run `{id}` in {TARGETS_PATH}")),
+        }
+    };
+    let get_gen = |id: &String| -> Result<&GenerationReport, String> {
+        match generations.get(id) {
+            Some(Ok(r)) => Ok(r),
+            Some(Err(e)) => Err(format!("generation `{id}` failed: {e}")),
+            None => Err(format!("no generation `{id}` in {TARGETS_PATH}")),
         }
     };
     let value = (|| -> Result<f64, String> {
@@ -322,6 +475,11 @@ fn evaluate(t: &Target, runs: &BTreeMap<String, Result<RunReport, String>>) -> T
                 quantity: q,
             } => quantity(get(num)?, q) / quantity(get(den)?, q),
             Metric::Of { run, quantity: q } => quantity(get(run)?, q),
+            Metric::GenRatio {
+                num,
+                den,
+                quantity: q,
+            } => gen_quantity(get_gen(num)?, q) / gen_quantity(get_gen(den)?, q),
         })
     })();
     match value {
@@ -371,7 +529,7 @@ impl Reproduction {
         let _ = writeln!(o, "# SpAtten (HPCA'21) reproduced by einsim\n");
         let _ = writeln!(
             o,
-            "Generated by `einsim reproduce spatten` from `{TARGETS_PATH}`, `arch/spatten.ron`, `arch/spatten-1-8.ron`,\n`workloads/cascades/spatten-*.ron` and `workloads/cascades/topk.ron`. Published numbers are targets, never\ninputs. Targets: {pass} pass, {fail} FAIL, {not} not evaluated.\n"
+            "Generated by `einsim reproduce spatten` from `{TARGETS_PATH}`, `arch/spatten.ron`, `arch/spatten-1-8.ron`,\n`workloads/cascades/spatten-*.ron`, `workloads/cascades/topk.ron`, `workloads/layers/spatten-decode.ron` and\n`workloads/models/gpt2-*-gen.ron`. Published numbers are targets, never inputs. Targets: {pass} pass, {fail} FAIL, {not} not evaluated.\n"
         );
         let _ = writeln!(o, "## Targets\n");
         let _ = writeln!(
@@ -475,6 +633,7 @@ impl Reproduction {
                 let _ = writeln!(o, "- `{}`: {}", spec.id, parts.join(", "));
             }
         }
+        self.generation_markdown(&mut o);
         let _ = writeln!(
             o,
             "\n## Top-k engine\n\nSelection cycles of the token engine alone (`topk` cascade), seeded quick-select rounds plus the\nfilter pass; `topk.csv` has every point, `topk.png`/`topk.svg` plot them."
@@ -502,7 +661,181 @@ impl Reproduction {
                 );
             }
         }
+        for r in &self.file.generation.runs {
+            if let Some(g) = self.generation_report(&r.id) {
+                let _ = writeln!(
+                    o,
+                    "{},{},{},{},{},{},{},{},{}",
+                    r.id,
+                    self.file.generation.arch,
+                    self.file.generation.layer,
+                    self.gen_settings(r),
+                    g.cycles,
+                    g.seconds,
+                    g.traffic_bytes.get("hbm").copied().unwrap_or(0),
+                    g.energy_pj * 1e-12,
+                    g.energy_pj * 1e-12 / g.seconds
+                );
+            }
+        }
         o
+    }
+
+    /// A generation's settings in one line: model, steps, context, schedules and `--set`s.
+    fn gen_settings(&self, r: &GenRun) -> String {
+        let g = &self.file.generation;
+        let mut parts = vec![
+            format!("model={}", r.model),
+            format!("steps={}", g.steps),
+            format!("context={}", g.context),
+        ];
+        if let Some(t) = r.tokens {
+            parts.push(format!("tokens={}", t.text()));
+        }
+        if let Some(h) = r.heads {
+            parts.push(format!("heads={}", h.text()));
+        }
+        parts.extend(r.sets.iter().cloned());
+        parts.join(" ")
+    }
+
+    fn generation_report(&self, id: &str) -> Option<&GenerationReport> {
+        self.generations.get(id).and_then(|r| r.as_ref().ok())
+    }
+
+    /// A quantity of generation `num` over the same of `den`, if both ran.
+    fn gen_ratio(&self, num: &str, den: &str, q: &GenQuantity) -> Option<f64> {
+        Some(
+            gen_quantity(self.generation_report(num)?, q)
+                / gen_quantity(self.generation_report(den)?, q),
+        )
+    }
+
+    fn attention_traffic(&self) -> GenQuantity {
+        GenQuantity::OpTraffic("hbm".into(), self.file.generation.attention_ops.clone())
+    }
+
+    /// The technique ladder on GPT-2 generation: one table per model, each run against its dense run.
+    fn generation_markdown(&self, o: &mut String) {
+        let g = &self.file.generation;
+        let _ = writeln!(
+            o,
+            "\n## GPT-2 generation: the speedup each technique adds\n\nWhole-model generation (`generation::run_generation`, layer `{}` on arch `{}`): {} tokens after a {}-token\ncontext, every step through every layer (Q, K, V projections, attention, output projection, FFN). A cumulative\nladder on the same hardware, each ratio against the model's dense run; *adds* is the factor the row's technique\nadds (cycles of the run before it over its own; for top-k parallelism, cycles at P = 1 over cycles at P = 16).\nHBM traffic is bytes read and written; *attention* counts the ops the techniques act on ({}), the rest is the\nFC and FFN weights, fetched at 12 bits once per layer and step whatever the pruning. `tokens` and `heads` are\npruning schedules FRONT/START/END in percent (`einsim generate --tokens FRONT,START,END`). `generation.png` and\n`generation.svg` plot the ladder; `runs.csv` has each run.\n",
+            g.layer,
+            g.arch,
+            g.steps,
+            g.context,
+            g.attention_ops.join(", ")
+        );
+        let att = self.attention_traffic();
+        let mut models: Vec<&str> = Vec::new();
+        for r in &g.runs {
+            if !models.contains(&r.model.as_str()) {
+                models.push(&r.model);
+            }
+        }
+        for m in models {
+            let _ = writeln!(
+                o,
+                "### {m}\n\n| run | technique | cycles | ms per token | speedup vs dense | adds | HBM reduction | attention HBM reduction | attention share of cycles |\n|---|---|---|---|---|---|---|---|---|"
+            );
+            for r in g.runs.iter().filter(|r| r.model == m) {
+                let Some(rep) = self.generation_report(&r.id) else {
+                    let why = match self.generations.get(&r.id) {
+                        Some(Err(e)) => e.lines().next().unwrap_or("").to_string(),
+                        _ => "not run".into(),
+                    };
+                    let _ = writeln!(o, "| {} | {} | failed: {why} |", r.id, r.technique);
+                    continue;
+                };
+                let ratio = |a: &str, b: &str, q: &GenQuantity| {
+                    self.gen_ratio(a, b, q)
+                        .map_or("–".to_string(), |v| format!("{}x", num(v)))
+                };
+                let adds = r.adds.as_ref().map_or("–".to_string(), |(a, b)| {
+                    ratio(a, b, &GenQuantity::Cycles)
+                });
+                let att_cycles: u64 = g
+                    .attention_ops
+                    .iter()
+                    .filter_map(|op| rep.by_op.get(op))
+                    .map(|t| t.cycles)
+                    .sum();
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {:.1}% |",
+                    r.id,
+                    r.technique,
+                    rep.cycles,
+                    num(rep.seconds * 1e3 / g.steps as f64),
+                    ratio(&r.dense, &r.id, &GenQuantity::Cycles),
+                    adds,
+                    ratio(&r.dense, &r.id, &GenQuantity::Traffic("hbm".into())),
+                    ratio(&r.dense, &r.id, &att),
+                    100.0 * att_cycles as f64 / rep.cycles.max(1) as f64,
+                );
+            }
+            let _ = writeln!(o);
+        }
+        for r in &g.runs {
+            let _ = writeln!(
+                o,
+                "- `{}` ({}): {}",
+                r.id,
+                self.gen_settings(r),
+                r.description
+            );
+        }
+    }
+
+    /// The technique ladder: per model, speedup and attention traffic reduction of each run against dense.
+    pub fn generation_figure(&self) -> Figure {
+        let g = &self.file.generation;
+        let att = self.attention_traffic();
+        let mut models: Vec<&str> = Vec::new();
+        for r in &g.runs {
+            if !models.contains(&r.model.as_str()) {
+                models.push(&r.model);
+            }
+        }
+        // Bars stack their segments, so each quantity gets its own panel: per model, the speedup, then the
+        // attention traffic reduction.
+        let quantities = [
+            (
+                "speedup vs dense",
+                "end-to-end speedup",
+                GenQuantity::Cycles,
+            ),
+            ("attention HBM reduction", "attention HBM reduction", att),
+        ];
+        let mut panels = Vec::new();
+        for &m in &models {
+            for (series, what, q) in &quantities {
+                let bars = g
+                    .runs
+                    .iter()
+                    .filter(|r| r.model == m)
+                    .map(|r| {
+                        let v = self.gen_ratio(&r.dense, &r.id, q).unwrap_or(0.0);
+                        (r.technique.clone(), vec![(series.to_string(), v)])
+                    })
+                    .collect();
+                panels.push(Panel::Bars(BarChart {
+                    title: format!("{m}: {what}"),
+                    y_label: "x dense".into(),
+                    bars,
+                    reference: Some(1.0),
+                    headroom: 1.15,
+                }));
+            }
+        }
+        Figure {
+            title: "SpAtten on GPT-2 generation: each technique against the dense run".into(),
+            panels,
+            cols: 2,
+            panel_size: (640, 400),
+            shared_legend: true,
+        }
     }
 
     pub fn topk_csv(&self) -> String {
