@@ -204,6 +204,47 @@ enum Ev {
     StepDone(u64),
 }
 
+/// An event in the queue, packed to 32 bytes (a `(Tick, Ev)` takes 48, and the heap's sifting moves entries):
+/// ordered by time, then as `Ev` orders (variant, then its fields).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct Event {
+    at: Tick,
+    /// `Ev`'s variant: 0 `Ready`, 1 `Done`, 2 `StepDone`.
+    kind: u8,
+    /// `Ready`'s sequence number, `Done`'s id, `StepDone`'s step.
+    value: u64,
+    /// `Ready`'s id (which orders `Ready`s of equal sequence number, as in `Ev`); 0 otherwise.
+    id: u32,
+}
+
+impl Event {
+    fn new(at: Tick, ev: Ev) -> Self {
+        let id32 = |id: usize| u32::try_from(id).expect("fewer than 2^32 live instances");
+        let (kind, value, id) = match ev {
+            Ev::Ready { seq, id } => (0, seq, id32(id)),
+            Ev::Done(id) => (1, id as u64, 0),
+            Ev::StepDone(step) => (2, step, 0),
+        };
+        Event {
+            at,
+            kind,
+            value,
+            id,
+        }
+    }
+
+    fn ev(&self) -> Ev {
+        match self.kind {
+            0 => Ev::Ready {
+                seq: self.value,
+                id: self.id as usize,
+            },
+            1 => Ev::Done(self.value as usize),
+            _ => Ev::StepDone(self.value),
+        }
+    }
+}
+
 /// A step (tile) in flight: how many of its compute tasks are left and when its last result has drained.
 struct StepRec {
     left: u32,
@@ -401,7 +442,7 @@ struct Stage<'a> {
     /// Instances that finished with nothing left to release (or whose tile was just released): the only
     /// candidates for pruning, so a prune costs what finished since the last one, not the live set.
     finished: Vec<usize>,
-    events: BinaryHeap<Reverse<(Tick, Ev)>>,
+    events: BinaryHeap<Reverse<Event>>,
     server_free: Vec<Tick>,
     /// Per server, the ready tasks by (sequence number, id): the oldest starts first.
     ready: Vec<BinaryHeap<Reverse<(u64, usize)>>>,
@@ -583,7 +624,7 @@ impl<'a> Stage<'a> {
                 break;
             }
             self.dispatch();
-            let Some(&Reverse((t, _))) = self.events.peek() else {
+            let Some(&Reverse(Event { at: t, .. })) = self.events.peek() else {
                 if self.step >= self.total_steps && self.inflight.is_empty() {
                     break;
                 }
@@ -593,12 +634,12 @@ impl<'a> Stage<'a> {
                 )));
             };
             self.now = t;
-            while let Some(&Reverse((t2, ev))) = self.events.peek() {
-                if t2 != self.now {
+            while let Some(&Reverse(e)) = self.events.peek() {
+                if e.at != self.now {
                     break;
                 }
                 self.events.pop();
-                self.handle(ev);
+                self.handle(e.ev());
             }
         }
         let ticks = match &estimate {
@@ -673,8 +714,7 @@ impl<'a> Stage<'a> {
             }
         }
         if rec.left == 0 {
-            self.events
-                .push(Reverse((self.now, Ev::StepDone(self.step))));
+            self.schedule(self.now, Ev::StepDone(self.step));
         }
         self.inflight.insert(self.step, rec);
         self.advance();
@@ -737,8 +777,12 @@ impl<'a> Stage<'a> {
         self.live.insert((ti, key), id);
         self.order.push(seq, id);
         if ready_now {
-            self.events.push(Reverse((ready_at, Ev::Ready { seq, id })));
+            self.schedule(ready_at, Ev::Ready { seq, id });
         }
+    }
+
+    fn schedule(&mut self, at: Tick, ev: Ev) {
+        self.events.push(Reverse(Event::new(at, ev)));
     }
 
     fn alloc_id(&mut self) -> usize {
@@ -811,7 +855,7 @@ impl<'a> Stage<'a> {
             di.deps_left -= 1;
             if di.deps_left == 0 {
                 let (at, seq) = (di.ready_at, di.seq);
-                self.events.push(Reverse((at, Ev::Ready { seq, id: d })));
+                self.schedule(at, Ev::Ready { seq, id: d });
             }
         }
         for (l, last) in loads.drain(..) {
@@ -843,7 +887,7 @@ impl<'a> Stage<'a> {
                 rec.left -= 1;
                 if rec.left == 0 {
                     let at = rec.complete_at;
-                    self.events.push(Reverse((at, Ev::StepDone(step))));
+                    self.schedule(at, Ev::StepDone(step));
                 }
             }
         }
@@ -910,7 +954,7 @@ impl<'a> Stage<'a> {
             i.state = State::Running;
             i.end = end;
             self.server_free[s] = end;
-            self.events.push(Reverse((end, Ev::Done(id))));
+            self.schedule(end, Ev::Done(id));
         }
     }
 
@@ -1498,8 +1542,8 @@ impl<'a> Stage<'a> {
         self.events = self
             .events
             .drain()
-            .map(|Reverse((t, ev))| {
-                let ev = match ev {
+            .map(|Reverse(e)| {
+                let ev = match e.ev() {
                     Ev::StepDone(s) if s >= start => Ev::StepDone(s + n * ds),
                     Ev::Ready { id, .. } => Ev::Ready {
                         seq: insts[id].as_ref().expect("live").seq,
@@ -1507,7 +1551,7 @@ impl<'a> Stage<'a> {
                     },
                     other => other,
                 };
-                Reverse((t + shift_t, ev))
+                Reverse(Event::new(e.at + shift_t, ev))
             })
             .collect();
         self.inflight = std::mem::take(&mut self.inflight)
