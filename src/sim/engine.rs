@@ -352,16 +352,12 @@ struct History {
 }
 
 impl History {
-    /// Four independent lanes: one chained multiply per word was a tenth of the run time, bound by the
-    /// multiply's latency, not its throughput. Equal keys still hash equally (and are compared in full).
+    /// Eight independent lanes: one chained multiply per word was a tenth of the run time, bound by the
+    /// multiply's latency, not its throughput (four lanes still were). Equal keys still hash equally (and are
+    /// compared in full).
     fn hash(key: &[i64]) -> u64 {
-        let mut lanes = [
-            KeyHasher::default(),
-            KeyHasher(1),
-            KeyHasher(2),
-            KeyHasher(3),
-        ];
-        let mut words = key.chunks_exact(4);
+        let mut lanes: [KeyHasher; 8] = std::array::from_fn(|i| KeyHasher(i as u64));
+        let mut words = key.chunks_exact(8);
         for c in &mut words {
             for (h, &w) in lanes.iter_mut().zip(c) {
                 h.write_u64(w as u64);
@@ -394,9 +390,43 @@ impl History {
         self.by_hash.entry(h).or_default().push((key, snap));
     }
 
-    fn clear(&mut self) {
-        self.by_hash.clear();
+    /// Forget every snapshot, keeping the key buffers in `spare` for the next snapshots.
+    fn clear(&mut self, spare: &mut KeyPool) {
+        for (_, snaps) in self.by_hash.drain() {
+            for (key, _) in snaps {
+                spare.put(key);
+            }
+        }
         self.words = 0;
+    }
+}
+
+/// Emptied snapshot key buffers for the next snapshots: nearly every step takes a snapshot of some
+/// thousand words, and allocating and freeing them was a tenth of the run time.
+#[derive(Default)]
+struct KeyPool {
+    keys: Vec<Vec<i64>>,
+    /// Words of capacity held, kept under `KEY_POOL_WORDS`.
+    words: usize,
+}
+
+const KEY_POOL_WORDS: usize = 1 << 20;
+
+impl KeyPool {
+    /// An empty buffer, with room for at least `words` words.
+    fn take(&mut self, words: usize) -> Vec<i64> {
+        let mut key = self.keys.pop().unwrap_or_default();
+        self.words -= key.capacity();
+        key.clear();
+        key.reserve(words);
+        key
+    }
+
+    fn put(&mut self, key: Vec<i64>) {
+        if self.words + key.capacity() <= KEY_POOL_WORDS {
+            self.words += key.capacity();
+            self.keys.push(key);
+        }
     }
 }
 
@@ -465,6 +495,7 @@ struct Stage<'a> {
     last_time: Tick,
     /// Per loop level, the snapshots of the current execution of that loop, by key.
     history: Vec<History>,
+    spare_keys: KeyPool,
     /// Words held by `history`, and how many times every snapshot stride has been doubled to keep it bounded.
     history_words: usize,
     stride_shift: u32,
@@ -582,6 +613,7 @@ impl<'a> Stage<'a> {
             work_done: 0,
             last_time: 0,
             history: (0..n).map(|_| History::default()).collect(),
+            spare_keys: KeyPool::default(),
             loop_start: vec![0; n],
             waits: 0,
             parked_seq: 0,
@@ -964,10 +996,15 @@ impl<'a> Stage<'a> {
     ///
     /// Only `finished` is scanned. An id there may since have been pruned (and perhaps reused): whatever occupies
     /// the slot is judged by the same condition, so a stale entry is harmless.
+    ///
+    /// Both lists are filtered in place (what stays moves to the front): this runs at nearly every step, and two
+    /// fresh vectors a call showed in the profile.
     fn prune(&mut self) {
         let now = self.now;
-        let mut waiting = Vec::new();
-        for id in std::mem::take(&mut self.finished) {
+        let mut waiting = std::mem::take(&mut self.finished);
+        let mut kept = 0;
+        for at in 0..waiting.len() {
+            let id = waiting[at];
             let Some(i) = &self.insts[id] else {
                 continue;
             };
@@ -976,7 +1013,8 @@ impl<'a> Stage<'a> {
                 continue; // a reused slot: it is listed again when it finishes
             }
             if i.end + lat > now {
-                waiting.push(id);
+                waiting[kept] = id;
+                kept += 1;
                 continue;
             }
             self.live.remove(&(i.tmpl, i.key));
@@ -988,11 +1026,14 @@ impl<'a> Stage<'a> {
             self.insts[id] = None;
             self.free_ids.push(id);
         }
+        waiting.truncate(kept);
         waiting.sort_unstable();
         waiting.dedup();
         self.finished = waiting;
-        let mut later = Vec::new();
-        for id in std::mem::take(&mut self.to_park) {
+        let mut later = std::mem::take(&mut self.to_park);
+        let mut kept = 0;
+        for at in 0..later.len() {
+            let id = later[at];
             let Some(i) = self.insts[id].as_mut() else {
                 continue;
             };
@@ -1000,7 +1041,8 @@ impl<'a> Stage<'a> {
                 continue; // released since (or a reused slot, listed again when it finishes)
             }
             if i.end + self.max_latency > now {
-                later.push(id);
+                later[kept] = id;
+                kept += 1;
                 continue;
             }
             i.parked = true;
@@ -1008,6 +1050,7 @@ impl<'a> Stage<'a> {
             self.order.remove(i.seq);
             self.parked.insert((i.free_step, i.seq), id);
         }
+        later.truncate(kept);
         later.sort_unstable();
         later.dedup();
         self.to_park = later;
@@ -1049,13 +1092,13 @@ impl<'a> Stage<'a> {
     }
 
     /// Everything that can influence the future, relative to now and the current step; `None` when a relative
-    /// value does not fit 64 bits (no period is looked for then: skipping needs exact keys).
-    fn snapshot(&self, level: usize) -> Option<Vec<i64>> {
+    /// value does not fit 64 bits (no period is looked for then: skipping needs exact keys). Written into `key`,
+    /// which is empty.
+    fn snapshot(&self, level: usize, key: &mut Vec<i64>) -> Option<()> {
         let now = self.now;
         let rel = |t: Tick| i64::try_from(t.saturating_sub(now)).ok();
         let rs = |s: u64| i64::try_from(s as i128 - self.step as i128).ok();
         let word = |v: u64| i64::try_from(v).ok();
-        let mut key: Vec<i64> = Vec::with_capacity(self.order.len() * 10 + 64);
         let last_start = self.last_iteration_start(level);
         let record = |key: &mut Vec<i64>, i: &Inst| -> Option<()> {
             key.extend_from_slice(&[
@@ -1080,7 +1123,7 @@ impl<'a> Stage<'a> {
         for id in self.order.ids() {
             let i = self.insts[id].as_ref().expect("live");
             if !self.is_background(i, last_start) {
-                record(&mut key, i)?;
+                record(key, i)?;
             }
         }
         // Parked tiles released before the last iteration could be skipped over: they are part of the state,
@@ -1095,7 +1138,7 @@ impl<'a> Stage<'a> {
             if i.step < start && i.free_step >= self.step {
                 continue;
             }
-            record(&mut key, i)?;
+            record(key, i)?;
         }
         for &t in &self.server_free {
             key.push(rel(t)?);
@@ -1103,7 +1146,7 @@ impl<'a> Stage<'a> {
         for (&s, r) in &self.inflight {
             key.extend([rs(s)?, r.left as i64, rel(r.complete_at)?]);
         }
-        Some(key)
+        Some(())
     }
 
     /// Iterations of loop `level` between two snapshots: a power of two chosen so that taking snapshots (each
@@ -1141,7 +1184,7 @@ impl<'a> Stage<'a> {
             let iter = self.coords[level];
             if iter == 0 {
                 self.history_words -= self.history[level].words;
-                self.history[level].clear();
+                self.history[level].clear(&mut self.spare_keys);
                 self.low_water[level] = self.buffer_free;
                 self.affine_failed[level] = false;
                 self.misses[level] = 0;
@@ -1155,9 +1198,11 @@ impl<'a> Stage<'a> {
                 self.prune();
                 pruned = true;
             }
-            let Some(key) = self.snapshot(level) else {
+            let mut key = self.spare_keys.take(self.order.len() * 10 + 64);
+            if self.snapshot(level, &mut key).is_none() {
+                self.spare_keys.put(key);
                 continue;
-            };
+            }
             let (hash, found) = self.history[level].get(&key);
             if let Some(h) = found {
                 let k = iter - h.iter;
@@ -1194,11 +1239,13 @@ impl<'a> Stage<'a> {
                     }
                     for l in level..self.n {
                         self.history_words -= self.history[l].words;
-                        self.history[l].clear();
+                        self.history[l].clear(&mut self.spare_keys);
                         self.low_water[l] = self.buffer_free;
                     }
+                    self.spare_keys.put(key);
                     return;
                 }
+                self.spare_keys.put(key);
                 continue;
             }
             self.misses[level] += 1;
@@ -1218,7 +1265,7 @@ impl<'a> Stage<'a> {
                 // Too many snapshots kept: start again with every stride doubled (periods stay detectable, at
                 // twice the delay).
                 for h in &mut self.history {
-                    h.clear();
+                    h.clear(&mut self.spare_keys);
                 }
                 self.history_words = 0;
                 self.stride_shift += 1;
