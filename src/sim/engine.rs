@@ -181,9 +181,6 @@ struct Inst {
     deps_left: u32,
     ready_at: Tick,
     end: Tick,
-    dependents: Vec<usize>,
-    /// Load instances this task reads, and whether it is their last reader (which releases the tile).
-    loads: Vec<(usize, bool)>,
     /// For a load: last readers still to finish before its tile is released.
     consumers_left: u64,
     /// For a load: the step of its last reader (it holds the buffer until then).
@@ -191,6 +188,18 @@ struct Inst {
     alloc: u64,
     /// In `parked` rather than `order` (see there).
     parked: bool,
+}
+
+/// The instance in a slot's wiring, kept apart from `Inst` (by slot id, in `Stage::links`): snapshots read every
+/// live instance in random slot order and never these, so a smaller `Inst` is fewer cache lines missed. Both
+/// lists are empty once the instance has finished, and stay with the slot for its next instance (allocating two
+/// small vectors per instance was a tenth of the run time).
+#[derive(Default)]
+struct Links {
+    /// Instances waiting for this one's result.
+    dependents: Vec<usize>,
+    /// Load instances this task reads, and whether it is their last reader (which releases the tile).
+    loads: Vec<(usize, bool)>,
 }
 
 /// Events at one tick are handled in this order: all `Ready`s (oldest instance first, so loads claim buffer space
@@ -452,10 +461,8 @@ struct Stage<'a> {
     window: u64,
     insts: Vec<Option<Inst>>,
     free_ids: Vec<usize>,
-    /// Emptied `dependents` and `loads` lists, kept for the next instances: allocating two small vectors per
-    /// instance was a tenth of the run time.
-    spare_dependents: Vec<Vec<usize>>,
-    spare_loads: Vec<Vec<(usize, bool)>>,
+    /// Per slot of `insts`, its instance's wiring.
+    links: Vec<Links>,
     live: HashMap<(usize, u64), usize, FastHash>,
     /// Live instances by sequence number (program order), for canonical snapshots, except the parked ones.
     order: Order,
@@ -589,8 +596,7 @@ impl<'a> Stage<'a> {
             admit_order,
             insts: Vec::new(),
             free_ids: Vec::new(),
-            spare_dependents: Vec::new(),
-            spare_loads: Vec::new(),
+            links: Vec::new(),
             live: HashMap::default(),
             order: Order::default(),
             parked: BTreeMap::new(),
@@ -766,8 +772,6 @@ impl<'a> Stage<'a> {
             deps_left: 0,
             ready_at: self.now,
             end: 0,
-            dependents: self.spare_dependents.pop().unwrap_or_default(),
-            loads: self.spare_loads.pop().unwrap_or_default(),
             consumers_left: t.consumers,
             free_step: self.last_use_step(ti),
             alloc: t.alloc,
@@ -795,12 +799,12 @@ impl<'a> Stage<'a> {
                 let lt = &self.st.templates[d.template];
                 let last = (0..self.n)
                     .all(|j| !t.loops[j] || lt.loops[j] || self.coords[j] == self.trips[j] - 1);
-                inst.loads.push((pid, last));
+                self.links[id].loads.push((pid, last));
             }
             if producer.state == State::Done {
                 inst.ready_at = inst.ready_at.max(producer.end + lat);
             } else {
-                producer.dependents.push(id);
+                self.links[pid].dependents.push(id);
                 inst.deps_left += 1;
             }
         }
@@ -819,9 +823,12 @@ impl<'a> Stage<'a> {
 
     fn alloc_id(&mut self) -> usize {
         if let Some(i) = self.free_ids.pop() {
+            // Freed slots held finished instances, whose lists `finish` emptied.
+            debug_assert!(self.links[i].dependents.is_empty() && self.links[i].loads.is_empty());
             i
         } else {
             self.insts.push(None);
+            self.links.push(Links::default());
             self.insts.len() - 1
         }
     }
@@ -869,17 +876,15 @@ impl<'a> Stage<'a> {
 
     /// A task ends: wake its dependents, release the tiles it was the last reader of, account its step.
     fn finish(&mut self, id: usize) {
-        let (tmpl, end, mut dependents, mut loads, step) = {
+        let (tmpl, end, step) = {
             let i = self.insts[id].as_mut().expect("live");
             i.state = State::Done;
-            (
-                i.tmpl,
-                i.end,
-                std::mem::take(&mut i.dependents),
-                std::mem::take(&mut i.loads),
-                i.step,
-            )
+            (i.tmpl, i.end, i.step)
         };
+        let Links {
+            mut dependents,
+            mut loads,
+        } = std::mem::take(&mut self.links[id]);
         for d in dependents.drain(..) {
             let lat = self.latency(tmpl, self.insts[d].as_ref().expect("live").tmpl);
             let di = self.insts[d].as_mut().expect("live");
@@ -902,8 +907,8 @@ impl<'a> Stage<'a> {
                 self.finished.push(l);
             }
         }
-        self.spare_dependents.push(dependents);
-        self.spare_loads.push(loads);
+        // Emptied, back to the slot for its next instance.
+        self.links[id] = Links { dependents, loads };
         let i = self.insts[id].as_ref().expect("live");
         if i.consumers_left == 0 {
             self.finished.push(id);
@@ -1509,8 +1514,6 @@ impl<'a> Stage<'a> {
                     deps_left: 0,
                     ready_at: end,
                     end,
-                    dependents: vec![],
-                    loads: vec![],
                     consumers_left: r.consumers_left,
                     free_step,
                     alloc: r.alloc,
