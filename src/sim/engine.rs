@@ -352,10 +352,14 @@ impl Order {
 }
 
 /// The snapshots of one execution of a loop, by key. Keys are long (about ten words per live instance), so each is
-/// hashed once: the map is from the key's hash to the snapshots with that hash, compared in full.
+/// hashed once: the map is from the key's hash to the newest snapshot with that hash, which links to the older
+/// ones (keys compared in full). The snapshots live in one vector, as nearly every step adds one and a small
+/// vector per hash was an allocation each.
 #[derive(Default)]
 struct History {
-    by_hash: HashMap<u64, Vec<(Vec<i64>, Snap)>, FastHash>,
+    by_hash: HashMap<u64, usize, FastHash>,
+    /// (key, snapshot, the previous entry with the same hash or `NO_ENTRY`).
+    entries: Vec<(Vec<i64>, Snap, usize)>,
     /// Words held by the keys.
     words: usize,
 }
@@ -385,30 +389,40 @@ impl History {
     /// The key's hash (for [`History::insert`]) and the snapshot with an equal key, if any.
     fn get(&self, key: &[i64]) -> (u64, Option<&Snap>) {
         let h = Self::hash(key);
-        let found = self
-            .by_hash
-            .get(&h)
-            .and_then(|v| v.iter().find(|(k, _)| k.as_slice() == key))
-            .map(|(_, s)| s);
-        (h, found)
+        let mut at = self.by_hash.get(&h).copied().unwrap_or(NO_ENTRY);
+        // Keys are unique (only a key not found is inserted), so the order of the search does not matter.
+        while at != NO_ENTRY {
+            let (k, snap, older) = &self.entries[at];
+            if k.as_slice() == key {
+                return (h, Some(snap));
+            }
+            at = *older;
+        }
+        (h, None)
     }
 
     /// Add a snapshot whose key (of hash `h`) is not there yet.
     fn insert(&mut self, h: u64, key: Vec<i64>, snap: Snap) {
         self.words += key.len();
-        self.by_hash.entry(h).or_default().push((key, snap));
+        let older = self
+            .by_hash
+            .insert(h, self.entries.len())
+            .unwrap_or(NO_ENTRY);
+        self.entries.push((key, snap, older));
     }
 
     /// Forget every snapshot, keeping the key buffers in `spare` for the next snapshots.
     fn clear(&mut self, spare: &mut KeyPool) {
-        for (_, snaps) in self.by_hash.drain() {
-            for (key, _) in snaps {
-                spare.put(key);
-            }
+        self.by_hash.clear();
+        for (key, _, _) in self.entries.drain(..) {
+            spare.put(key);
         }
         self.words = 0;
     }
 }
+
+/// The end of a chain of `History::entries`.
+const NO_ENTRY: usize = usize::MAX;
 
 /// Emptied snapshot key buffers for the next snapshots: nearly every step takes a snapshot of some
 /// thousand words, and allocating and freeing them was a tenth of the run time.
