@@ -181,9 +181,6 @@ struct Inst {
     deps_left: u32,
     ready_at: Tick,
     end: Tick,
-    dependents: Vec<usize>,
-    /// Load instances this task reads, and whether it is their last reader (which releases the tile).
-    loads: Vec<(usize, bool)>,
     /// For a load: last readers still to finish before its tile is released.
     consumers_left: u64,
     /// For a load: the step of its last reader (it holds the buffer until then).
@@ -191,6 +188,18 @@ struct Inst {
     alloc: u64,
     /// In `parked` rather than `order` (see there).
     parked: bool,
+}
+
+/// The instance in a slot's wiring, kept apart from `Inst` (by slot id, in `Stage::links`): snapshots read every
+/// live instance in random slot order and never these, so a smaller `Inst` is fewer cache lines missed. Both
+/// lists are empty once the instance has finished, and stay with the slot for its next instance (allocating two
+/// small vectors per instance was a tenth of the run time).
+#[derive(Default)]
+struct Links {
+    /// Instances waiting for this one's result.
+    dependents: Vec<usize>,
+    /// Load instances this task reads, and whether it is their last reader (which releases the tile).
+    loads: Vec<(usize, bool)>,
 }
 
 /// Events at one tick are handled in this order: all `Ready`s (oldest instance first, so loads claim buffer space
@@ -202,6 +211,47 @@ enum Ev {
     Ready { seq: u64, id: usize },
     Done(usize),
     StepDone(u64),
+}
+
+/// An event in the queue, packed to 32 bytes (a `(Tick, Ev)` takes 48, and the heap's sifting moves entries):
+/// ordered by time, then as `Ev` orders (variant, then its fields).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct Event {
+    at: Tick,
+    /// `Ev`'s variant: 0 `Ready`, 1 `Done`, 2 `StepDone`.
+    kind: u8,
+    /// `Ready`'s sequence number, `Done`'s id, `StepDone`'s step.
+    value: u64,
+    /// `Ready`'s id (which orders `Ready`s of equal sequence number, as in `Ev`); 0 otherwise.
+    id: u32,
+}
+
+impl Event {
+    fn new(at: Tick, ev: Ev) -> Self {
+        let id32 = |id: usize| u32::try_from(id).expect("fewer than 2^32 live instances");
+        let (kind, value, id) = match ev {
+            Ev::Ready { seq, id } => (0, seq, id32(id)),
+            Ev::Done(id) => (1, id as u64, 0),
+            Ev::StepDone(step) => (2, step, 0),
+        };
+        Event {
+            at,
+            kind,
+            value,
+            id,
+        }
+    }
+
+    fn ev(&self) -> Ev {
+        match self.kind {
+            0 => Ev::Ready {
+                seq: self.value,
+                id: self.id as usize,
+            },
+            1 => Ev::Done(self.value as usize),
+            _ => Ev::StepDone(self.value),
+        }
+    }
 }
 
 /// A step (tile) in flight: how many of its compute tasks are left and when its last result has drained.
@@ -302,25 +352,25 @@ impl Order {
 }
 
 /// The snapshots of one execution of a loop, by key. Keys are long (about ten words per live instance), so each is
-/// hashed once: the map is from the key's hash to the snapshots with that hash, compared in full.
+/// hashed once: the map is from the key's hash to the newest snapshot with that hash, which links to the older
+/// ones (keys compared in full). The snapshots live in one vector, as nearly every step adds one and a small
+/// vector per hash was an allocation each.
 #[derive(Default)]
 struct History {
-    by_hash: HashMap<u64, Vec<(Vec<i64>, Snap)>, FastHash>,
+    by_hash: HashMap<u64, usize, FastHash>,
+    /// (key, snapshot, the previous entry with the same hash or `NO_ENTRY`).
+    entries: Vec<(Vec<i64>, Snap, usize)>,
     /// Words held by the keys.
     words: usize,
 }
 
 impl History {
-    /// Four independent lanes: one chained multiply per word was a tenth of the run time, bound by the
-    /// multiply's latency, not its throughput. Equal keys still hash equally (and are compared in full).
+    /// Eight independent lanes: one chained multiply per word was a tenth of the run time, bound by the
+    /// multiply's latency, not its throughput (four lanes still were). Equal keys still hash equally (and are
+    /// compared in full).
     fn hash(key: &[i64]) -> u64 {
-        let mut lanes = [
-            KeyHasher::default(),
-            KeyHasher(1),
-            KeyHasher(2),
-            KeyHasher(3),
-        ];
-        let mut words = key.chunks_exact(4);
+        let mut lanes: [KeyHasher; 8] = std::array::from_fn(|i| KeyHasher(i as u64));
+        let mut words = key.chunks_exact(8);
         for c in &mut words {
             for (h, &w) in lanes.iter_mut().zip(c) {
                 h.write_u64(w as u64);
@@ -339,23 +389,67 @@ impl History {
     /// The key's hash (for [`History::insert`]) and the snapshot with an equal key, if any.
     fn get(&self, key: &[i64]) -> (u64, Option<&Snap>) {
         let h = Self::hash(key);
-        let found = self
-            .by_hash
-            .get(&h)
-            .and_then(|v| v.iter().find(|(k, _)| k.as_slice() == key))
-            .map(|(_, s)| s);
-        (h, found)
+        let mut at = self.by_hash.get(&h).copied().unwrap_or(NO_ENTRY);
+        // Keys are unique (only a key not found is inserted), so the order of the search does not matter.
+        while at != NO_ENTRY {
+            let (k, snap, older) = &self.entries[at];
+            if k.as_slice() == key {
+                return (h, Some(snap));
+            }
+            at = *older;
+        }
+        (h, None)
     }
 
     /// Add a snapshot whose key (of hash `h`) is not there yet.
     fn insert(&mut self, h: u64, key: Vec<i64>, snap: Snap) {
         self.words += key.len();
-        self.by_hash.entry(h).or_default().push((key, snap));
+        let older = self
+            .by_hash
+            .insert(h, self.entries.len())
+            .unwrap_or(NO_ENTRY);
+        self.entries.push((key, snap, older));
     }
 
-    fn clear(&mut self) {
+    /// Forget every snapshot, keeping the key buffers in `spare` for the next snapshots.
+    fn clear(&mut self, spare: &mut KeyPool) {
         self.by_hash.clear();
+        for (key, _, _) in self.entries.drain(..) {
+            spare.put(key);
+        }
         self.words = 0;
+    }
+}
+
+/// The end of a chain of `History::entries`.
+const NO_ENTRY: usize = usize::MAX;
+
+/// Emptied snapshot key buffers for the next snapshots: nearly every step takes a snapshot of some
+/// thousand words, and allocating and freeing them was a tenth of the run time.
+#[derive(Default)]
+struct KeyPool {
+    keys: Vec<Vec<i64>>,
+    /// Words of capacity held, kept under `KEY_POOL_WORDS`.
+    words: usize,
+}
+
+const KEY_POOL_WORDS: usize = 1 << 20;
+
+impl KeyPool {
+    /// An empty buffer, with room for at least `words` words.
+    fn take(&mut self, words: usize) -> Vec<i64> {
+        let mut key = self.keys.pop().unwrap_or_default();
+        self.words -= key.capacity();
+        key.clear();
+        key.reserve(words);
+        key
+    }
+
+    fn put(&mut self, key: Vec<i64>) {
+        if self.words + key.capacity() <= KEY_POOL_WORDS {
+            self.words += key.capacity();
+            self.keys.push(key);
+        }
     }
 }
 
@@ -381,10 +475,8 @@ struct Stage<'a> {
     window: u64,
     insts: Vec<Option<Inst>>,
     free_ids: Vec<usize>,
-    /// Emptied `dependents` and `loads` lists, kept for the next instances: allocating two small vectors per
-    /// instance was a tenth of the run time.
-    spare_dependents: Vec<Vec<usize>>,
-    spare_loads: Vec<Vec<(usize, bool)>>,
+    /// Per slot of `insts`, its instance's wiring.
+    links: Vec<Links>,
     live: HashMap<(usize, u64), usize, FastHash>,
     /// Live instances by sequence number (program order), for canonical snapshots, except the parked ones.
     order: Order,
@@ -401,7 +493,7 @@ struct Stage<'a> {
     /// Instances that finished with nothing left to release (or whose tile was just released): the only
     /// candidates for pruning, so a prune costs what finished since the last one, not the live set.
     finished: Vec<usize>,
-    events: BinaryHeap<Reverse<(Tick, Ev)>>,
+    events: BinaryHeap<Reverse<Event>>,
     server_free: Vec<Tick>,
     /// Per server, the ready tasks by (sequence number, id): the oldest starts first.
     ready: Vec<BinaryHeap<Reverse<(u64, usize)>>>,
@@ -424,6 +516,7 @@ struct Stage<'a> {
     last_time: Tick,
     /// Per loop level, the snapshots of the current execution of that loop, by key.
     history: Vec<History>,
+    spare_keys: KeyPool,
     /// Words held by `history`, and how many times every snapshot stride has been doubled to keep it bounded.
     history_words: usize,
     stride_shift: u32,
@@ -517,8 +610,7 @@ impl<'a> Stage<'a> {
             admit_order,
             insts: Vec::new(),
             free_ids: Vec::new(),
-            spare_dependents: Vec::new(),
-            spare_loads: Vec::new(),
+            links: Vec::new(),
             live: HashMap::default(),
             order: Order::default(),
             parked: BTreeMap::new(),
@@ -541,6 +633,7 @@ impl<'a> Stage<'a> {
             work_done: 0,
             last_time: 0,
             history: (0..n).map(|_| History::default()).collect(),
+            spare_keys: KeyPool::default(),
             loop_start: vec![0; n],
             waits: 0,
             parked_seq: 0,
@@ -583,7 +676,7 @@ impl<'a> Stage<'a> {
                 break;
             }
             self.dispatch();
-            let Some(&Reverse((t, _))) = self.events.peek() else {
+            let Some(&Reverse(Event { at: t, .. })) = self.events.peek() else {
                 if self.step >= self.total_steps && self.inflight.is_empty() {
                     break;
                 }
@@ -593,12 +686,12 @@ impl<'a> Stage<'a> {
                 )));
             };
             self.now = t;
-            while let Some(&Reverse((t2, ev))) = self.events.peek() {
-                if t2 != self.now {
+            while let Some(&Reverse(e)) = self.events.peek() {
+                if e.at != self.now {
                     break;
                 }
                 self.events.pop();
-                self.handle(ev);
+                self.handle(e.ev());
             }
         }
         let ticks = match &estimate {
@@ -673,8 +766,7 @@ impl<'a> Stage<'a> {
             }
         }
         if rec.left == 0 {
-            self.events
-                .push(Reverse((self.now, Ev::StepDone(self.step))));
+            self.schedule(self.now, Ev::StepDone(self.step));
         }
         self.inflight.insert(self.step, rec);
         self.advance();
@@ -694,8 +786,6 @@ impl<'a> Stage<'a> {
             deps_left: 0,
             ready_at: self.now,
             end: 0,
-            dependents: self.spare_dependents.pop().unwrap_or_default(),
-            loads: self.spare_loads.pop().unwrap_or_default(),
             consumers_left: t.consumers,
             free_step: self.last_use_step(ti),
             alloc: t.alloc,
@@ -723,12 +813,12 @@ impl<'a> Stage<'a> {
                 let lt = &self.st.templates[d.template];
                 let last = (0..self.n)
                     .all(|j| !t.loops[j] || lt.loops[j] || self.coords[j] == self.trips[j] - 1);
-                inst.loads.push((pid, last));
+                self.links[id].loads.push((pid, last));
             }
             if producer.state == State::Done {
                 inst.ready_at = inst.ready_at.max(producer.end + lat);
             } else {
-                producer.dependents.push(id);
+                self.links[pid].dependents.push(id);
                 inst.deps_left += 1;
             }
         }
@@ -737,15 +827,22 @@ impl<'a> Stage<'a> {
         self.live.insert((ti, key), id);
         self.order.push(seq, id);
         if ready_now {
-            self.events.push(Reverse((ready_at, Ev::Ready { seq, id })));
+            self.schedule(ready_at, Ev::Ready { seq, id });
         }
+    }
+
+    fn schedule(&mut self, at: Tick, ev: Ev) {
+        self.events.push(Reverse(Event::new(at, ev)));
     }
 
     fn alloc_id(&mut self) -> usize {
         if let Some(i) = self.free_ids.pop() {
+            // Freed slots held finished instances, whose lists `finish` emptied.
+            debug_assert!(self.links[i].dependents.is_empty() && self.links[i].loads.is_empty());
             i
         } else {
             self.insts.push(None);
+            self.links.push(Links::default());
             self.insts.len() - 1
         }
     }
@@ -793,17 +890,15 @@ impl<'a> Stage<'a> {
 
     /// A task ends: wake its dependents, release the tiles it was the last reader of, account its step.
     fn finish(&mut self, id: usize) {
-        let (tmpl, end, mut dependents, mut loads, step) = {
+        let (tmpl, end, step) = {
             let i = self.insts[id].as_mut().expect("live");
             i.state = State::Done;
-            (
-                i.tmpl,
-                i.end,
-                std::mem::take(&mut i.dependents),
-                std::mem::take(&mut i.loads),
-                i.step,
-            )
+            (i.tmpl, i.end, i.step)
         };
+        let Links {
+            mut dependents,
+            mut loads,
+        } = std::mem::take(&mut self.links[id]);
         for d in dependents.drain(..) {
             let lat = self.latency(tmpl, self.insts[d].as_ref().expect("live").tmpl);
             let di = self.insts[d].as_mut().expect("live");
@@ -811,7 +906,7 @@ impl<'a> Stage<'a> {
             di.deps_left -= 1;
             if di.deps_left == 0 {
                 let (at, seq) = (di.ready_at, di.seq);
-                self.events.push(Reverse((at, Ev::Ready { seq, id: d })));
+                self.schedule(at, Ev::Ready { seq, id: d });
             }
         }
         for (l, last) in loads.drain(..) {
@@ -826,8 +921,8 @@ impl<'a> Stage<'a> {
                 self.finished.push(l);
             }
         }
-        self.spare_dependents.push(dependents);
-        self.spare_loads.push(loads);
+        // Emptied, back to the slot for its next instance.
+        self.links[id] = Links { dependents, loads };
         let i = self.insts[id].as_ref().expect("live");
         if i.consumers_left == 0 {
             self.finished.push(id);
@@ -843,7 +938,7 @@ impl<'a> Stage<'a> {
                 rec.left -= 1;
                 if rec.left == 0 {
                     let at = rec.complete_at;
-                    self.events.push(Reverse((at, Ev::StepDone(step))));
+                    self.schedule(at, Ev::StepDone(step));
                 }
             }
         }
@@ -910,7 +1005,7 @@ impl<'a> Stage<'a> {
             i.state = State::Running;
             i.end = end;
             self.server_free[s] = end;
-            self.events.push(Reverse((end, Ev::Done(id))));
+            self.schedule(end, Ev::Done(id));
         }
     }
 
@@ -920,10 +1015,15 @@ impl<'a> Stage<'a> {
     ///
     /// Only `finished` is scanned. An id there may since have been pruned (and perhaps reused): whatever occupies
     /// the slot is judged by the same condition, so a stale entry is harmless.
+    ///
+    /// Both lists are filtered in place (what stays moves to the front): this runs at nearly every step, and two
+    /// fresh vectors a call showed in the profile.
     fn prune(&mut self) {
         let now = self.now;
-        let mut waiting = Vec::new();
-        for id in std::mem::take(&mut self.finished) {
+        let mut waiting = std::mem::take(&mut self.finished);
+        let mut kept = 0;
+        for at in 0..waiting.len() {
+            let id = waiting[at];
             let Some(i) = &self.insts[id] else {
                 continue;
             };
@@ -932,7 +1032,8 @@ impl<'a> Stage<'a> {
                 continue; // a reused slot: it is listed again when it finishes
             }
             if i.end + lat > now {
-                waiting.push(id);
+                waiting[kept] = id;
+                kept += 1;
                 continue;
             }
             self.live.remove(&(i.tmpl, i.key));
@@ -944,11 +1045,14 @@ impl<'a> Stage<'a> {
             self.insts[id] = None;
             self.free_ids.push(id);
         }
+        waiting.truncate(kept);
         waiting.sort_unstable();
         waiting.dedup();
         self.finished = waiting;
-        let mut later = Vec::new();
-        for id in std::mem::take(&mut self.to_park) {
+        let mut later = std::mem::take(&mut self.to_park);
+        let mut kept = 0;
+        for at in 0..later.len() {
+            let id = later[at];
             let Some(i) = self.insts[id].as_mut() else {
                 continue;
             };
@@ -956,7 +1060,8 @@ impl<'a> Stage<'a> {
                 continue; // released since (or a reused slot, listed again when it finishes)
             }
             if i.end + self.max_latency > now {
-                later.push(id);
+                later[kept] = id;
+                kept += 1;
                 continue;
             }
             i.parked = true;
@@ -964,6 +1069,7 @@ impl<'a> Stage<'a> {
             self.order.remove(i.seq);
             self.parked.insert((i.free_step, i.seq), id);
         }
+        later.truncate(kept);
         later.sort_unstable();
         later.dedup();
         self.to_park = later;
@@ -1005,13 +1111,13 @@ impl<'a> Stage<'a> {
     }
 
     /// Everything that can influence the future, relative to now and the current step; `None` when a relative
-    /// value does not fit 64 bits (no period is looked for then: skipping needs exact keys).
-    fn snapshot(&self, level: usize) -> Option<Vec<i64>> {
+    /// value does not fit 64 bits (no period is looked for then: skipping needs exact keys). Written into `key`,
+    /// which is empty.
+    fn snapshot(&self, level: usize, key: &mut Vec<i64>) -> Option<()> {
         let now = self.now;
         let rel = |t: Tick| i64::try_from(t.saturating_sub(now)).ok();
         let rs = |s: u64| i64::try_from(s as i128 - self.step as i128).ok();
         let word = |v: u64| i64::try_from(v).ok();
-        let mut key: Vec<i64> = Vec::with_capacity(self.order.len() * 10 + 64);
         let last_start = self.last_iteration_start(level);
         let record = |key: &mut Vec<i64>, i: &Inst| -> Option<()> {
             key.extend_from_slice(&[
@@ -1036,7 +1142,7 @@ impl<'a> Stage<'a> {
         for id in self.order.ids() {
             let i = self.insts[id].as_ref().expect("live");
             if !self.is_background(i, last_start) {
-                record(&mut key, i)?;
+                record(key, i)?;
             }
         }
         // Parked tiles released before the last iteration could be skipped over: they are part of the state,
@@ -1051,7 +1157,7 @@ impl<'a> Stage<'a> {
             if i.step < start && i.free_step >= self.step {
                 continue;
             }
-            record(&mut key, i)?;
+            record(key, i)?;
         }
         for &t in &self.server_free {
             key.push(rel(t)?);
@@ -1059,7 +1165,7 @@ impl<'a> Stage<'a> {
         for (&s, r) in &self.inflight {
             key.extend([rs(s)?, r.left as i64, rel(r.complete_at)?]);
         }
-        Some(key)
+        Some(())
     }
 
     /// Iterations of loop `level` between two snapshots: a power of two chosen so that taking snapshots (each
@@ -1097,7 +1203,7 @@ impl<'a> Stage<'a> {
             let iter = self.coords[level];
             if iter == 0 {
                 self.history_words -= self.history[level].words;
-                self.history[level].clear();
+                self.history[level].clear(&mut self.spare_keys);
                 self.low_water[level] = self.buffer_free;
                 self.affine_failed[level] = false;
                 self.misses[level] = 0;
@@ -1111,9 +1217,11 @@ impl<'a> Stage<'a> {
                 self.prune();
                 pruned = true;
             }
-            let Some(key) = self.snapshot(level) else {
+            let mut key = self.spare_keys.take(self.order.len() * 10 + 64);
+            if self.snapshot(level, &mut key).is_none() {
+                self.spare_keys.put(key);
                 continue;
-            };
+            }
             let (hash, found) = self.history[level].get(&key);
             if let Some(h) = found {
                 let k = iter - h.iter;
@@ -1150,11 +1258,13 @@ impl<'a> Stage<'a> {
                     }
                     for l in level..self.n {
                         self.history_words -= self.history[l].words;
-                        self.history[l].clear();
+                        self.history[l].clear(&mut self.spare_keys);
                         self.low_water[l] = self.buffer_free;
                     }
+                    self.spare_keys.put(key);
                     return;
                 }
+                self.spare_keys.put(key);
                 continue;
             }
             self.misses[level] += 1;
@@ -1174,7 +1284,7 @@ impl<'a> Stage<'a> {
                 // Too many snapshots kept: start again with every stride doubled (periods stay detectable, at
                 // twice the delay).
                 for h in &mut self.history {
-                    h.clear();
+                    h.clear(&mut self.spare_keys);
                 }
                 self.history_words = 0;
                 self.stride_shift += 1;
@@ -1418,8 +1528,6 @@ impl<'a> Stage<'a> {
                     deps_left: 0,
                     ready_at: end,
                     end,
-                    dependents: vec![],
-                    loads: vec![],
                     consumers_left: r.consumers_left,
                     free_step,
                     alloc: r.alloc,
@@ -1498,8 +1606,8 @@ impl<'a> Stage<'a> {
         self.events = self
             .events
             .drain()
-            .map(|Reverse((t, ev))| {
-                let ev = match ev {
+            .map(|Reverse(e)| {
+                let ev = match e.ev() {
                     Ev::StepDone(s) if s >= start => Ev::StepDone(s + n * ds),
                     Ev::Ready { id, .. } => Ev::Ready {
                         seq: insts[id].as_ref().expect("live").seq,
@@ -1507,7 +1615,7 @@ impl<'a> Stage<'a> {
                     },
                     other => other,
                 };
-                Reverse((t + shift_t, ev))
+                Reverse(Event::new(e.at + shift_t, ev))
             })
             .collect();
         self.inflight = std::mem::take(&mut self.inflight)
