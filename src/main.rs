@@ -271,14 +271,9 @@ fn main() -> ExitCode {
             if let Some(g) = gpu_file(&arch) {
                 return gpu_run(&g, binding.as_deref(), &set, format, opts);
             }
-            let files = (resolve(Kind::Arch, &arch), resolve_model(&workload));
-            let (Ok(a), Ok(w)) = files else {
-                return usage(
-                    [files.0.err(), files.1.err()]
-                        .into_iter()
-                        .flatten()
-                        .collect(),
-                );
+            let (a, w) = match arch_and_model(&arch, &workload) {
+                Ok(f) => f,
+                Err(code) => return code,
             };
             let lookup = files_near(arch_dir(&arch));
             if let Some(c) = cascade.as_deref() {
@@ -448,6 +443,17 @@ fn passes(
         &env.sizes,
         env.reported_params(),
     ))
+}
+
+/// `--arch` and `--workload` resolved, or the usage error naming every one that is not (exit 2).
+fn arch_and_model(
+    arch: &str,
+    workload: &str,
+) -> Result<(SourceFile, Option<SourceFile>), ExitCode> {
+    match (resolve(Kind::Arch, arch), resolve_model(workload)) {
+        (Ok(a), Ok(w)) => Ok((a, w)),
+        (a, w) => Err(usage([a.err(), w.err()].into_iter().flatten().collect())),
+    }
 }
 
 /// `--workload`: a model (a shipped name or a path), or `none` for the cascade's own defaults.
@@ -668,14 +674,9 @@ fn sweep_cmd(
                  forces an arch's named binding (see `einsim list`)"
             )]);
         }
-        let files = (resolve(Kind::Arch, arch), resolve_model(workload));
-        let (Ok(a), Ok(w)) = files else {
-            return usage(
-                [files.0.err(), files.1.err()]
-                    .into_iter()
-                    .flatten()
-                    .collect(),
-            );
+        let (a, w) = match arch_and_model(arch, workload) {
+            Ok(f) => f,
+            Err(code) => return code,
         };
         einsim::sweep::run(
             &a,

@@ -9,21 +9,24 @@ use einsim::library::{self, Kind};
 use einsim::sim::SimOptions;
 use einsim::trace::Trace;
 
-/// GPT-2 medium generating `steps` tokens after 1024 on SpAtten, pruned by `trace` or the schedules.
-fn generation(
+/// `model` (`layers` of `layer`) on SpAtten: `steps` steps after `context` tokens, pruned by `trace` or the
+/// token schedule.
+fn run_model(
+    (model, layer, layers): (&str, &str, i64),
     steps: i64,
+    context: i64,
     sets: &[&str],
     trace: Option<Trace>,
     tokens: Option<Schedule>,
 ) -> einsim::generation::GenerationReport {
     let arch = library::get(Kind::Arch, "spatten").expect("spatten is shipped");
-    let model = library::get(Kind::Model, "gpt2-medium-gen").expect("gpt2-medium-gen is shipped");
-    let layer = library::get(Kind::Layer, "spatten-decode").expect("spatten-decode is shipped");
+    let model = library::get(Kind::Model, model).expect("the model is shipped");
+    let layer = library::get(Kind::Layer, layer).expect("the layer is shipped");
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     let gen = Generation {
-        layers: 24,
+        layers,
         steps,
-        context: 1024,
+        context,
         tokens,
         heads: None,
         trace,
@@ -38,6 +41,17 @@ fn generation(
         SimOptions::default(),
     )
     .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// GPT-2 medium generating `steps` tokens after 1024 on SpAtten, pruned by `trace` or the schedules.
+fn generation(
+    steps: i64,
+    sets: &[&str],
+    trace: Option<Trace>,
+    tokens: Option<Schedule>,
+) -> einsim::generation::GenerationReport {
+    let gpt2 = ("gpt2-medium-gen", "spatten-decode", 24);
+    run_model(gpt2, steps, 1024, sets, trace, tokens)
 }
 
 fn gpt2_medium(
@@ -251,29 +265,8 @@ fn generate_runs_a_trace_and_locates_a_bad_one() {
 /// keeping fewer tokens costs less than one keeping all.
 #[test]
 fn bert_summarization_shrinks_with_token_pruning() {
-    let arch = library::get(Kind::Arch, "spatten").unwrap();
-    let model = library::get(Kind::Model, "bert-base-sum").unwrap();
-    let layer = library::get(Kind::Layer, "spatten-encode").unwrap();
-    let run = |tokens: Option<Schedule>| {
-        let gen = Generation {
-            layers: 12,
-            steps: 1,
-            context: 384,
-            tokens,
-            heads: None,
-            trace: None,
-        };
-        run_generation(
-            &layer,
-            &arch,
-            &model,
-            &[],
-            &gen,
-            &library::get,
-            SimOptions::default(),
-        )
-        .unwrap()
-    };
+    let bert = ("bert-base-sum", "spatten-encode", 12);
+    let run = |tokens: Option<Schedule>| run_model(bert, 1, 384, &[], None, tokens);
     let dense = run(None);
     let pruned = run(Some(Schedule {
         front_pct: 15,
