@@ -189,34 +189,17 @@ pub fn setup(
     known.sort();
     known.dedup();
     check_sets(&sets, set_args, &known).map_err(RunError::Invalid)?;
-    let mut ov = model
-        .as_ref()
-        .map(|m| m.overrides_for(&cascade))
-        .unwrap_or_default();
-    ov.extend(
-        sets.pairs
-            .iter()
-            .filter(|(k, _)| cascade.param(k).is_some())
-            .cloned(),
-    );
-    let env = cascade
-        .with_params(&ov)
-        .map_err(|e| RunError::Mapping(e.to_string()))?;
-    let user_set = sets
-        .pairs
-        .iter()
-        .filter(|(k, _)| cascade.param(k).is_some())
-        .map(|(k, _)| k.clone())
-        .collect();
-    Ok(Setup {
+    // The cascade's parameters evaluated as every later re-evaluation does (`with_sets`).
+    let unevaluated = Setup {
         arch: Arc::new(arch),
         cascade: Arc::new(cascade),
         model,
-        params: env.params.iter().cloned().collect(),
-        sizes: env.sizes,
-        followed: env.followed,
-        user_set,
-    })
+        params: BTreeMap::new(),
+        sizes: Vec::new(),
+        followed: Vec::new(),
+        user_set: Vec::new(),
+    };
+    unevaluated.with_sets(&sets.pairs)
 }
 
 impl Setup {

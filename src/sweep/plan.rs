@@ -88,6 +88,14 @@ impl Constraint {
     }
 }
 
+/// What became of one point: a run (an arch's or a GPU's), or a skip with its reason (and the area, for an area
+/// rule).
+enum Outcome {
+    Arch(Box<crate::report::RunReport>),
+    Gpu(Box<crate::gpu::report::GpuReport>),
+    Skipped(String, Option<f64>),
+}
+
 /// What a plot draws.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
 pub enum PlotKind {
@@ -284,55 +292,46 @@ impl Plan {
                 .map(|(k, v)| (k.clone(), Cell::Int(*v as i128))),
         );
         let all: Vec<(String, i64)> = self.sets.iter().cloned().chain(values).collect();
-        let failed = |e: RunError, fields: &mut Vec<(String, Cell)>| {
-            let status = if matches!(e, RunError::Internal(_)) {
-                "internal"
-            } else {
-                "error"
-            };
-            fields.push(("status".into(), Cell::Text(status.into())));
-            fields.push(("error".into(), Cell::Text(error_text(&e))));
-        };
         // Bounds on parameters first (no setup needed), then area (the arch resolved), then the simulation.
         let skip = |area: &mut dyn FnMut() -> Option<f64>| {
             self.constraints.iter().find_map(|c| c.skips(&all, area))
         };
-        if let Some((why, _)) = skip(&mut || None) {
-            fields.push(("status".into(), Cell::Text("skipped".into())));
-            fields.push(("error".into(), Cell::Text(why)));
-            return row::json_line(&fields);
-        }
-        if design.gpu {
-            match self.simulate_gpu(d, &all) {
-                Ok(r) => {
-                    fields.push(("status".into(), Cell::Text("ok".into())));
-                    fields.push(("error".into(), Cell::Text(String::new())));
-                    row::gpu_outputs(&r, &mut fields);
+        let outcome = match skip(&mut || None) {
+            Some((why, area)) => Ok(Outcome::Skipped(why, area)),
+            None if design.gpu => self
+                .simulate_gpu(d, &all)
+                .map(|r| Outcome::Gpu(Box::new(r))),
+            None => self.setup(d, &all, lookup, cache).and_then(|setup| {
+                match skip(&mut || Some(setup.arch.area_mm2().values().sum::<f64>())) {
+                    Some((why, area)) => Ok(Outcome::Skipped(why, area)),
+                    None => run::simulate(&setup, SimOptions::default())
+                        .map(|r| Outcome::Arch(Box::new(r))),
                 }
-                Err(e) => failed(e, &mut fields),
-            }
-            return row::json_line(&fields);
-        }
-        let result = self.setup(d, &all, lookup, cache).and_then(|setup| {
-            match skip(&mut || Some(setup.arch.area_mm2().values().sum::<f64>())) {
-                Some(s) => Ok(Err(s)),
-                None => run::simulate(&setup, SimOptions::default()).map(Ok),
-            }
-        });
-        match result {
-            Ok(Ok(r)) => {
-                fields.push(("status".into(), Cell::Text("ok".into())));
+            }),
+        };
+        let status = match &outcome {
+            Ok(Outcome::Skipped(..)) => "skipped",
+            Ok(_) => "ok",
+            Err(RunError::Internal(_)) => "internal",
+            Err(_) => "error",
+        };
+        fields.push(("status".into(), Cell::Text(status.into())));
+        match outcome {
+            Ok(Outcome::Arch(r)) => {
                 fields.push(("error".into(), Cell::Text(String::new())));
                 row::outputs(&r, &mut fields);
             }
-            Ok(Err((why, area))) => {
-                fields.push(("status".into(), Cell::Text("skipped".into())));
+            Ok(Outcome::Gpu(r)) => {
+                fields.push(("error".into(), Cell::Text(String::new())));
+                row::gpu_outputs(&r, &mut fields);
+            }
+            Ok(Outcome::Skipped(why, area)) => {
                 fields.push(("error".into(), Cell::Text(why)));
                 if let Some(a) = area {
                     fields.push(("area_mm2".into(), Cell::Float(a)));
                 }
             }
-            Err(e) => failed(e, &mut fields),
+            Err(e) => fields.push(("error".into(), Cell::Text(error_text(&e)))),
         }
         row::json_line(&fields)
     }
