@@ -11,13 +11,14 @@ use crate::diag::SourceFile;
 use crate::layer::{run_parsed_layer, HeadGroup, LayerFiles, LayerReport, OpCache};
 use crate::run::{Lookup, RunError};
 use crate::sim::SimOptions;
-use crate::trace::Trace;
+use crate::trace::{Trace, GROUP_PARAMS, GROUP_VARS};
 use std::collections::BTreeMap;
 
 /// A pruning schedule over layers ([P] §2.1): the front `front_pct` percent of the layers are not pruned; the
 /// others get ratios (percent pruned) interpolated linearly from `start` at the first pruned layer to `end` at the
 /// last, so their mean is (start + end) / 2.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Schedule {
     pub front_pct: i64,
     pub start: i64,
@@ -140,9 +141,26 @@ impl GenerationReport {
     }
 }
 
-/// A trace must not come with schedules, must cover `gen.steps` steps, and must fit the model's layers and heads
-/// and the cache at each step.
-fn check_trace(t: &Trace, gen: &Generation, model: &crate::cascade::Model) -> Result<(), RunError> {
+/// A trace must not come with schedules, must cover `gen.steps` steps, must fit the model's layers and heads and
+/// the cache at each step, and everything it sets must be a var of the layer or a parameter of the model.
+fn check_trace(t: &Trace, gen: &Generation, files: &LayerFiles) -> Result<(), RunError> {
+    let model = &files.model;
+    let has_param = |n: &str| model.params.iter().any(|p| p.name == n);
+    let unused: Vec<&str> = GROUP_VARS
+        .iter()
+        .filter(|v| !files.layer.vars.contains_key(**v))
+        .chain(GROUP_PARAMS.iter().filter(|p| !has_param(p)))
+        .copied()
+        .collect();
+    if !unused.is_empty() {
+        return Err(RunError::Mapping(format!(
+            "{}: a trace sets {} per head group, which layer `{}` (vars) or model `{}` (parameters) does not take",
+            t.file.name,
+            unused.join(", "),
+            files.layer.name,
+            model.name
+        )));
+    }
     if gen.tokens.is_some() || gen.heads.is_some() {
         return Err(RunError::Mapping(
             "a generation takes a trace or pruning schedules, not both: the trace says what each head fetched".into(),
@@ -183,7 +201,7 @@ pub fn run_generation(
     }
     let files = LayerFiles::load(layer_file, arch_file, model_file)?;
     if let Some(t) = &gen.trace {
-        check_trace(t, gen, &files.model)?;
+        check_trace(t, gen, &files)?;
     }
     // A layer's totals by its arguments: layers with the same pruning at the same step are run once.
     let mut cache: BTreeMap<(Vec<String>, Vec<HeadGroup>), GenerationReport> = BTreeMap::new();

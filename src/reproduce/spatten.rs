@@ -59,9 +59,9 @@ pub struct GenRun {
     pub description: String,
     pub sets: Vec<String>,
     #[serde(default)]
-    pub tokens: Option<GenSchedule>,
+    pub tokens: Option<Schedule>,
     #[serde(default)]
-    pub heads: Option<GenSchedule>,
+    pub heads: Option<Schedule>,
     /// The dense run of the same model: speedup and traffic reduction are against it.
     pub dense: String,
     /// What the technique adds: cycles of the first run over cycles of the second.
@@ -69,29 +69,9 @@ pub struct GenRun {
     pub adds: Option<(String, String)>,
 }
 
-/// A pruning schedule ([`crate::generation::Schedule`]): percent of layers unpruned, then the ratio (percent) at
-/// the first and the last pruned layer.
-#[derive(Clone, Copy, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GenSchedule {
-    pub front_pct: i64,
-    pub start: i64,
-    pub end: i64,
-}
-
-impl GenSchedule {
-    fn schedule(self) -> Schedule {
-        Schedule {
-            front_pct: self.front_pct,
-            start: self.start,
-            end: self.end,
-        }
-    }
-
-    /// FRONT/START/END (slashes: the text goes into a CSV field).
-    fn text(self) -> String {
-        format!("{}/{}/{}", self.front_pct, self.start, self.end)
-    }
+/// A schedule as FRONT/START/END (slashes: the text goes into a CSV field).
+fn schedule_text(s: Schedule) -> String {
+    format!("{}/{}/{}", s.front_pct, s.start, s.end)
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -381,8 +361,8 @@ fn run_generations(
                 layers,
                 steps: g.steps,
                 context: g.context,
-                tokens: r.tokens.map(GenSchedule::schedule),
-                heads: r.heads.map(GenSchedule::schedule),
+                tokens: r.tokens,
+                heads: r.heads,
                 trace: None,
             };
             generation::run_generation(
@@ -690,10 +670,10 @@ impl Reproduction {
             format!("context={}", g.context),
         ];
         if let Some(t) = r.tokens {
-            parts.push(format!("tokens={}", t.text()));
+            parts.push(format!("tokens={}", schedule_text(t)));
         }
         if let Some(h) = r.heads {
-            parts.push(format!("heads={}", h.text()));
+            parts.push(format!("heads={}", schedule_text(h)));
         }
         parts.extend(r.sets.iter().cloned());
         parts.join(" ")
