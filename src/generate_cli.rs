@@ -80,7 +80,18 @@ pub fn generate(a: Args) -> ExitCode {
         Ok(m) => m,
         Err(d) => return fail(RunError::Invalid(d)),
     };
-    let param = |n: &str| m.params.iter().find(|p| p.name == n).map(|p| p.default);
+    // `--set layers=6` or `kv_len=2048` shapes the run as it would any op; the last value wins, as for `--set`.
+    let sets = match einsim::run::Sets::parse(&a.set) {
+        Ok(s) => s.pairs,
+        Err(d) => return fail(RunError::Invalid(d)),
+    };
+    let param = |n: &str| {
+        sets.iter()
+            .rev()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| *v)
+            .or_else(|| m.params.iter().find(|p| p.name == n).map(|p| p.default))
+    };
     let (Some(layers), Some(kv_len)) = (param("layers"), param("kv_len")) else {
         return usage(vec![format!(
             "model `{}` has no `layers` or no `kv_len`: `einsim generate` takes a generation model (see `einsim list`)",
@@ -101,7 +112,7 @@ pub fn generate(a: Args) -> ExitCode {
         trace,
     };
     let t = std::time::Instant::now();
-    let lookup = einsim::library::get;
+    let lookup = crate::files_near(crate::arch_dir(&a.arch));
     match run_generation(
         &layer,
         &arch,

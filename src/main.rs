@@ -466,7 +466,7 @@ fn resolve_model(arg: &str) -> Result<Option<SourceFile>, String> {
 
 /// The directory a file argument's relative paths start from: the file's own, unless it names a shipped file
 /// (whose embedded copy has no directory on this machine).
-fn arch_dir(arg: &str) -> Option<PathBuf> {
+pub(crate) fn arch_dir(arg: &str) -> Option<PathBuf> {
     if library::get(Kind::Arch, arg).is_some() {
         return None;
     }
@@ -476,7 +476,7 @@ fn arch_dir(arg: &str) -> Option<PathBuf> {
 /// The lookup the library gets: shipped files by name, and a cascade given as a path (a binding's `cascade`,
 /// `--cascade`; see [`library::is_path`]) read from `dir` (the arch file's directory) first, then the working
 /// directory, so an arch file and the cascade files it names can be moved together.
-fn files_near(dir: Option<PathBuf>) -> impl Fn(Kind, &str) -> Option<SourceFile> + Sync {
+pub(crate) fn files_near(dir: Option<PathBuf>) -> impl Fn(Kind, &str) -> Option<SourceFile> + Sync {
     move |kind, name| {
         if kind != Kind::Cascade || !library::is_path(name) {
             return library::get(kind, name);

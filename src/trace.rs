@@ -35,6 +35,11 @@ pub const COLUMNS: [&str; 8] = [
     "lsb_refetch",
 ];
 
+/// What a head group sets: layer vars (the layer file must declare each, so none is silently unused) and model
+/// parameters (the widths), in the order [`Trace::groups`] gives them.
+pub const GROUP_VARS: [&str; 4] = ["kept_heads", "keys", "values", "lsb_heads"];
+pub const GROUP_PARAMS: [&str; 2] = ["k_bits", "v_bits"];
+
 /// One row: what one kept head fetched at one step and layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Row {
@@ -250,17 +255,11 @@ impl Trace {
         groups
             .into_iter()
             .map(|((keys, values, k_bits, v_bits), n, lsb)| {
-                [
-                    ("kept_heads", n),
-                    ("keys", keys),
-                    ("values", values),
-                    ("k_bits", k_bits),
-                    ("v_bits", v_bits),
-                    ("lsb_heads", lsb),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect()
+                let names = GROUP_VARS.iter().chain(&GROUP_PARAMS);
+                names
+                    .zip([n, keys, values, lsb, k_bits, v_bits])
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect()
             })
             .collect()
     }
