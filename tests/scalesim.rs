@@ -5,109 +5,22 @@
 //! equal, except where a known cause (named per row, derived from the shape, never from the measured value)
 //! explains the difference; the test then checks that the difference is exactly what the cause accounts for.
 //!
-//! `cargo test --release --test scalesim -- --ignored` re-measures einsim's wall time and checks the 10^4 x speedup
-//! on the largest shape; with `EINSIM_WRITE_SCALESIM=1` it also rewrites `reports/scalesim/comparison.md`. The
-//! always-run drift test checks every column of the committed table except the wall times.
+//! `EINSIM_WRITE_SCALESIM=1 cargo test --release --test scalesim -- --ignored` rewrites
+//! `reports/scalesim/comparison.md` with fresh wall times; the always-run drift test checks every column of the
+//! committed table except the wall times. The speed target (10^4 x SCALE-Sim on the largest shape) is a benchmark,
+//! `cargo bench --bench scalesim`, never a test: a wall time depends on the machine.
 
 #[path = "fixtures/common.rs"]
 mod common;
+#[path = "fixtures/scalesim_rows.rs"]
+mod scalesim_rows;
 
 use common::*;
 use einsim::library::{self, Kind};
 use einsim::report::RunReport;
-use std::path::Path;
-use std::time::Instant;
+use scalesim_rows::*;
 
-const CSV: &str = "reports/scalesim/scalesim.csv";
 const TABLE: &str = "reports/scalesim/comparison.md";
-
-#[derive(Clone, Debug)]
-struct Row {
-    shape: String,
-    m: u64,
-    n: u64,
-    k: u64,
-    array: u64,
-    dataflow: String,
-    cycles: u64,
-    ifmap_reads: u64,
-    filter_reads: u64,
-    ofmap_writes: u64,
-    wall_s: f64,
-}
-
-fn repo(rel: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
-}
-
-/// The measured table and its provenance line (SCALE-Sim version and date).
-fn measured() -> (String, Vec<Row>) {
-    let text = std::fs::read_to_string(repo(CSV)).expect("committed SCALE-Sim table");
-    let mut provenance = String::new();
-    let mut header: Option<Vec<String>> = None;
-    let mut rows = Vec::new();
-    for line in text.lines() {
-        if let Some(c) = line.strip_prefix('#') {
-            provenance = c.trim().to_string();
-            continue;
-        }
-        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
-        let Some(h) = &header else {
-            header = Some(cells.iter().map(|s| s.to_string()).collect());
-            continue;
-        };
-        let get = |name: &str| -> &str {
-            let i = h
-                .iter()
-                .position(|c| c == name)
-                .unwrap_or_else(|| panic!("{CSV}: no column `{name}`"));
-            cells[i]
-        };
-        let int = |name: &str| -> u64 {
-            get(name)
-                .parse()
-                .unwrap_or_else(|e| panic!("{CSV}: {name}: {e}"))
-        };
-        assert_eq!(int("stall_cycles"), 0, "{CSV}: a row with DRAM stalls");
-        rows.push(Row {
-            shape: get("shape").to_string(),
-            m: int("M"),
-            n: int("N"),
-            k: int("K"),
-            array: int("array"),
-            dataflow: get("dataflow").to_string(),
-            cycles: int("cycles"),
-            ifmap_reads: int("ifmap_sram_reads"),
-            filter_reads: int("filter_sram_reads"),
-            ofmap_writes: int("ofmap_sram_writes"),
-            wall_s: get("wall_s").parse().expect("wall_s"),
-        });
-    }
-    assert!(
-        rows.len() >= 24,
-        "{CSV}: expected at least 6 shapes x 2 arrays x 2 dataflows"
-    );
-    (provenance, rows)
-}
-
-fn sets(r: &Row) -> Vec<String> {
-    vec![
-        format!("tokens={}", r.m),
-        format!("d_in={}", r.k),
-        format!("d_out={}", r.n),
-        format!("rows={}", r.array),
-        format!("cols={}", r.array),
-    ]
-}
-
-/// einsim on the row's GEMM: the whole run (load, bind, map, simulate), as the CLI does it.
-fn einsim(r: &Row) -> RunReport {
-    let arch = shipped(Kind::Arch, &format!("systolic-{}", r.dataflow));
-    let s = sets(r);
-    let s: Vec<&str> = s.iter().map(String::as_str).collect();
-    run_text(&arch, None, Some("gemm"), &s, &library::get, EXTRAPOLATE)
-        .unwrap_or_else(|e| panic!("{} {} {}: {e}", r.shape, r.array, r.dataflow))
-}
 
 fn sram(rep: &RunReport) -> (u64, u64) {
     let t = rep
@@ -162,7 +75,7 @@ fn compute_cycles_within_one_percent_and_sram_counts_explained() {
     let (_, rows) = measured();
     let mut failures = Vec::new();
     for r in &rows {
-        let rep = einsim(r);
+        let rep = run_einsim(r);
         let err = error(rep.cycles, r.cycles);
         if err.abs() > 0.01 {
             failures.push(format!(
@@ -210,8 +123,8 @@ fn cycles_are_one_fold_time_per_fold() {
         ofmap_writes: 0,
         wall_s: 0.0,
     };
-    assert_eq!(einsim(&row("os")).cycles, 64 * 318);
-    assert_eq!(einsim(&row("ws")).cycles, 64 * 350);
+    assert_eq!(run_einsim(&row("os")).cycles, 64 * 318);
+    assert_eq!(run_einsim(&row("ws")).cycles, 64 * 350);
     // Same with every tile simulated.
     let arch = shipped(Kind::Arch, "systolic-ws");
     let s = sets(&row("ws"));
@@ -344,7 +257,7 @@ fn without_times(table: &str) -> String {
 #[test]
 fn committed_comparison_table_is_current() {
     let (prov, rows) = measured();
-    let reps: Vec<RunReport> = rows.iter().map(einsim).collect();
+    let reps: Vec<RunReport> = rows.iter().map(run_einsim).collect();
     let fresh = render(&prov, &rows, &reps, None);
     let committed = std::fs::read_to_string(repo(TABLE)).expect("committed comparison table");
     assert_eq!(
@@ -354,44 +267,16 @@ fn committed_comparison_table_is_current() {
     );
 }
 
+/// Rewrites the committed table with fresh wall times when `EINSIM_WRITE_SCALESIM` is set. It asserts nothing
+/// about speed: a timing depends on the machine, so the 10^4 x target is measured by `cargo bench --bench scalesim`.
 #[test]
-#[ignore = "measures wall time; run in release: cargo test --release --test scalesim -- --ignored"]
+#[ignore = "measures wall time; run in release: EINSIM_WRITE_SCALESIM=1 cargo test --release --test scalesim -- --ignored"]
 fn write_comparison_table() {
+    if std::env::var_os("EINSIM_WRITE_SCALESIM").is_none() {
+        return;
+    }
     let (prov, rows) = measured();
-    let mut reps = Vec::new();
-    let mut times = Vec::new();
-    for r in &rows {
-        let mut t: Vec<f64> = (0..21)
-            .map(|_| {
-                let t0 = Instant::now();
-                let rep = einsim(r);
-                let dt = t0.elapsed().as_secs_f64();
-                std::hint::black_box(rep);
-                dt
-            })
-            .collect();
-        t.sort_by(f64::total_cmp);
-        times.push(t[0]);
-        reps.push(einsim(r));
-    }
-    // Written only on request, so CI's `--include-ignored` run leaves the committed table alone.
-    if std::env::var_os("EINSIM_WRITE_SCALESIM").is_some() {
-        std::fs::write(repo(TABLE), render(&prov, &rows, &reps, Some(&times))).unwrap();
-    }
-    // The largest shape (most MACs): einsim at least 10^4 x faster than SCALE-Sim.
-    let macs = |r: &Row| r.m * r.n * r.k;
-    let big = rows.iter().map(macs).max().unwrap();
-    for (i, r) in rows.iter().enumerate().filter(|(_, r)| macs(r) == big) {
-        let ratio = r.wall_s / times[i];
-        eprintln!(
-            "{} {}x{} {}: {ratio:.0}x",
-            r.shape, r.array, r.array, r.dataflow
-        );
-        assert!(
-            ratio >= 1e4,
-            "{} {}: only {ratio:.0}x faster",
-            r.shape,
-            r.dataflow
-        );
-    }
+    let times: Vec<f64> = rows.iter().map(|r| best_wall_s(r, 21)).collect();
+    let reps: Vec<RunReport> = rows.iter().map(run_einsim).collect();
+    std::fs::write(repo(TABLE), render(&prov, &rows, &reps, Some(&times))).unwrap();
 }
