@@ -1350,7 +1350,7 @@ fn is_rank_name(s: &str) -> bool {
 }
 
 /// `"; did you mean `x`?"` when exactly one option is a near miss of `name` (ignoring case), else nothing.
-fn did_you_mean<S: AsRef<str>>(name: &str, options: &[S]) -> String {
+pub(crate) fn did_you_mean<S: AsRef<str>>(name: &str, options: &[S]) -> String {
     let name_l = name.to_lowercase();
     let limit = if name.chars().count() <= 4 { 1 } else { 2 };
     let mut best: Option<(usize, &str)> = None;

@@ -199,7 +199,7 @@ pub fn run_generation(
             s.check(what).map_err(RunError::Mapping)?;
         }
     }
-    let files = LayerFiles::load(layer_file, arch_file, model_file)?;
+    let files = LayerFiles::load(layer_file, arch_file, model_file, lookup)?;
     if let Some(t) = &gen.trace {
         check_trace(t, gen, &files)?;
     }

@@ -553,7 +553,13 @@ fn check(files: &[String]) -> ExitCode {
             einsim::arch::load_energy_resolved(&file, &|n| library::get(Kind::Energy, n))
                 .map(|_| ())
         } else if head.starts_with("Layer") {
-            einsim::layer::load_layer(&file).map(|_| ())
+            // Names resolve as a run resolves them: cascades shipped or next to this file; expressions over the
+            // layer's vars and the parameters of the shipped models and of every model file in this `check`.
+            let lookup = files_near(Path::new(path).parent().map(Path::to_path_buf));
+            let mut params = einsim::layer::shipped_model_params(&lookup);
+            params.extend(given_model_params(files));
+            einsim::layer::load_layer(&file)
+                .and_then(|l| einsim::layer::check_layer(&file, &l, &params, &lookup))
         } else if head.starts_with("Sweep") {
             // Every design, workload, axis parameter and plot column, resolved as `einsim sweep` resolves them.
             let lookup = sweep_cli::lookup_near(sweep_cli::dir_of(path));
@@ -574,6 +580,22 @@ fn check(files: &[String]) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The parameter names of the model files among `paths` (those that read and parse; the others are reported as
+/// themselves).
+fn given_model_params(paths: &[String]) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|p| {
+            Some(SourceFile::new(
+                p.as_str(),
+                std::fs::read_to_string(p).ok()?,
+            ))
+        })
+        .filter_map(|f| einsim::cascade::load_model(&f).ok())
+        .flat_map(|m| m.params.into_iter().map(|p| p.name))
+        .collect()
 }
 
 pub(crate) fn usage(msgs: Vec<String>) -> ExitCode {

@@ -277,3 +277,33 @@ fn bert_summarization_shrinks_with_token_pruning() {
     assert!(pruned.ops < dense.ops);
     assert!(pruned.traffic_bytes["hbm"] < dense.traffic_bytes["hbm"]);
 }
+
+/// The bad-layer corpus (`tests/bad_layer/`, one snapshot each): every name a layer uses is resolved before it
+/// runs (cascades, their parameters, names in expressions against the model's parameters and the layer's vars),
+/// every problem located, all of them reported at once. Checked against GPT-2 medium's parameters, as a generation
+/// run on that model checks them; the same errors come from `einsim check` and from a run.
+#[test]
+fn bad_layers_are_reported() {
+    let dir = common::root().join("tests/bad_layer");
+    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 2);
+    let model = library::get(Kind::Model, "gpt2-medium-gen").unwrap();
+    let params = einsim::cascade::load_model(&model)
+        .unwrap()
+        .params
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    for p in paths {
+        let name = format!("bad_layer/{}", p.file_name().unwrap().to_string_lossy());
+        let file = SourceFile::new(name.clone(), std::fs::read_to_string(&p).unwrap());
+        let layer = einsim::layer::load_layer(&file).expect(&name);
+        let d = einsim::layer::check_layer(&file, &layer, &params, &library::get).expect_err(&name);
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        insta::assert_snapshot!(format!("bad_layer_{stem}"), d.render());
+    }
+}

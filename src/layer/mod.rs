@@ -9,6 +9,9 @@ use crate::report::RunReport;
 use crate::run::{self, Lookup, RunError};
 use crate::sim::SimOptions;
 use serde::Deserialize;
+
+mod check;
+pub use check::shipped_model_params;
 use std::collections::BTreeMap;
 
 /// A layer file (`workloads/layers/*.ron`).
@@ -53,6 +56,18 @@ pub struct LayerReport {
 
 pub fn load_layer(file: &SourceFile) -> Result<LayerFile, Diagnostics> {
     crate::cascade::parse_ron_as(file, "`Layer(...)`").map_err(|d| Diagnostics::one(file, d))
+}
+
+/// Resolve every name `layer` uses, all problems at once: each op's cascade (found by `lookup`) and the
+/// parameters passed to it, and every name in its expressions (a var of the layer or one of `params`, the model
+/// parameters; see [`check`]).
+pub fn check_layer(
+    file: &SourceFile,
+    layer: &LayerFile,
+    params: &std::collections::BTreeSet<String>,
+    lookup: Lookup,
+) -> Result<(), Diagnostics> {
+    check::check(file, layer, params, &|n| lookup(Kind::Cascade, n))
 }
 
 /// Run every op of the `encoder` layer (or `layer_file`) on one arch for one model.
@@ -173,7 +188,7 @@ pub fn run_layer_file_cached(
     opts: SimOptions,
     cache: &mut OpCache,
 ) -> Result<LayerReport, RunError> {
-    let files = LayerFiles::load(layer_file, arch_file, model_file)?;
+    let files = LayerFiles::load(layer_file, arch_file, model_file, lookup)?;
     run_parsed_layer(&files, set_args, &[], lookup, opts, cache)
 }
 
@@ -187,18 +202,24 @@ pub struct LayerFiles<'a> {
 }
 
 impl<'a> LayerFiles<'a> {
-    /// Parse the layer and the model.
+    /// Parse the layer and the model, and resolve every name the layer uses against the model's parameters and
+    /// the cascades `lookup` finds ([`check_layer`]).
     pub fn load(
         layer_file: &'a SourceFile,
         arch_file: &'a SourceFile,
         model_file: &'a SourceFile,
+        lookup: Lookup,
     ) -> Result<LayerFiles<'a>, RunError> {
+        let layer = load_layer(layer_file).map_err(RunError::Invalid)?;
+        let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
+        let params = model.params.iter().map(|p| p.name.clone()).collect();
+        check_layer(layer_file, &layer, &params, lookup).map_err(RunError::Invalid)?;
         Ok(LayerFiles {
             layer_file,
-            layer: load_layer(layer_file).map_err(RunError::Invalid)?,
+            layer,
             arch_file,
             model_file,
-            model: crate::cascade::load_model(model_file).map_err(RunError::Invalid)?,
+            model,
         })
     }
 }
