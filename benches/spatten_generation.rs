@@ -6,11 +6,13 @@
 //! 37 %; and, as the issue asks, the same generation driven by the shipped synthetic trace
 //! (`workloads/traces/gpt2-medium-synthetic.csv`).
 //!
-//! Status: not met. The schedules' run takes about 0.19 s and the trace's about 0.24 s (0.75 s before the layer
-//! and model were parsed once per generation and each op's checked setup was reused with new cascade parameters):
-//! 707 and 999 distinct op simulations (an attention run per step and distinct layer pruning or head group, about
-//! 0.25 ms each, mostly mapping and engine time; the GEMMs are cached), 2-2.5x the target (criterion: 185 ms and
-//! 239 ms on a loaded 2-core machine).
+//! Status: met, with a small margin. Criterion on the 2-core development machine: 72 ms for the schedules (707
+//! distinct op simulations) and 86 ms for the trace (999), about 0.09 ms an op, mostly mapping, engine, pass
+//! analysis and report building; the GEMMs are cached. Earlier: 161 ms and about 210 ms, until the op cache shared
+//! its reports instead of cloning them, the layer's expressions were parsed once, the memo's key became bytes
+//! instead of formatted text, and mimalloc replaced glibc's allocator (a third of the instructions were malloc
+//! and free; callgrind, 1.60 G -> 0.94 G instructions for the trace's run). Timings on this shared machine vary
+//! by about 20%.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use einsim::diag::SourceFile;

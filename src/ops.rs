@@ -37,7 +37,10 @@ pub fn is_free(c: &Cascade, e: EinsumId) -> bool {
 
 /// The ranks a tensor reference iterates.
 fn iterated(r: &TensorRef) -> Vec<RankId> {
-    r.indices.iter().flat_map(|i| i.iterated()).collect()
+    r.indices
+        .iter()
+        .flat_map(|i| i.iterated().iter().copied())
+        .collect()
 }
 
 /// The ops of Einsum `e` per iteration point.

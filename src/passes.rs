@@ -10,7 +10,7 @@
 //! fiber), over M1 (tiles) and over M0 (within one tile). A reduction over the inner part only (`max(m0)`) keeps
 //! the outer coordinate and is complete tile by tile, so it does not add a pass over M or M1, only over M0.
 
-use crate::cascade::{Cascade, EinsumId, Index, RankId, Section};
+use crate::cascade::{Cascade, EinsumId, RankId, Section};
 use crate::dataflow::{Dataflow, EdgeKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -96,7 +96,7 @@ fn iterated(c: &Cascade, e: EinsumId, cover: &[RankId]) -> Vec<RankId> {
         .indices
         .iter()
         .chain(es.expr.refs().iter().flat_map(|r| r.indices.iter()))
-        .flat_map(Index::iterated)
+        .flat_map(|i| i.iterated().iter().copied())
         .filter(|r| cover.contains(r))
         .collect();
     v.sort_by_key(|r| cover.iter().position(|x| x == r));

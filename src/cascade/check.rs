@@ -1199,12 +1199,16 @@ impl<'a> Cx<'a> {
                 }
             }
         }
-        let lhs_iter: BTreeSet<RankId> = output.indices.iter().flat_map(Index::iterated).collect();
+        let lhs_iter: BTreeSet<RankId> = output
+            .indices
+            .iter()
+            .flat_map(|i| i.iterated().iter().copied())
+            .collect();
         let refs = expr.refs();
         let mut rhs_iter: BTreeSet<RankId> = BTreeSet::new();
         for r in &refs {
             for ix in &r.indices {
-                rhs_iter.extend(ix.iterated());
+                rhs_iter.extend(ix.iterated().iter().copied());
                 if let Index::Filter { bound, .. } = ix {
                     rhs_iter.insert(*bound);
                 }
@@ -1254,7 +1258,7 @@ impl<'a> Cx<'a> {
         }
         if !refs.is_empty() {
             for ix in &output.indices {
-                for r in ix.iterated() {
+                for &r in ix.iterated() {
                     if !rhs_iter.contains(&r) {
                         let var = self.ranks[r].name.to_ascii_lowercase();
                         self.err(Diagnostic::new(

@@ -238,7 +238,7 @@ impl Cascade {
             .indices
             .iter()
             .chain(es.expr.refs().into_iter().flat_map(|r| r.indices.iter()))
-            .flat_map(|i| i.iterated());
+            .flat_map(|i| i.iterated().iter().copied());
         let mut v: Vec<RankId> = Vec::new();
         for r in self.broadcast.iter().copied().chain(indexed) {
             if !v.contains(&r) {
@@ -284,13 +284,14 @@ impl Index {
         }
     }
     /// The ranks this index *iterates* (a fixed coordinate iterates none; a flattened one iterates its parts).
-    pub fn iterated(&self) -> Vec<RankId> {
+    pub fn iterated(&self) -> &[RankId] {
+        // A slice, not a new vector: mapping and pass analysis ask this of every index of every Einsum, per run.
         match self {
             Index::Var { rank, .. } | Index::Shift { rank, .. } | Index::Filter { rank, .. } => {
-                vec![*rank]
+                std::slice::from_ref(rank)
             }
-            Index::Fixed { .. } => vec![],
-            Index::Flatten { parts, .. } => parts.clone(),
+            Index::Fixed { .. } => &[],
+            Index::Flatten { parts, .. } => parts,
         }
     }
 }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 mod check;
 pub use check::shipped_model_params;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A layer file (`workloads/layers/*.ron`).
 #[derive(Clone, Debug, Deserialize)]
@@ -50,8 +51,8 @@ pub struct LayerReport {
     pub seconds: f64,
     pub energy_pj: f64,
     pub energy_by_component: BTreeMap<String, f64>,
-    /// Each op's own report, in order.
-    pub parts: Vec<(String, RunReport)>,
+    /// Each op's own report, in order (shared with the op cache: a generation's layers repeat most ops).
+    pub parts: Vec<(String, Arc<RunReport>)>,
 }
 
 pub fn load_layer(file: &SourceFile) -> Result<LayerFile, Diagnostics> {
@@ -108,7 +109,7 @@ pub fn run_layer_file(
 /// reading its files again.
 #[derive(Default)]
 pub struct OpCache {
-    reports: BTreeMap<(Option<String>, Vec<String>), RunReport>,
+    reports: BTreeMap<(Option<String>, Vec<String>), Arc<RunReport>>,
     /// By cascade, the arguments' names, and the values of those that are arch parameters (they change the
     /// resolved arch; the others only the cascade's evaluation, [`run::Setup::with_sets`]).
     setups: BTreeMap<(Option<String>, Vec<String>), run::Setup>,
@@ -138,10 +139,10 @@ impl OpCache {
         args: &[String],
         lookup: Lookup,
         opts: SimOptions,
-    ) -> Result<RunReport, RunError> {
+    ) -> Result<Arc<RunReport>, RunError> {
         let key = (cascade.map(str::to_string), args.to_vec());
         if let Some(r) = self.reports.get(&key) {
-            return Ok(r.clone());
+            return Ok(Arc::clone(r));
         }
         let pairs = run::Sets::parse(args).map_err(RunError::Invalid)?.pairs;
         let setup_key = |arch_params: &dyn Fn(&str) -> bool| {
@@ -173,7 +174,8 @@ impl OpCache {
                 r
             }
         };
-        self.reports.insert(key, report.clone());
+        let report = Arc::new(report);
+        self.reports.insert(key, Arc::clone(&report));
         Ok(report)
     }
 }
@@ -196,6 +198,8 @@ pub fn run_layer_file_cached(
 pub struct LayerFiles<'a> {
     pub layer_file: &'a SourceFile,
     pub layer: LayerFile,
+    /// Every expression of the layer, parsed once, by its text (a generation evaluates them per step and layer).
+    exprs: std::collections::HashMap<String, SizeExpr>,
     pub arch_file: &'a SourceFile,
     pub model_file: &'a SourceFile,
     pub model: crate::cascade::Model,
@@ -214,9 +218,22 @@ impl<'a> LayerFiles<'a> {
         let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
         let params = model.params.iter().map(|p| p.name.clone()).collect();
         check_layer(layer_file, &layer, &params, lookup).map_err(RunError::Invalid)?;
+        // Checked above, so every expression parses; one that did not would fail again, located, when evaluated.
+        let exprs = layer
+            .vars
+            .values()
+            .chain(
+                layer
+                    .ops
+                    .iter()
+                    .flat_map(|o| o.params.values().chain(&o.when)),
+            )
+            .filter_map(|e| Some((e.clone(), SizeExpr::parse(e).ok()?)))
+            .collect();
         Ok(LayerFiles {
             layer_file,
             layer,
+            exprs,
             arch_file,
             model_file,
             model,
@@ -225,11 +242,12 @@ impl<'a> LayerFiles<'a> {
 }
 
 /// Whether an op's parameters or condition use one of the layer's vars (it then runs once per head group).
-fn op_uses(op: &LayerOp, vars: &BTreeMap<String, String>) -> bool {
+fn op_uses(op: &LayerOp, files: &LayerFiles) -> bool {
+    let vars = &files.layer.vars;
     op.params
         .values()
         .chain(op.when.iter())
-        .filter_map(|e| SizeExpr::parse(e).ok())
+        .filter_map(|e| files.exprs.get(e))
         .any(|x| x.names().iter().any(|(n, _)| vars.contains_key(*n)))
 }
 
@@ -279,9 +297,12 @@ pub fn run_parsed_layer(
         }
     }
     let eval = |e: &str, env: &BTreeMap<String, i64>| -> Result<i64, RunError> {
-        SizeExpr::parse(e)
-            .and_then(|x| x.eval(&|n| env.get(n).copied()))
-            .map_err(|err| located(layer_file, e, err))
+        let value = |x: &SizeExpr| x.eval(&|n| env.get(n).copied());
+        match files.exprs.get(e) {
+            Some(x) => value(x),
+            None => SizeExpr::parse(e).and_then(|x| value(&x)),
+        }
+        .map_err(|err| located(layer_file, e, err))
     };
     // The vars: a `--set` value, else the expression, over the model's parameters and the vars it uses; then
     // each head group's values in their place.
@@ -314,7 +335,7 @@ pub fn run_parsed_layer(
     let groups = if groups.is_empty() { &one[..] } else { groups };
     let mut parts = Vec::new();
     for op in &layer.ops {
-        let per_group = op_uses(op, &layer.vars);
+        let per_group = op_uses(op, files);
         for group in if per_group { groups } else { &one[..] } {
             let mut env = base.clone();
             for (k, v) in group {

@@ -18,6 +18,7 @@ use crate::sim::SimOptions;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::Arc;
 
 /// The SpAtten targets and runs, embedded so the binary carries them.
 pub const TARGETS: &str = include_str!("spatten_targets.ron");
@@ -268,7 +269,7 @@ fn run_layer(
         SimOptions::default(),
     )
     .map_err(message)?;
-    let mut parts = r.parts.into_iter().map(|(_, p)| p);
+    let mut parts = r.parts.into_iter().map(|(_, p)| Arc::unwrap_or_clone(p));
     let mut sum = parts
         .next()
         .ok_or_else(|| format!("layer `{layer}` has no ops"))?;
