@@ -146,18 +146,22 @@ fn gpt2_medium_32_tokens_over_1k_runs_with_schedules() {
     assert!(r.cycles < dense.cycles);
 }
 
-/// The bad-trace corpus (`tests/bad_trace/`, one snapshot each): every file fails to parse or fails its check
-/// against 2 layers of 2 heads after 16 cached tokens, with each problem located.
-#[test]
-fn bad_traces_are_reported() {
-    let dir = common::root().join("tests/bad_trace");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
+/// The files of a corpus directory, in name order; at least `min` of them (a corpus that lost its files fails).
+fn corpus(dir: &str, min: usize) -> Vec<std::path::PathBuf> {
+    let mut paths: Vec<_> = std::fs::read_dir(common::root().join(dir))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
     paths.sort();
-    assert!(paths.len() >= 7);
-    for p in paths {
+    assert!(paths.len() >= min, "{dir}: {} files", paths.len());
+    paths
+}
+
+/// The bad-trace corpus (`tests/bad_trace/`, one snapshot each): every file fails to parse or fails its check
+/// against 2 layers of 2 heads after 16 cached tokens, with each problem located.
+#[test]
+fn bad_traces_are_reported() {
+    for p in corpus("tests/bad_trace", 7) {
         let name = format!("bad_trace/{}", p.file_name().unwrap().to_string_lossy());
         let file = SourceFile::new(name.clone(), std::fs::read_to_string(&p).unwrap());
         let d = match Trace::parse(&file) {
@@ -284,13 +288,6 @@ fn bert_summarization_shrinks_with_token_pruning() {
 /// run on that model checks them; the same errors come from `einsim check` and from a run.
 #[test]
 fn bad_layers_are_reported() {
-    let dir = common::root().join("tests/bad_layer");
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    assert!(paths.len() >= 2);
     let model = library::get(Kind::Model, "gpt2-medium-gen").unwrap();
     let params = einsim::cascade::load_model(&model)
         .unwrap()
@@ -298,7 +295,7 @@ fn bad_layers_are_reported() {
         .into_iter()
         .map(|p| p.name)
         .collect();
-    for p in paths {
+    for p in corpus("tests/bad_layer", 2) {
         let name = format!("bad_layer/{}", p.file_name().unwrap().to_string_lossy());
         let file = SourceFile::new(name.clone(), std::fs::read_to_string(&p).unwrap());
         let layer = einsim::layer::load_layer(&file).expect(&name);

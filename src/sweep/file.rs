@@ -809,7 +809,6 @@ fn expand(v: &Values) -> Result<Vec<i64>, String> {
     Ok(out)
 }
 
-/// One edit apart (a typo), for "did you mean".
 /// "did you mean `x`? " for the first of `names` one edit from `name`, else nothing.
 fn did_you_mean<'a>(mut names: impl Iterator<Item = &'a str>, name: &str) -> String {
     names
@@ -818,23 +817,7 @@ fn did_you_mean<'a>(mut names: impl Iterator<Item = &'a str>, name: &str) -> Str
         .unwrap_or_default()
 }
 
+/// One edit apart (a typo).
 fn near_miss(a: &str, b: &str) -> bool {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    if a.len().abs_diff(b.len()) > 1 {
-        return false;
-    }
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    d[0] = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let c = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + c);
-        }
-    }
-    d[a.len()][b.len()] <= 1
+    crate::binding::edit_distance(a, b) <= 1
 }
