@@ -126,6 +126,8 @@ fn expr_ops(e: &Expr, ops: &mut Vec<OpNeed>) {
                 UnaryOp::Recip => "div",
                 UnaryOp::Relu => "max",
                 UnaryOp::Tanh => "tanh",
+                // A sign-bit clear, which a unit with a max (a comparator) does: priced as one.
+                UnaryOp::Abs => "max",
             }));
         }
         Expr::Binary {

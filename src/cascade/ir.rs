@@ -214,6 +214,8 @@ pub enum UnaryOp {
     Recip,
     Relu,
     Tanh,
+    /// |x| (SpAtten's head importance sums the magnitudes of a head's outputs).
+    Abs,
 }
 
 /// `until m1 >= M1`: an iterative rank stops once its index reaches the bound.

@@ -142,13 +142,14 @@ impl AstExpr {
 }
 
 /// Unary map functions, by name.
-pub(crate) const UNARY_FNS: [(&str, UnaryOp); 6] = [
+pub(crate) const UNARY_FNS: [(&str, UnaryOp); 7] = [
     ("exp", UnaryOp::Exp),
     ("sigmoid", UnaryOp::Sigmoid),
     ("sqrt", UnaryOp::Sqrt),
     ("recip", UnaryOp::Recip),
     ("relu", UnaryOp::Relu),
     ("tanh", UnaryOp::Tanh),
+    ("abs", UnaryOp::Abs),
 ];
 /// Bound on operators and nesting in one statement, so no input can exhaust the stack of later recursive passes.
 const MAX_OPS: usize = 256;
