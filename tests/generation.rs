@@ -304,3 +304,26 @@ fn bad_layers_are_reported() {
         insta::assert_snapshot!(format!("bad_layer_{stem}"), d.render());
     }
 }
+
+/// SpAtten's importance scores run across heads ([P] §III-A, §III-B): the token importance TS sums over heads and
+/// queries, so the token top-k TK runs once per batch item (a layer), not once per head; each head's importance HS
+/// sums the magnitudes of its outputs, one point per output element.
+#[test]
+fn spatten_importance_sums_across_heads() {
+    let arch = common::shipped(Kind::Arch, "spatten");
+    let sets = ["batch=2", "heads=12", "head_dim=64", "seq=256"];
+    let r = common::run_text(
+        &arch,
+        None,
+        Some("spatten-attention"),
+        &sets,
+        &library::get,
+        common::EXTRAPOLATE,
+    )
+    .unwrap();
+    let e = |n: &str| r.einsums.iter().find(|e| e.name == n).unwrap();
+    assert_eq!(e("TK").tasks, 2);
+    assert_eq!(e("TS").points, (2 * 12 * 256 * 256) as f64);
+    assert_eq!(e("HS").points, (2 * 12 * 64 * 256) as f64);
+    assert!(r.energy_pj.by_component["hscore"] > 0.0);
+}
