@@ -306,8 +306,9 @@ fn bad_layers_are_reported() {
 }
 
 /// SpAtten's importance scores run across heads ([P] §III-A, §III-B): the token importance TS sums over heads and
-/// queries, so the token top-k TK runs once per batch item (a layer), not once per head; each head's importance HS
-/// sums the magnitudes of its outputs, one point per output element.
+/// queries, so the token top-k TK runs once per batch item (a layer), not once per head, on the scores carried from
+/// earlier layers plus this one's (CT); each head's importance HS sums the magnitudes of its outputs, one point per
+/// output element.
 #[test]
 fn spatten_importance_sums_across_heads() {
     let arch = common::shipped(Kind::Arch, "spatten");
@@ -325,5 +326,7 @@ fn spatten_importance_sums_across_heads() {
     assert_eq!(e("TK").tasks, 2);
     assert_eq!(e("TS").points, (2 * 12 * 256 * 256) as f64);
     assert_eq!(e("HS").points, (2 * 12 * 64 * 256) as f64);
+    // The importance carried from earlier layers is added once per token a layer, before the selection.
+    assert_eq!(e("CT").points, (2 * 256) as f64);
     assert!(r.energy_pj.by_component["hscore"] > 0.0);
 }
