@@ -171,8 +171,10 @@ enum Command {
         /// Model shape name or path, or `none` for the cascade's defaults.
         #[arg(long, default_value = "bert-base")]
         workload: String,
-        /// A GPU's kernel (`--arch b200 --binding fa4`); default: the GPU's first. GPU points take the keys of
-        /// `einsim run --arch GPU --set` (seq, tokens, hidden, batch, heads, d, causal, the kernel's parameters).
+        /// A GPU's kernel (`--arch b200 --binding fa4`; default: the GPU's first), or one of an arch's named
+        /// bindings forced at every point as `einsim run --binding` forces it (`--arch flat-cloud --binding
+        /// spilled`). GPU points take the keys of `einsim run --arch GPU --set` (seq, tokens, hidden, batch, heads,
+        /// d, causal, the kernel's parameters).
         #[arg(long, conflicts_with = "file")]
         binding: Option<String>,
         /// A parameter and its values, e.g. seq=1K,4K,16K; repeat to vary several (first = x axis).
@@ -690,12 +692,6 @@ fn sweep_cmd(
     let sweep = if let Some(g) = gpu_file(arch) {
         einsim::sweep::run_gpu(&g, binding, set, vary, metric, SimOptions::default(), &bar)
     } else {
-        if binding.is_some() {
-            return usage(vec![format!(
-                "the flag form's --binding selects a GPU kernel and `{arch}` is not a GPU; a sweep file's `binding:` \
-                 forces an arch's named binding (see `einsim list`)"
-            )]);
-        }
         let (a, w) = match arch_and_model(arch, workload) {
             Ok(f) => f,
             Err(code) => return code,
@@ -703,6 +699,7 @@ fn sweep_cmd(
         einsim::sweep::run(
             &a,
             w.as_ref(),
+            binding,
             set,
             vary,
             metric,

@@ -439,4 +439,28 @@ fn a_sweep_forces_an_arch_binding() {
         let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(r["cycles"].as_u64().unwrap(), cycles(&line));
     }
+    // The flag form forces it too: its CSV (7 significant digits) holds the same cycles.
+    let d = tmp("flag-binding");
+    run_ok(&[
+        "sweep",
+        "--arch",
+        "flat-cloud",
+        "--binding",
+        "spilled",
+        "--vary",
+        "seq=1024,4096",
+        "--metric",
+        "cycles",
+        "--out",
+        d.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let csv = std::fs::read_to_string(d.join("sweep.csv")).unwrap();
+    for (i, row) in csv.lines().skip(1).enumerate() {
+        let flag: f64 = row.split(',').nth(1).unwrap().parse().unwrap();
+        let line = forced.eval(i as u64, &library::get, &cache);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let exact = v["cycles"].as_u64().unwrap() as f64;
+        assert!((flag - exact).abs() <= exact * 1e-6, "{row} vs {exact}");
+    }
 }

@@ -267,6 +267,7 @@ pub struct Sweep {
 pub fn run(
     arch: &SourceFile,
     model: Option<&SourceFile>,
+    binding: Option<&str>,
     sets: &[String],
     vary: &[Vary],
     metric: Metric,
@@ -275,7 +276,12 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Sweep {
     let points = points(sets, vary, progress, |args| {
-        run::run(arch, model, None, args, lookup, opts).map(|r| Report::Arch(Box::new(r)))
+        let mut setup = run::setup(arch, model, None, args, lookup)?;
+        // `binding` forces one of the arch's named bindings at every point, as `einsim run --binding` does.
+        if let Some(name) = binding {
+            setup.force_binding(name)?;
+        }
+        run::simulate(&setup, opts).map(|r| Report::Arch(Box::new(r)))
     });
     // Name the sweep as the reports do (file names are paths).
     let name = |f: fn(&RunReport) -> &String, default: &String| {
