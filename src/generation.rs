@@ -122,9 +122,13 @@ impl GenerationReport {
         t
     }
 
-    /// Add a layer's totals: layers and steps run one after another.
-    fn add(&mut self, t: &GenerationReport) {
-        self.cycles += t.cycles;
+    /// Add a layer's totals: layers and steps run one after another. A total past 2^64 cycles is an error (an
+    /// op's cycles are part of its layer's, so checking the total covers `by_op`).
+    fn add(&mut self, t: &GenerationReport) -> Result<(), RunError> {
+        self.cycles = self
+            .cycles
+            .checked_add(t.cycles)
+            .ok_or_else(|| crate::layer::too_many_cycles("the generation"))?;
         self.seconds += t.seconds;
         self.energy_pj += t.energy_pj;
         for (level, b) in &t.traffic_bytes {
@@ -138,6 +142,7 @@ impl GenerationReport {
                 *op.traffic_bytes.entry(level.clone()).or_insert(0) += b;
             }
         }
+        Ok(())
     }
 }
 
@@ -227,7 +232,7 @@ pub fn run_generation(
                 let r = run_parsed_layer(&files, &key.0, &key.1, lookup, opts, &mut ops)?;
                 cache.insert(key.clone(), GenerationReport::of_layer(&r));
             }
-            rep.add(&cache[&key]);
+            rep.add(&cache[&key])?;
         }
     }
     rep.simulated = ops.len();

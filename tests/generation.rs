@@ -227,20 +227,15 @@ fn an_lsb_refetch_costs_its_bits_and_time() {
 /// located.
 #[test]
 fn generate_runs_a_trace_and_locates_a_bad_one() {
-    let bin = env!("CARGO_BIN_EXE_einsim");
-    let ok = std::process::Command::new(bin)
-        .current_dir(common::root())
-        .args([
-            "generate",
-            "--workload",
-            "gpt2-medium-gen",
-            "--trace",
-            "workloads/traces/gpt2-medium-synthetic.csv",
-            "--format",
-            "json",
-        ])
-        .output()
-        .unwrap();
+    let ok = common::einsim(&[
+        "generate",
+        "--workload",
+        "gpt2-medium-gen",
+        "--trace",
+        "workloads/traces/gpt2-medium-synthetic.csv",
+        "--format",
+        "json",
+    ]);
     assert!(
         ok.status.success(),
         "{}",
@@ -248,17 +243,13 @@ fn generate_runs_a_trace_and_locates_a_bad_one() {
     );
     let v: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
     assert_eq!(v["steps"], 32);
-    let bad = std::process::Command::new(bin)
-        .current_dir(common::root())
-        .args([
-            "generate",
-            "--workload",
-            "gpt2-small-gen",
-            "--trace",
-            "workloads/traces/gpt2-medium-synthetic.csv",
-        ])
-        .output()
-        .unwrap();
+    let bad = common::einsim(&[
+        "generate",
+        "--workload",
+        "gpt2-small-gen",
+        "--trace",
+        "workloads/traces/gpt2-medium-synthetic.csv",
+    ]);
     assert_eq!(bad.status.code(), Some(1));
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("but the model has 12 layers"), "{err}");

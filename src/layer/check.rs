@@ -70,10 +70,10 @@ pub fn check(
             .cascade
             .as_deref()
             .map(|c| (c, cascade_params(c, cascade)));
-        if let Some((c, Err(label))) = &declared {
+        if let Some((c, Err((problem, label)))) = &declared {
             errs.push(Diagnostic::new(
                 locate(text, c, cursor),
-                format!("op `{}`: unknown cascade `{c}`", op.name),
+                format!("op `{}`: {problem} cascade `{c}`", op.name),
                 label.clone(),
             ));
         }
@@ -106,22 +106,28 @@ pub fn check(
     }
 }
 
-/// The parameters of cascade `name`, or what was expected instead of it.
+/// The parameters of cascade `name`, or what is wrong with it (`unknown` or `invalid`) and what was expected.
 fn cascade_params(
     name: &str,
     lookup: &dyn Fn(&str) -> Option<SourceFile>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, (&'static str, String)> {
     let shipped = library::names(Kind::Cascade);
     let file = lookup(name).ok_or_else(|| {
-        format!(
+        let label = format!(
             "a shipped cascade (one of {}) or a path ending in .ron{}",
             shipped.join(", "),
             did_you_mean(name, &shipped)
+        );
+        ("unknown", label)
+    })?;
+    // A cascade file with errors of its own: named here, its errors in full when that file is checked.
+    let c = crate::cascade::load(&file).map_err(|d| {
+        let first = d.items.first().map_or(String::new(), |i| i.message.clone());
+        (
+            "invalid",
+            format!("a cascade that loads ({}: {first})", file.name),
         )
     })?;
-    // A cascade that does not load is its own file's error, reported when that file is checked or run.
-    let c =
-        crate::cascade::load(&file).map_err(|d| format!("a cascade that loads: {}", d.render()))?;
     Ok(c.params.iter().map(|p| p.name.clone()).collect())
 }
 

@@ -9,11 +9,11 @@ use crate::report::RunReport;
 use crate::run::{self, Lookup, RunError};
 use crate::sim::SimOptions;
 use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 mod check;
 pub use check::shipped_model_params;
-use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// A layer file (`workloads/layers/*.ron`).
 #[derive(Clone, Debug, Deserialize)]
@@ -71,7 +71,7 @@ pub fn check_layer(
     check::check(file, layer, params, &|n| lookup(Kind::Cascade, n))
 }
 
-/// Run every op of the `encoder` layer (or `layer_file`) on one arch for one model.
+/// Run every op of the `encoder` layer on one arch for one model.
 pub fn run_layer(
     arch_file: &SourceFile,
     model_file: &SourceFile,
@@ -84,6 +84,8 @@ pub fn run_layer(
     run_layer_file(&lf, arch_file, model_file, set_args, lookup, opts)
 }
 
+/// Run every op of `layer_file` on one arch for one model (a caller running many layers parses the files once,
+/// [`LayerFiles::load`], and keeps an [`OpCache`] for [`run_parsed_layer`]).
 pub fn run_layer_file(
     layer_file: &SourceFile,
     arch_file: &SourceFile,
@@ -92,15 +94,8 @@ pub fn run_layer_file(
     lookup: Lookup,
     opts: SimOptions,
 ) -> Result<LayerReport, RunError> {
-    run_layer_file_cached(
-        layer_file,
-        arch_file,
-        model_file,
-        set_args,
-        lookup,
-        opts,
-        &mut OpCache::new(),
-    )
+    let files = LayerFiles::load(layer_file, arch_file, model_file, lookup)?;
+    run_parsed_layer(&files, set_args, &[], lookup, opts, &mut OpCache::new())
 }
 
 /// What a caller running many layers (a generation's steps and layers) keeps between them, valid for one arch
@@ -180,20 +175,6 @@ impl OpCache {
     }
 }
 
-/// [`run_layer_file`] with a cache of op reports, valid for one arch and one model file.
-pub fn run_layer_file_cached(
-    layer_file: &SourceFile,
-    arch_file: &SourceFile,
-    model_file: &SourceFile,
-    set_args: &[String],
-    lookup: Lookup,
-    opts: SimOptions,
-    cache: &mut OpCache,
-) -> Result<LayerReport, RunError> {
-    let files = LayerFiles::load(layer_file, arch_file, model_file, lookup)?;
-    run_parsed_layer(&files, set_args, &[], lookup, opts, cache)
-}
-
 /// A layer's files, the layer and model already parsed (a caller running many layers parses them once).
 pub struct LayerFiles<'a> {
     pub layer_file: &'a SourceFile,
@@ -218,7 +199,6 @@ impl<'a> LayerFiles<'a> {
         let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
         let params = model.params.iter().map(|p| p.name.clone()).collect();
         check_layer(layer_file, &layer, &params, lookup).map_err(RunError::Invalid)?;
-        // Checked above, so every expression parses; one that did not would fail again, located, when evaluated.
         let exprs = layer
             .vars
             .values()
@@ -228,8 +208,13 @@ impl<'a> LayerFiles<'a> {
                     .iter()
                     .flat_map(|o| o.params.values().chain(&o.when)),
             )
-            .filter_map(|e| Some((e.clone(), SizeExpr::parse(e).ok()?)))
-            .collect();
+            .map(|e| {
+                Ok((
+                    e.clone(),
+                    SizeExpr::parse(e).map_err(|err| located(layer_file, e, err))?,
+                ))
+            })
+            .collect::<Result<_, RunError>>()?;
         Ok(LayerFiles {
             layer_file,
             layer,
@@ -247,7 +232,7 @@ fn op_uses(op: &LayerOp, files: &LayerFiles) -> bool {
     op.params
         .values()
         .chain(op.when.iter())
-        .filter_map(|e| files.exprs.get(e))
+        .map(|e| &files.exprs[e])
         .any(|x| x.names().iter().any(|(n, _)| vars.contains_key(*n)))
 }
 
@@ -264,10 +249,17 @@ fn located(layer_file: &SourceFile, e: &str, err: crate::expr::ExprError) -> Run
     ))
 }
 
+/// A total that does not fit 64 bits of cycles: a clear error, never a wrapped count.
+pub(crate) fn too_many_cycles(what: &str) -> RunError {
+    RunError::Mapping(format!(
+        "{what}: more than 2^64 cycles in all; run fewer layers, steps or tokens"
+    ))
+}
+
 /// One head group's values of a layer's vars (see [`LayerFile::vars`]).
 pub type HeadGroup = Vec<(String, i64)>;
 
-/// [`run_layer_file_cached`] on files already parsed. `groups` are the head groups (none: the vars' own values,
+/// [`run_layer_file`] on files already parsed, with a cache of op reports valid for one arch and one model file. `groups` are the head groups (none: the vars' own values,
 /// one group).
 pub fn run_parsed_layer(
     files: &LayerFiles,
@@ -296,13 +288,11 @@ pub fn run_parsed_layer(
             env.insert(k.clone(), *v);
         }
     }
+    // Every expression of the layer was parsed by `LayerFiles::load`.
     let eval = |e: &str, env: &BTreeMap<String, i64>| -> Result<i64, RunError> {
-        let value = |x: &SizeExpr| x.eval(&|n| env.get(n).copied());
-        match files.exprs.get(e) {
-            Some(x) => value(x),
-            None => SizeExpr::parse(e).and_then(|x| value(&x)),
-        }
-        .map_err(|err| located(layer_file, e, err))
+        files.exprs[e]
+            .eval(&|n| env.get(n).copied())
+            .map_err(|err| located(layer_file, e, err))
     };
     // The vars: a `--set` value, else the expression, over the model's parameters and the vars it uses; then
     // each head group's values in their place.
@@ -381,7 +371,10 @@ pub fn run_parsed_layer(
         }
     }
     Ok(LayerReport {
-        cycles: parts.iter().map(|(_, r)| r.cycles).sum(),
+        cycles: parts
+            .iter()
+            .try_fold(0u64, |t, (_, r)| t.checked_add(r.cycles))
+            .ok_or_else(|| too_many_cycles(&layer.name))?,
         seconds: parts.iter().map(|(_, r)| r.seconds).sum(),
         energy_pj: parts.iter().map(|(_, r)| r.energy_pj.total).sum(),
         energy_by_component,
