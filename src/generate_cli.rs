@@ -90,7 +90,7 @@ pub fn generate(a: Args) -> ExitCode {
             .rev()
             .find(|(k, _)| k == n)
             .map(|(_, v)| *v)
-            .or_else(|| m.params.iter().find(|p| p.name == n).map(|p| p.default))
+            .or_else(|| m.param(n))
     };
     let (Some(layers), Some(kv_len)) = (param("layers"), param("kv_len")) else {
         return usage(vec![format!(

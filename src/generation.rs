@@ -150,11 +150,10 @@ impl GenerationReport {
 /// the cache at each step, and everything it sets must be a var of the layer or a parameter of the model.
 fn check_trace(t: &Trace, gen: &Generation, files: &LayerFiles) -> Result<(), RunError> {
     let model = &files.model;
-    let has_param = |n: &str| model.params.iter().any(|p| p.name == n);
     let unused: Vec<&str> = GROUP_VARS
         .iter()
         .filter(|v| !files.layer.vars.contains_key(**v))
-        .chain(GROUP_PARAMS.iter().filter(|p| !has_param(p)))
+        .chain(GROUP_PARAMS.iter().filter(|p| model.param(p).is_none()))
         .copied()
         .collect();
     if !unused.is_empty() {
@@ -180,10 +179,7 @@ fn check_trace(t: &Trace, gen: &Generation, files: &LayerFiles) -> Result<(), Ru
         )));
     }
     let heads = model
-        .params
-        .iter()
-        .find(|p| p.name == "heads")
-        .map(|p| p.default)
+        .param("heads")
         .ok_or_else(|| RunError::Mapping(format!("model `{}` has no `heads`", model.name)))?;
     t.check(gen.layers, heads, gen.context)
         .map_err(RunError::Invalid)

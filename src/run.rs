@@ -207,22 +207,14 @@ impl Setup {
     /// than the first whose working set fits. An unknown name is an error listing the names there are.
     pub fn force_binding(&mut self, name: &str) -> Result<(), RunError> {
         let cascade = self.cascade.name.clone();
-        let names: Vec<String> = self
-            .arch
-            .bindings
-            .iter()
-            .filter(|b| b.cascade == cascade)
-            .map(|b| match b.name.as_str() {
-                "" => "one unnamed".to_string(),
-                n => format!("`{n}`"),
-            })
-            .collect();
-        if !self
-            .arch
-            .bindings
-            .iter()
-            .any(|b| b.cascade == cascade && b.name == name)
-        {
+        let for_cascade = || self.arch.bindings.iter().filter(|b| b.cascade == cascade);
+        if !for_cascade().any(|b| b.name == name) {
+            let names: Vec<String> = for_cascade()
+                .map(|b| match b.name.as_str() {
+                    "" => "one unnamed".to_string(),
+                    n => format!("`{n}`"),
+                })
+                .collect();
             return Err(RunError::Mapping(format!(
                 "arch `{}` has no binding `{name}` for cascade `{cascade}`; its bindings for it: {}",
                 self.arch.name,

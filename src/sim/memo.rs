@@ -18,7 +18,7 @@ use std::sync::{Mutex, OnceLock};
 /// Entries kept before the memo is cleared: a reproduction's what-if variants repeat a few hundred schedules,
 /// a sweep's buffer sizes repeat theirs up to a few thousand points apart (`benches/sweep-10k.ron` simulates
 /// about 4,900 schedules; at 4,096 it cleared the memo once and simulated a tenth more). An entry is a few KiB of
-/// key text, so this is some tens of MiB at most.
+/// key bytes, so this is some tens of MiB at most.
 const CAPACITY: usize = 8192;
 
 /// Results by timing key, each with the free space of every stage it holds for.
