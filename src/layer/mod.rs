@@ -71,19 +71,6 @@ pub fn check_layer(
     check::check(file, layer, params, &|n| lookup(Kind::Cascade, n))
 }
 
-/// Run every op of the `encoder` layer on one arch for one model.
-pub fn run_layer(
-    arch_file: &SourceFile,
-    model_file: &SourceFile,
-    set_args: &[String],
-    lookup: Lookup,
-    opts: SimOptions,
-) -> Result<LayerReport, RunError> {
-    let lf = lookup(Kind::Layer, "encoder")
-        .ok_or_else(|| RunError::Mapping("no `encoder` layer shipped".into()))?;
-    run_layer_file(&lf, arch_file, model_file, set_args, lookup, opts)
-}
-
 /// Run every op of `layer_file` on one arch for one model (a caller running many layers parses the files once,
 /// [`LayerFiles::load`], and keeps an [`OpCache`] for [`run_parsed_layer`]).
 pub fn run_layer_file(

@@ -520,7 +520,9 @@ fn run_layer(
     lookup: SyncLookup,
     opts: SimOptions,
 ) -> Result<LayerSummary, RunError> {
-    let r = crate::layer::run_layer(arch, model, sets, lookup, opts)?;
+    let layer = lookup(Kind::Layer, "encoder")
+        .ok_or_else(|| RunError::Mapping("no `encoder` layer shipped".into()))?;
+    let r = crate::layer::run_layer_file(&layer, arch, model, sets, lookup, opts)?;
     Ok(LayerSummary {
         cycles: r.cycles,
         seconds: r.seconds,
