@@ -1277,6 +1277,38 @@ impl<'a> Checker<'a> {
             }
         }
 
+        let yloc = field("bypass").map(|f| f.1);
+        for (k, t) in st.bypass.iter().enumerate() {
+            let span = self.span_of(yloc.and_then(|l| l.item(k)), t, fnear("bypass"));
+            if st.bypass[..k].contains(t) {
+                self.err(Diagnostic::new(
+                    span,
+                    format!("`{t}` is listed twice in `bypass`"),
+                    "expected each tensor once",
+                ));
+            } else if let Some(d) = unknown_tensor(t, span, "bypass") {
+                self.err(d);
+            } else if !st.dram.contains(t) {
+                self.err(Diagnostic::new(
+                    span,
+                    format!("bypassed tensor `{t}` is not in `dram`"),
+                    format!("expected a DRAM tensor of stage `{s}`: a bypass streams it between `{}` and the units", st.memory),
+                ));
+            }
+        }
+        if let Some(t) = &st.spill {
+            let span = self.span_of(field("spill").map(|f| f.1), t, fnear("spill"));
+            if let Some(d) = unknown_tensor(t, span, "spill") {
+                self.err(d);
+            } else if !st.keep.contains_key(t) || st.dram.contains(t) || st.alias.contains_key(t) {
+                self.err(Diagnostic::new(
+                    span,
+                    format!("`{t}` cannot spill: it is not an on-chip tensor this stage keeps"),
+                    "expected a tensor in `keep`, neither in `dram` nor stored in place of another (`alias`)",
+                ));
+            }
+        }
+
         let bloc = field("bits").map(|f| f.1);
         self.duplicate_keys(bloc, "bits");
         for t in st.bits.keys() {

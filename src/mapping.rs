@@ -128,6 +128,18 @@ pub struct StageProgram {
     /// Bytes statically resident in the buffer (on-chip state kept across tiles).
     pub resident: u64,
     pub buffer: String,
+    /// The part of the stage's `spill` tensor that did not fit the buffer, when any.
+    pub spill: Option<Spill>,
+}
+
+/// A tensor's part that overflows its stage's buffer and lives in memory (a stage's `spill`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Spill {
+    pub tensor: String,
+    /// Bytes that live in memory,
+    pub bytes: u64,
+    /// of the bytes the tensor holds (its tile with its copies).
+    pub of: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -887,7 +899,7 @@ impl<'a> Stage<'a> {
             let Some(t) = self.c.tensor_id(name) else {
                 continue;
             };
-            if self.passed_here(t) {
+            if self.passed_here(t) || self.bypassed(t) {
                 continue;
             }
             if let Ok(Some(k)) = self.keep_level(t) {
@@ -1052,8 +1064,11 @@ impl<'a> Stage<'a> {
         let resident = self.resident_bytes()?;
         let load_of = self.transfer_templates(&lv, &compute_of, &mut templates)?;
         self.wire_deps(&order, &compute_of, &load_of, &mut templates);
+        let (cap, resident, spill) = self.check_working_set(lv.buffer, resident)?;
+        if let Some(sp) = &spill {
+            self.spill_templates(sp, &order, &flow, &compute_of, &lv, &mut templates);
+        }
         set_issue_positions(&mut templates, self.loops.len());
-        let cap = self.check_working_set(lv.buffer, resident)?;
         let window = self.window()?;
         let mut loops = self.loops.clone();
         fuse_loops(&mut loops, &mut templates);
@@ -1066,6 +1081,7 @@ impl<'a> Stage<'a> {
             buffer_free: cap - resident,
             resident,
             buffer: lv.buffer.name.clone(),
+            spill,
         })
     }
 
@@ -1123,6 +1139,9 @@ impl<'a> Stage<'a> {
     /// storage and costs no buffer traffic.
     fn in_buffer(&self, t: TensorId) -> bool {
         let n = &self.c.tensors[t].name;
+        if self.bypassed(t) {
+            return false;
+        }
         self.file.keep.contains_key(n)
             || self.file.dram.contains(n)
             || self.file.alias.contains_key(n)
@@ -1131,6 +1150,11 @@ impl<'a> Stage<'a> {
 
     fn is_dram(&self, t: TensorId) -> bool {
         self.file.dram.contains(&self.c.tensors[t].name)
+    }
+
+    /// Whether DRAM tensor `t` bypasses the buffer (`bypass`): its tiles stream between memory and the units.
+    fn bypassed(&self, t: TensorId) -> bool {
+        self.file.bypass.contains(&self.c.tensors[t].name)
     }
 
     /// The unit an Einsum is placed on, and its server index (units are the first servers, in arch order).
@@ -1380,14 +1404,7 @@ impl<'a> Stage<'a> {
         buffer: &Storage,
     ) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
         let es = &self.c.einsums[e];
-        let tile_bytes = |t: TensorId| -> u64 {
-            let parts = self.tensor_parts(t);
-            let sizes = parts
-                .iter()
-                .filter(|p| intra.contains(p))
-                .map(|p| self.size(p));
-            self.bytes_of(t, sat_prod(sizes))
-        };
+        let tile_bytes = |t: TensorId| self.tile_bytes(t, intra);
         let mut reads = BTreeMap::new();
         let mut writes = BTreeMap::new();
         let mut seen: Vec<String> = Vec::new();
@@ -1408,6 +1425,16 @@ impl<'a> Stage<'a> {
             }
         }
         (reads, writes)
+    }
+
+    /// Bytes of tensor `t`'s tile that one task over the intra-tile parts `intra` touches.
+    fn tile_bytes(&self, t: TensorId, intra: &[&String]) -> u64 {
+        let parts = self.tensor_parts(t);
+        let sizes = parts
+            .iter()
+            .filter(|p| intra.contains(p))
+            .map(|p| self.size(p));
+        self.bytes_of(t, sat_prod(sizes))
     }
 
     /// Whether Einsum `e` accumulates its result across a stage loop: it iterates a loop its result is not indexed
@@ -1665,6 +1692,13 @@ impl<'a> Stage<'a> {
         lv: &Levels,
     ) -> Result<(), MapError> {
         let (mem, buffer) = (lv.mem, lv.buffer);
+        if self.bypassed(t) {
+            // Streamed into the units' operand staging: DRAM is read, the buffer neither written nor held.
+            let bytes = self.bytes_of(t, tp.elements);
+            charge_side(tp, mem, bytes, Side::Read);
+            tp.consumers = consumers as u64;
+            return Ok(());
+        }
         let bytes = self.charge_transfer(tp, mem, buffer);
         tp.alloc = bytes;
         tp.consumers = consumers as u64;
@@ -1684,14 +1718,8 @@ impl<'a> Stage<'a> {
             TemplateKind::Load(t) | TemplateKind::Store(t) => self.bytes_of(t, tp.elements),
             TemplateKind::Compute(_) => tp.elements.saturating_mul(self.arch.word_bytes),
         };
-        tp.reads.insert(from.name.clone(), bytes);
-        tp.writes.insert(to.name.clone(), bytes);
-        for (level, action) in [(from, &from.read_action), (to, &to.write_action)] {
-            tp.actions.insert(
-                (level.name.clone(), action.clone()),
-                bytes as f64 / level.access_bytes as f64,
-            );
-        }
+        charge_side(tp, from, bytes, Side::Read);
+        charge_side(tp, to, bytes, Side::Write);
         bytes
     }
 
@@ -1703,7 +1731,13 @@ impl<'a> Stage<'a> {
         lv: &Levels,
         compute_of: &BTreeMap<EinsumId, usize>,
     ) {
-        self.charge_transfer(tp, lv.buffer, lv.mem);
+        if self.bypassed(t) {
+            // Streamed out of the unit that makes it: only DRAM is written.
+            let bytes = self.bytes_of(t, tp.elements);
+            charge_side(tp, lv.mem, bytes, Side::Write);
+        } else {
+            self.charge_transfer(tp, lv.buffer, lv.mem);
+        }
         let producer = self
             .einsums
             .iter()
@@ -1767,21 +1801,164 @@ impl<'a> Stage<'a> {
         }
     }
 
-    /// The working set (resident state plus every kept tile, with its copies) must fit the buffer; otherwise this
-    /// binding does not apply and the caller tries the next one for the cascade. Returns the buffer's capacity.
-    fn check_working_set(&self, buffer: &Storage, resident: u64) -> Result<u64, MapError> {
+    /// The working set (resident state plus every kept tile, with its copies) must fit the buffer, or overflow it
+    /// by no more than the stage's `spill` tensor holds; otherwise this binding does not apply and the caller
+    /// tries the next one for the cascade. Returns the buffer's capacity, the bytes resident in it (less the
+    /// spilled part, which is resident state that lives in memory instead) and what spills.
+    fn check_working_set(
+        &self,
+        buffer: &Storage,
+        resident: u64,
+    ) -> Result<(u64, u64, Option<Spill>), MapError> {
         let cap = buffer.capacity_bytes.unwrap_or(u64::MAX);
         let working_set = self.footprint().max(resident);
-        if working_set > cap {
-            return bad(format!(
-                "{}stage `{}` keeps {working_set} B in `{}`, which holds {cap} B:\n{}",
-                origin(self.arch),
-                self.file.name,
-                buffer.name,
-                self.explain_working_set(None)
-            ));
+        if working_set <= cap {
+            return Ok((cap, resident, None));
         }
-        Ok(cap)
+        let excess = working_set - cap;
+        let held = self.file.spill.as_ref().and_then(|name| {
+            let h = self.working_set().into_iter().find(|h| &h.tensor == name)?;
+            Some((name, h.bytes))
+        });
+        match held {
+            Some((name, bytes)) if excess <= bytes => {
+                // The spill tensor is on-chip state (binding checks), so its spilled part leaves the resident
+                // bytes, and the DRAM tiles get the room the working set counted for them.
+                Ok((
+                    cap,
+                    resident.saturating_sub(excess),
+                    Some(Spill {
+                        tensor: name.clone(),
+                        bytes: excess,
+                        of: bytes,
+                    }),
+                ))
+            }
+            _ => {
+                let spill = match held {
+                    Some((name, bytes)) => format!(
+                        "\n  spilling all of `{name}` ({bytes} B) would leave {} B over",
+                        excess - bytes
+                    ),
+                    None => String::new(),
+                };
+                bad(format!(
+                    "{}stage `{}` keeps {working_set} B in `{}`, which holds {cap} B:\n{}{spill}",
+                    origin(self.arch),
+                    self.file.name,
+                    buffer.name,
+                    self.explain_working_set(None)
+                ))
+            }
+        }
+    }
+
+    /// The transfers of a spilled tensor's overflowing part ([`Spill`]): each task that writes the tensor (or one
+    /// stored in its place) stores that fraction of its tile to memory after it, and each task that reads one from
+    /// the buffer loads that fraction first, after the store of the same iteration. The part is staged through
+    /// the buffer both ways, so the buffer traffic the tasks are charged stands.
+    fn spill_templates(
+        &self,
+        sp: &Spill,
+        order: &[EinsumId],
+        flow: &Dataflow,
+        compute_of: &BTreeMap<EinsumId, usize>,
+        lv: &Levels,
+        templates: &mut Vec<Template>,
+    ) {
+        let c = self.c;
+        let spilled = |t: TensorId| {
+            let n = &c.tensors[t].name;
+            *n == sp.tensor || self.file.alias.get(n) == Some(&sp.tensor)
+        };
+        let part = |bytes: u64| -> u64 {
+            ((bytes as u128 * sp.bytes as u128).div_ceil(sp.of.max(1) as u128)) as u64
+        };
+        let mut store_of: BTreeMap<TensorId, usize> = BTreeMap::new();
+        for &e in order {
+            let Some(&ti) = compute_of.get(&e) else {
+                continue;
+            };
+            let es = &c.einsums[e];
+            let intra: Vec<String> = self
+                .einsum_parts(e)
+                .into_iter()
+                .filter(|p| self.loop_of(p).is_none())
+                .collect();
+            let intra: Vec<&String> = intra.iter().collect();
+            let mut seen: Vec<TensorId> = Vec::new();
+            for r in es.expr.refs() {
+                let t = r.tensor;
+                if !spilled(t) || seen.contains(&t) || self.forwarded(flow, e, r) {
+                    continue;
+                }
+                seen.push(t);
+                let bytes = part(self.tile_bytes(t, &intra));
+                let mut tp = self.spill_transfer(TemplateKind::Load(t), bytes, &templates[ti], lv);
+                charge_side(&mut tp, lv.mem, bytes, Side::Read);
+                charge_side(&mut tp, lv.buffer, bytes, Side::Write);
+                if let Some(&st) = store_of.get(&t) {
+                    tp.deps.push(Dep {
+                        template: st,
+                        carried: None,
+                    });
+                }
+                templates.push(tp);
+                let li = templates.len() - 1;
+                templates[ti].deps.push(Dep {
+                    template: li,
+                    carried: None,
+                });
+            }
+            let out = es.output.tensor;
+            if spilled(out) {
+                let bytes = part(self.tile_bytes(out, &intra));
+                let mut tp =
+                    self.spill_transfer(TemplateKind::Store(out), bytes, &templates[ti], lv);
+                charge_side(&mut tp, lv.buffer, bytes, Side::Read);
+                charge_side(&mut tp, lv.mem, bytes, Side::Write);
+                tp.deps.push(Dep {
+                    template: ti,
+                    carried: None,
+                });
+                templates.push(tp);
+                store_of.insert(out, templates.len() - 1);
+            }
+        }
+    }
+
+    /// A transfer of `bytes` of a spilled tile, once per instance of the task `of` that uses it.
+    fn spill_transfer(
+        &self,
+        kind: TemplateKind,
+        bytes: u64,
+        of: &Template,
+        lv: &Levels,
+    ) -> Template {
+        let (label, t) = match kind {
+            TemplateKind::Load(t) => ("spill load", t),
+            TemplateKind::Store(t) => ("spill store", t),
+            TemplateKind::Compute(_) => unreachable!("a spill moves a tensor"),
+        };
+        let ticks = (bytes as f64 * TICKS_PER_CYCLE as f64 / lv.mem.bandwidth).ceil() as u64;
+        Template {
+            name: format!("{label} {}", self.c.tensors[t].name),
+            kind,
+            server: lv.mem_server,
+            loops: of.loops.clone(),
+            at_last: vec![false; of.loops.len()],
+            work: ticks.max(1),
+            useful: ticks.max(1),
+            deps: vec![],
+            alloc: 0,
+            keep: None,
+            consumers: 0,
+            pe_fraction: 1.0,
+            elements: 0,
+            actions: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        }
     }
 
     /// Tiles in flight at once: the pipeline's depth, or 1 for a sequential stage.
@@ -1797,6 +1974,26 @@ impl<'a> Stage<'a> {
 
 /// Energy-table actions per instance, keyed by (component, action).
 type Actions = BTreeMap<(String, String), f64>;
+
+/// Which side of a transfer a storage level is on.
+#[derive(Clone, Copy)]
+enum Side {
+    Read,
+    Write,
+}
+
+/// Charge a transfer template `bytes` read from (or written to) `level`, in the level's access width.
+fn charge_side(tp: &mut Template, level: &Storage, bytes: u64, side: Side) {
+    let (map, action) = match side {
+        Side::Read => (&mut tp.reads, &level.read_action),
+        Side::Write => (&mut tp.writes, &level.write_action),
+    };
+    map.insert(level.name.clone(), bytes);
+    tp.actions.insert(
+        (level.name.clone(), action.clone()),
+        bytes as f64 / level.access_bytes as f64,
+    );
+}
 
 /// The storage a stage moves tiles between, resolved once per stage.
 struct Levels<'a> {

@@ -2,11 +2,12 @@
 //! resolves names and paths), so this module does no I/O.
 
 use crate::arch::Arch;
+use crate::arch::BindingFile;
 use crate::binding;
 use crate::cascade::{self, Cascade, Model};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use crate::library::{self, Kind};
-use crate::mapping;
+use crate::mapping::{self, Program};
 use crate::passes;
 use crate::report::{self, RunReport};
 use crate::sim::{self, SimOptions};
@@ -337,10 +338,14 @@ fn bind(
 
 /// Map, simulate and report one configuration.
 pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
-    // Bindings for the cascade in file order: the first that maps (its working set fits) is used, so a design's
-    // fall-back dataflow (FLAT spilling its logit tile) is data, chosen by the buffer size.
+    // Bindings for the cascade in file order: under `select: First` the first that maps (its working set fits)
+    // is used, so a design's fall-back dataflow is data, chosen by the buffer size; under `Fastest` every one
+    // that maps is ranked by its analytical lower bound, as a mapper ranks candidate mappings by its analytical
+    // model, and the lowest wins (ties to the earlier: the simulated cycles of equally bound dataflows differ
+    // only by their pipelines' fill and drain).
+    let fastest = matches!(s.arch.select, crate::arch::Select::Fastest(_));
     let mut errors = Vec::new();
-    let mut chosen = None;
+    let mut chosen: Option<(&BindingFile, Program, Option<Bound>, u128)> = None;
     for b in s
         .arch
         .bindings
@@ -358,8 +363,14 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
             .as_ref()
             .map_or((&s.sizes, &s.params), |(z, p, _)| (z, p));
         match mapping::map(&s.cascade, sizes, params, &s.arch, b) {
+            Ok(p) if fastest => {
+                let lb = report::lower_bound_cycles(&p);
+                if chosen.as_ref().is_none_or(|c| lb < c.3) {
+                    chosen = Some((b, p, bound, lb));
+                }
+            }
             Ok(p) => {
-                chosen = Some((b, p, bound));
+                chosen = Some((b, p, bound, 0));
                 break;
             }
             Err(e) => errors.push(if b.name.is_empty() {
@@ -369,7 +380,7 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
             }),
         }
     }
-    let Some((binding, program, bound)) = chosen else {
+    let Some((binding, program, bound, _)) = chosen else {
         if errors.is_empty() {
             errors.push(format!(
                 "arch `{}` does not bind `{}`",

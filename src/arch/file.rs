@@ -24,6 +24,22 @@ pub struct ArchFile {
     pub storage: BTreeMap<String, StorageFile>,
     /// One binding per cascade the design runs; the first is its default (attention).
     pub bindings: Vec<BindingFile>,
+    /// How a run chooses among the bindings of one cascade that map: the first in file order (the default, a
+    /// design's fall-back dataflow), or the one with the lowest analytical bound (a mapper's search).
+    #[serde(default)]
+    pub select: Select,
+}
+
+/// How a run chooses among an arch's bindings for one cascade, of those that map (their working sets fit).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum Select {
+    /// The first in file order: later bindings are fall-backs for sizes the earlier ones cannot map.
+    #[default]
+    First,
+    /// The one with the lowest analytical lower bound (per-unit work over throughput, bytes over bandwidth), as a
+    /// mapper ranks candidate mappings by its analytical model; ties to the earlier. The string says whose
+    /// search this is.
+    Fastest(String),
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -196,6 +212,19 @@ pub struct StageFile {
     /// traffic is counted in bits (SpAtten's 4- to 12-bit K, Q and V).
     #[serde(default)]
     pub bits: BTreeMap<String, String>,
+    /// DRAM tensors that bypass `buffer`: each tile streams between `memory` and the units that use it (through
+    /// their operand staging, not the buffer), so it takes no buffer space and costs no buffer access, and it is
+    /// fetched again at every iteration of its `keep` loop. Timeloop calls this bypassing a level; FLAT's search
+    /// places K and V off-chip so that the logit tile gets the whole buffer ([R] flat_spatten.md §1.2, §1.3).
+    #[serde(default)]
+    pub bypass: Vec<String>,
+    /// An on-chip kept tensor allowed to overflow the buffer: when the working set exceeds `buffer` by E bytes,
+    /// that part of the tensor's held bytes lives in `memory`, and every access to it (by the tensor's writers
+    /// and readers, and those of tensors stored in its place) is a transfer through `memory`, staged through
+    /// the buffer. FuseMax's model of FLAT spills the excess of the logit tile the same way ([R] fusemax.md §5,
+    /// `prop_spilled`). More excess than the tensor holds does not map.
+    #[serde(default)]
+    pub spill: Option<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]

@@ -42,6 +42,8 @@ pub struct Arch {
     pub energy: EnergyTable,
     /// One binding per cascade the design runs; the first is the default.
     pub bindings: Vec<BindingFile>,
+    /// How a run chooses among the bindings of one cascade that map.
+    pub select: Select,
 }
 
 /// A compute unit: a 2D spatial array, a 1D array, or a fixed-function unit (an exp unit, a top-k engine).

@@ -449,6 +449,15 @@ pub fn resolve(
             fig(depth, &["tile"], &mut errs);
         }
     }
+    if let Select::Fastest(source) = &f.select {
+        if source.trim().is_empty() {
+            errs.push(err(
+                "Fastest(",
+                "`select: Fastest` has no source",
+                "Fastest(\"whose search picks the fastest binding\")",
+            ));
+        }
+    }
     if !errs.is_empty() {
         return Err(errs);
     }
@@ -465,5 +474,6 @@ pub fn resolve(
         storage,
         energy,
         bindings: f.bindings.clone(),
+        select: f.select.clone(),
     })
 }

@@ -478,6 +478,7 @@ pub fn program(gpu: &Gpu, plan: &Plan, steps: u64) -> Program {
             buffer_free: u64::MAX / 4,
             resident: 0,
             buffer: String::new(),
+            spill: None,
         }],
         sizes: BTreeMap::new(),
         chosen: BTreeMap::new(),

@@ -6,7 +6,7 @@ pub mod passes;
 pub mod text;
 
 use crate::arch::{Arch, StorageKind, TICKS_PER_CYCLE};
-use crate::mapping::{Padded, Program, TemplateKind};
+use crate::mapping::{Padded, Program, StageProgram, TemplateKind};
 use crate::passes::PassReport;
 use crate::sim::SimResult;
 use serde::Serialize;
@@ -124,6 +124,9 @@ pub struct StageReport {
     /// (the prefix's steady rate) inside this interval, which holds the true value.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate: Option<Interval>,
+    /// The part of a tensor that overflowed the stage's buffer and lives in memory (a stage's `spill`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spill: Option<crate::mapping::Spill>,
 }
 
 /// Where a stage's true latency lies when it was not simulated to the end.
@@ -215,6 +218,30 @@ pub fn too_large_context(params: &BTreeMap<String, i64>) -> String {
     format!("; reduce the workload ({})", ps.join(", "))
 }
 
+/// A stage's analytical lower bound: its busiest server (a unit or memory channel) and that server's work in
+/// ticks, every task's work over all its instances. Stages run one after another, so their bounds add up.
+pub fn stage_bound(st: &StageProgram) -> (usize, u128) {
+    let mut per_server: BTreeMap<usize, u128> = BTreeMap::new();
+    for t in &st.templates {
+        let work = t.instances_wide(&st.loops).saturating_mul(t.work as u128);
+        let w = per_server.entry(t.server).or_default();
+        *w = w.saturating_add(work);
+    }
+    per_server
+        .into_iter()
+        .max_by_key(|(_, w)| *w)
+        .unwrap_or((0, 0))
+}
+
+/// A program's analytical lower bound in cycles (each stage's rounded up, as the engine starts stages on cycle
+/// boundaries): what no schedule can beat, and what a mapper's analytical model ranks candidate mappings by.
+pub fn lower_bound_cycles(p: &Program) -> u128 {
+    p.stages
+        .iter()
+        .map(|st| stage_bound(st).1.div_ceil(TICKS_PER_CYCLE as u128))
+        .fold(0, u128::saturating_add)
+}
+
 /// Compute the report. Fails if a count does not fit 64 bits, or if the simulation beat its own lower bound (an
 /// engine bug).
 pub fn build(f: RunFacts) -> Result<RunReport, BuildError> {
@@ -239,12 +266,10 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
     let mut bound_ticks: u128 = 0;
     let mut limiter = (0u128, String::new());
     for (si, st) in p.stages.iter().enumerate() {
-        let mut per_server: BTreeMap<usize, u128> = BTreeMap::new();
         for t in &st.templates {
             let n = t.instances_wide(&st.loops);
             let server = &p.servers[t.server];
             let work = n.saturating_mul(t.work as u128);
-            add(per_server.entry(t.server).or_default(), work);
             let b = busy.entry(server.name.clone()).or_default();
             add(&mut b.0, work);
             b.1 += (n * t.useful as u128) as f64 * t.pe_fraction;
@@ -283,10 +308,7 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
                 });
             }
         }
-        let (&srv, &ticks) = per_server
-            .iter()
-            .max_by_key(|(_, w)| **w)
-            .unwrap_or((&0, &0));
+        let (srv, ticks) = stage_bound(st);
         let name = p.servers.get(srv).map_or(String::new(), |s| s.name.clone());
         if ticks > limiter.0 {
             limiter = (ticks, name.clone());
@@ -313,6 +335,7 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
                     })
                 })
                 .transpose()?,
+            spill: st.spill.clone(),
         });
     }
     let bound_total = cycles(bound_ticks, "the bound")?;

@@ -187,6 +187,17 @@ pub fn render(r: &RunReport) -> String {
             thousands(s.simulated_steps),
             thousands(s.steps)
         );
+        if let Some(sp) = &s.spill {
+            let _ = writeln!(
+                o,
+                "            spills {} B of its {} B of `{}` ({:.2}%) to memory: each access to that part is a \
+                 transfer",
+                thousands(sp.bytes),
+                thousands(sp.of),
+                sp.tensor,
+                100.0 * sp.bytes as f64 / sp.of.max(1) as f64
+            );
+        }
         if let Some(e) = &s.estimate {
             let _ = writeln!(
                 o,
