@@ -1420,7 +1420,7 @@ impl<'a> Stage<'a> {
         if self.in_buffer(es.output.tensor) {
             let bytes = tile_bytes(es.output.tensor);
             *writes.entry(buffer.name.clone()).or_insert(0) += bytes;
-            if self.accumulates(e) {
+            if self.accumulates(e) && !buffer.accumulates_on_write {
                 *reads.entry(buffer.name.clone()).or_insert(0) += bytes;
             }
         }

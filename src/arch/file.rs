@@ -130,6 +130,11 @@ pub struct StorageFile {
     pub write: String,
     #[serde(default)]
     pub area: Option<String>,
+    /// When present (with its source), the level adds a partial result into what it holds on write, so a
+    /// result accumulated across a tile loop costs one write per update and no read-back: an accumulator SRAM
+    /// (SCALE-Sim's ofmap buffer). Absent, the update is a read-modify-write through the level's ports.
+    #[serde(default)]
+    pub accumulates_on_write: Option<String>,
 }
 
 /// Which cascade the design runs and how it is mapped and bound: all data, so changing it changes results

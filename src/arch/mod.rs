@@ -138,4 +138,6 @@ pub struct Storage {
     pub write_action: String,
     /// Area table entry for the whole level (if it has one).
     pub area: Option<String>,
+    /// It adds partial results in on write (an accumulator): an update costs a write and no read-back.
+    pub accumulates_on_write: bool,
 }

@@ -283,6 +283,13 @@ pub fn resolve(
                 ));
             }
         }
+        if s.accumulates_on_write.as_ref().is_some_and(|x| x.trim().is_empty()) {
+            errs.push(err(
+                "accumulates_on_write",
+                format!("`accumulates_on_write` of `{name}` has no source"),
+                "Some(\"where the accumulate-on-write comes from\")",
+            ));
+        }
         storage.push(Storage {
             name: name.clone(),
             kind: s.kind,
@@ -293,6 +300,7 @@ pub fn resolve(
             read_action: s.read.clone(),
             write_action: s.write.clone(),
             area: s.area.clone(),
+            accumulates_on_write: s.accumulates_on_write.is_some(),
         });
     }
     let mut units = Vec::new();
