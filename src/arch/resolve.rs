@@ -283,7 +283,10 @@ pub fn resolve(
                 ));
             }
         }
-        if s.accumulates_on_write.as_ref().is_some_and(|x| x.trim().is_empty()) {
+        if s.accumulates_on_write
+            .as_ref()
+            .is_some_and(|x| x.trim().is_empty())
+        {
             errs.push(err(
                 "accumulates_on_write",
                 format!("`accumulates_on_write` of `{name}` has no source"),
