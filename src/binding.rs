@@ -820,6 +820,99 @@ impl<'a> Checker<'a> {
 
     // ---- one stage ----
 
+    /// A stage's `bypass` and `spill` entries. A bypassed tensor has no buffer tile, so it must be a DRAM
+    /// tensor, not stored in place of another (or another in its place) nor copied, and, as nothing holds it,
+    /// read by at most one of the stage's Einsums and not both made and read here (its one load feeds one
+    /// reader). A spilled tensor is on-chip state the stage keeps. (Whether a bypassed result is reduced across
+    /// a loop, or the spilled tensor is passed between stages, depends on the loops: mapping checks those.)
+    fn bypass_and_spill(
+        &mut self,
+        st: &StageFile,
+        sloc: Option<&Loc>,
+        near: Span,
+        view: &View,
+        sv: &StageView,
+        unknown_tensor: &dyn Fn(&str, Span, &str) -> Option<Diagnostic>,
+    ) {
+        let field = |name: &str| sloc.and_then(|l| l.field(name));
+        let fnear = |name: &str| field(name).map_or(near, |f| f.0.join(f.1.span()));
+        let s = &st.name;
+        let yloc = field("bypass").map(|f| f.1);
+        for (k, t) in st.bypass.iter().enumerate() {
+            let span = self.span_of(yloc.and_then(|l| l.item(k)), t, fnear("bypass"));
+            let problem = if st.bypass[..k].contains(t) {
+                Some((
+                    "is listed twice in `bypass`".to_string(),
+                    "each tensor once".to_string(),
+                ))
+            } else if let Some(d) = unknown_tensor(t, span, "bypass") {
+                self.err(d);
+                None
+            } else if !st.dram.contains(t) {
+                Some((
+                    "is not in `dram`".to_string(),
+                    format!("a DRAM tensor of stage `{s}`: a bypass streams it between `{}` and the units", st.memory),
+                ))
+            } else if let Some(what) = held_in_buffer(st, t) {
+                Some((
+                    what,
+                    "`alias` and `copies` only for tensors with a buffer tile; a bypassed one has none".to_string(),
+                ))
+            } else {
+                self.bypass_users(t, view, sv)
+            };
+            if let Some((what, expected)) = problem {
+                self.err(Diagnostic::new(
+                    span,
+                    format!("bypassed tensor `{t}` {what}"),
+                    format!("expected {expected}"),
+                ));
+            }
+        }
+        if let Some(t) = &st.spill {
+            let span = self.span_of(field("spill").map(|f| f.1), t, fnear("spill"));
+            if let Some(d) = unknown_tensor(t, span, "spill") {
+                self.err(d);
+            } else if !st.keep.contains_key(t) || st.dram.contains(t) || st.alias.contains_key(t) {
+                self.err(Diagnostic::new(
+                    span,
+                    format!("`{t}` cannot spill: it is not an on-chip tensor this stage keeps"),
+                    "expected a tensor in `keep`, neither in `dram` nor stored in place of another (`alias`)",
+                ));
+            }
+        }
+    }
+
+    /// Why bypassed tensor `t` cannot be streamed to its users in this stage, if it cannot: read by more than
+    /// one Einsum (one load feeds one reader), or made and read here (nothing holds it between the two).
+    fn bypass_users(&self, t: &str, view: &View, sv: &StageView) -> Option<(String, String)> {
+        let c = view.c?;
+        let tid = c.tensor_id(t)?;
+        let readers: Vec<&str> = sv
+            .computed
+            .iter()
+            .filter(|&&e| c.einsums[e].expr.refs().iter().any(|r| r.tensor == tid))
+            .map(|&e| c.einsums[e].name.as_str())
+            .collect();
+        let made = sv
+            .computed
+            .iter()
+            .any(|&e| c.einsums[e].output.tensor == tid);
+        if readers.len() > 1 {
+            Some((
+                format!("is read by {} Einsums of the stage ({})", readers.len(), readers.join(", ")),
+                "one reader: each gets the stream of one load, and nothing holds the tile for a second".to_string(),
+            ))
+        } else if made && !readers.is_empty() {
+            Some((
+                format!("is made and read in the stage (by {})", readers[0]),
+                "a tensor only loaded, or only stored, here: nothing holds it between its maker and reader".to_string(),
+            ))
+        } else {
+            None
+        }
+    }
+
     fn stage_view(&self, st: &StageFile, view: &View) -> StageView {
         let Some(c) = view.c else {
             return StageView {
@@ -1277,37 +1370,7 @@ impl<'a> Checker<'a> {
             }
         }
 
-        let yloc = field("bypass").map(|f| f.1);
-        for (k, t) in st.bypass.iter().enumerate() {
-            let span = self.span_of(yloc.and_then(|l| l.item(k)), t, fnear("bypass"));
-            if st.bypass[..k].contains(t) {
-                self.err(Diagnostic::new(
-                    span,
-                    format!("`{t}` is listed twice in `bypass`"),
-                    "expected each tensor once",
-                ));
-            } else if let Some(d) = unknown_tensor(t, span, "bypass") {
-                self.err(d);
-            } else if !st.dram.contains(t) {
-                self.err(Diagnostic::new(
-                    span,
-                    format!("bypassed tensor `{t}` is not in `dram`"),
-                    format!("expected a DRAM tensor of stage `{s}`: a bypass streams it between `{}` and the units", st.memory),
-                ));
-            }
-        }
-        if let Some(t) = &st.spill {
-            let span = self.span_of(field("spill").map(|f| f.1), t, fnear("spill"));
-            if let Some(d) = unknown_tensor(t, span, "spill") {
-                self.err(d);
-            } else if !st.keep.contains_key(t) || st.dram.contains(t) || st.alias.contains_key(t) {
-                self.err(Diagnostic::new(
-                    span,
-                    format!("`{t}` cannot spill: it is not an on-chip tensor this stage keeps"),
-                    "expected a tensor in `keep`, neither in `dram` nor stored in place of another (`alias`)",
-                ));
-            }
-        }
+        self.bypass_and_spill(st, sloc, near, view, &sv, &unknown_tensor);
 
         let bloc = field("bits").map(|f| f.1);
         self.duplicate_keys(bloc, "bits");
@@ -1425,6 +1488,17 @@ pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
         }
     }
     row[b.len()]
+}
+
+/// How a stage's `alias` or `copies` gives tensor `t` a buffer tile, if it does.
+fn held_in_buffer(st: &StageFile, t: &str) -> Option<String> {
+    if let Some(other) = st.alias.get(t) {
+        return Some(format!("is stored in place of `{other}` (`alias`)"));
+    }
+    if let Some((a, _)) = st.alias.iter().find(|(_, v)| *v == t) {
+        return Some(format!("has `{a}` stored in its place (`alias`)"));
+    }
+    st.copies.get(t).map(|n| format!("has {n} `copies`"))
 }
 
 #[cfg(test)]

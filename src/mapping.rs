@@ -94,6 +94,36 @@ pub struct Template {
 }
 
 impl Template {
+    /// A task of `work` ticks (all useful) on `server`, instantiated per iteration of the loops `loops` marks,
+    /// issued with the first iteration of the others, with no dependencies, buffer claim, counts or charges yet:
+    /// the fields a caller does not set.
+    pub fn new(
+        name: String,
+        kind: TemplateKind,
+        server: usize,
+        loops: Vec<bool>,
+        work: u64,
+    ) -> Self {
+        Template {
+            name,
+            kind,
+            server,
+            at_last: vec![false; loops.len()],
+            loops,
+            work,
+            useful: work,
+            deps: vec![],
+            alloc: 0,
+            keep: None,
+            consumers: 0,
+            pe_fraction: 1.0,
+            elements: 0,
+            actions: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            writes: BTreeMap::new(),
+        }
+    }
+
     pub fn instances(&self, loops: &[Loop]) -> u64 {
         loops
             .iter()
@@ -1052,6 +1082,7 @@ impl<'a> Stage<'a> {
         let flow = Dataflow::new(self.c);
         let order = self.order(&flow);
         self.check_partial_results(&order)?;
+        self.check_bypass_and_spill()?;
         let mut templates: Vec<Template> = Vec::new();
         let mut compute_of: BTreeMap<EinsumId, usize> = BTreeMap::new();
         for &e in &order {
@@ -1150,6 +1181,72 @@ impl<'a> Stage<'a> {
 
     fn is_dram(&self, t: TensorId) -> bool {
         self.file.dram.contains(&self.c.tensors[t].name)
+    }
+
+    /// What the binding checker cannot see, because it depends on the loops: a bypassed tensor is fetched once
+    /// per iteration of its `keep` loop and held nowhere, so its user must not iterate a loop inside that one
+    /// (it would need the tile again), and a bypassed result must not be reduced across a loop (its partial
+    /// sums would have no home); a spilled tensor must be this stage's alone (not passed on chip to another
+    /// stage, which would read the whole of it from the buffer) and not reduced across a loop (the spilled
+    /// share of the read-back is not modelled).
+    fn check_bypass_and_spill(&self) -> Result<(), MapError> {
+        let c = self.c;
+        let stage = &self.file.name;
+        let touches = |e: EinsumId, t: TensorId| {
+            c.einsums[e].output.tensor == t
+                || c.einsums[e].expr.refs().iter().any(|r| r.tensor == t)
+        };
+        for name in &self.file.bypass {
+            let Some(t) = c.tensor_id(name) else { continue };
+            let Some(keep) = self.keep_level(t)? else {
+                continue;
+            };
+            for &e in self.einsums.iter().filter(|&&e| touches(e, t)) {
+                let inner = self
+                    .einsum_parts(e)
+                    .iter()
+                    .filter_map(|p| self.loop_of(p))
+                    .max();
+                if let Some(j) = inner.filter(|&j| j > keep) {
+                    return bad(format!(
+                        "stage `{stage}`: bypassed `{name}` is fetched once per `{}` iteration and held nowhere, but \
+                         `{}` iterates `{}` inside it and would need it again; keep it at `{}`",
+                        self.loops[keep].index, c.einsums[e].name, self.loops[j].index, self.loops[j].index
+                    ));
+                }
+                if c.einsums[e].output.tensor == t && self.accumulates(e) {
+                    return bad(format!(
+                        "stage `{stage}`: bypassed result `{name}` is reduced across a loop of the stage, and its \
+                         partial sums would have no home; keep it in the buffer instead"
+                    ));
+                }
+            }
+        }
+        if let Some(name) = &self.file.spill {
+            let Some(t) = c.tensor_id(name) else {
+                return Ok(());
+            };
+            if self.passed_here(t) {
+                return bad(format!(
+                    "stage `{stage}`: `{name}` is passed on chip to another stage, which reads all of it from the \
+                     buffer, so it cannot spill here"
+                ));
+            }
+            let spilled =
+                |x: TensorId| x == t || self.file.alias.get(&c.tensors[x].name) == Some(name);
+            if let Some(&e) = self
+                .einsums
+                .iter()
+                .find(|&&e| spilled(c.einsums[e].output.tensor) && self.accumulates(e))
+            {
+                return bad(format!(
+                    "stage `{stage}`: `{}` reduces into spilled `{name}` across a loop; the spilled share of its \
+                     read-back is not modelled",
+                    c.einsums[e].name
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Whether DRAM tensor `t` bypasses the buffer (`bypass`): its tiles stream between memory and the units.
@@ -1662,23 +1759,11 @@ impl<'a> Stage<'a> {
         } else {
             (TemplateKind::Load(t), "load")
         };
+        let name = format!("{label} {}", self.c.tensors[t].name);
         Template {
-            name: format!("{label} {}", self.c.tensors[t].name),
-            kind,
-            server: lv.mem_server,
-            at_last: vec![false; loops.len()],
-            loops,
-            work: transfer.max(1),
-            useful: transfer.max(1),
-            deps: vec![],
-            alloc: 0,
             keep: Some(keep),
-            consumers: 0,
-            pe_fraction: 1.0,
             elements,
-            actions: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            writes: BTreeMap::new(),
+            ..Template::new(name, kind, lv.mem_server, loops, transfer.max(1))
         }
     }
 
@@ -1694,9 +1779,10 @@ impl<'a> Stage<'a> {
         let (mem, buffer) = (lv.mem, lv.buffer);
         if self.bypassed(t) {
             // Streamed into the units' operand staging: DRAM is read, the buffer neither written nor held.
+            // Nothing held, so nothing to free: no consumer count (with one, the engine would keep the load live
+            // until readers that never link to it release it).
             let bytes = self.bytes_of(t, tp.elements);
             charge_side(tp, mem, bytes, Side::Read);
-            tp.consumers = consumers as u64;
             return Ok(());
         }
         let bytes = self.charge_transfer(tp, mem, buffer);
@@ -1941,24 +2027,8 @@ impl<'a> Stage<'a> {
             TemplateKind::Compute(_) => unreachable!("a spill moves a tensor"),
         };
         let ticks = (bytes as f64 * TICKS_PER_CYCLE as f64 / lv.mem.bandwidth).ceil() as u64;
-        Template {
-            name: format!("{label} {}", self.c.tensors[t].name),
-            kind,
-            server: lv.mem_server,
-            loops: of.loops.clone(),
-            at_last: vec![false; of.loops.len()],
-            work: ticks.max(1),
-            useful: ticks.max(1),
-            deps: vec![],
-            alloc: 0,
-            keep: None,
-            consumers: 0,
-            pe_fraction: 1.0,
-            elements: 0,
-            actions: BTreeMap::new(),
-            reads: BTreeMap::new(),
-            writes: BTreeMap::new(),
-        }
+        let name = format!("{label} {}", self.c.tensors[t].name);
+        Template::new(name, kind, lv.mem_server, of.loops.clone(), ticks.max(1))
     }
 
     /// Tiles in flight at once: the pipeline's depth, or 1 for a sequential stage.
@@ -2038,23 +2108,31 @@ fn charge_accesses(
 
 /// Issue positions. A template does not iterate some loops; it issues with such a loop's last iteration when
 /// any same-iteration producer iterates that loop (or itself issues last on it), so it sees the whole result,
-/// and with the first otherwise. Compute producers precede their consumers and stores follow their producers;
-/// loads follow their readers but depend on nothing, so one pass in order suffices.
+/// and with the first otherwise. Compute producers precede their consumers and stores follow their producers,
+/// but a spilled tile's load follows the reader that waits for it, so passes repeat until nothing changes (a
+/// position only ever turns to `last`, so this ends; one pass suffices without spills).
 fn set_issue_positions(templates: &mut [Template], nl: usize) {
-    for i in 0..templates.len() {
-        for j in 0..nl {
-            if templates[i].loops[j] {
-                continue;
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for i in 0..templates.len() {
+            for j in 0..nl {
+                if templates[i].loops[j] || templates[i].at_last[j] {
+                    continue;
+                }
+                let last = templates[i]
+                    .deps
+                    .iter()
+                    .filter(|d| d.carried.is_none())
+                    .any(|d| {
+                        let p = &templates[d.template];
+                        p.loops[j] || p.at_last[j]
+                    });
+                if last {
+                    templates[i].at_last[j] = true;
+                    changed = true;
+                }
             }
-            let last = templates[i]
-                .deps
-                .iter()
-                .filter(|d| d.carried.is_none())
-                .any(|d| {
-                    let p = &templates[d.template];
-                    p.loops[j] || p.at_last[j]
-                });
-            templates[i].at_last[j] = last;
         }
     }
 }

@@ -122,3 +122,58 @@ fn select_fastest_ranks_bindings_by_their_bound() {
     );
     assert_eq!(run(two_bindings(fastest, seq)).binding, "slow");
 }
+
+#[test]
+fn a_bypassed_tensor_must_be_fetched_for_every_tile_that_uses_it() {
+    // tiled.ron keeps A per m1; bypassed there, the array would need it again for every n1 tile inside.
+    let text = std::fs::read_to_string(root().join("tests/fixtures/arch/tiled.ron")).unwrap();
+    let text = text.replacen(
+        "buffer: \"buffer\",\n            memory",
+        "bypass: [\"A\"],\n            buffer: \"buffer\",\n            memory",
+        1,
+    );
+    let run = |t: &str| {
+        run_text(
+            &einsim::diag::SourceFile::new("tiled-bypass.ron", t.to_string()),
+            None,
+            None,
+            &[],
+            &fixture_lookup,
+            OPTS,
+        )
+    };
+    let e = run(&text).unwrap_err().to_string();
+    assert!(
+        e.contains("bypassed `A` is fetched once per `m1` iteration and held nowhere, but `Z` iterates `n1`"),
+        "{e}"
+    );
+    // Fetched per n1 tile instead, it maps: A's DRAM reads grow by the N1 = 16 re-fetches.
+    let per_tile = text.replacen("\"A\": \"m1\"", "\"A\": \"n1\"", 1);
+    let r = run(&per_tile).unwrap();
+    let kept = run_fixture("tiled", &[], OPTS);
+    let dram = |r: &RunReport| traffic(r, "dram").0;
+    // A: 16 x 64 x 2 B = 2 KiB in all, loaded once per m1 tile when kept, once per (m1, n1) tile when bypassed.
+    assert_eq!(dram(&r) - dram(&kept), 15 * 2048);
+}
+
+/// Skipping the steady state changes nothing with bypassed loads and spill transfers in the program, and the
+/// steady state is found (a bypassed load holds nothing and waits on no consumer, so it leaves the live set).
+#[test]
+fn bypass_and_spill_extrapolate_exactly() {
+    for sets in [
+        &["buffer_bytes=512", "msize=4096"][..],
+        &["buffer_bytes=640", "msize=4096", "dram_bw=1"],
+    ] {
+        let fast = run_fixture("spill", sets, EXTRAPOLATE);
+        let full = run_fixture("spill", sets, FULL);
+        assert_eq!(fast.cycles, full.cycles, "{sets:?}");
+        let st = &fast.stages[0];
+        assert!(
+            st.estimate.is_none() && st.simulated_steps < st.steps / 4,
+            "{sets:?}: {st:?}"
+        );
+    }
+    // FLAT at 64K streams K and V past the buffer and spills part of its logit tile: a handful of tiles suffice.
+    let r = run_shipped("flat-cloud", "bert-base", &["seq=65536"], EXTRAPOLATE);
+    assert!(r.stages[0].estimate.is_none() && r.stages[0].simulated_steps < 100);
+}

@@ -447,22 +447,15 @@ pub fn program(gpu: &Gpu, plan: &Plan, steps: u64) -> Program {
         for p in &t.parts {
             let work = ticks(p.cycles);
             templates.push(Template {
-                name: format!("{}.{}", t.name, gpu.units[p.unit].name),
-                kind: TemplateKind::Compute(ti),
-                server: p.unit,
-                loops: vec![iter_kv, true],
                 at_last: vec![last, false],
-                work,
-                useful: work,
                 deps: deps.clone(),
-                alloc: 0,
-                keep: None,
-                consumers: 0,
-                pe_fraction: 1.0,
-                elements: 0,
-                actions: BTreeMap::new(),
-                reads: BTreeMap::new(),
-                writes: BTreeMap::new(),
+                ..Template::new(
+                    format!("{}.{}", t.name, gpu.units[p.unit].name),
+                    TemplateKind::Compute(ti),
+                    p.unit,
+                    vec![iter_kv, true],
+                    work,
+                )
             });
         }
     }

@@ -1,4 +1,4 @@
-use crate::mapping::{Program, StageProgram, TemplateKind};
+use crate::mapping::{Program, StageProgram, Template, TemplateKind};
 use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
@@ -465,7 +465,8 @@ struct Stage<'a> {
     /// Steps per iteration of each loop (mixed-radix weights of the odometer).
     weights: Vec<u64>,
     strides: Vec<Vec<u64>>,
-    /// Templates in admission order within a step (loads first, so consumers find them).
+    /// Templates in admission order within a step (after their same-iteration producers, loads first where
+    /// possible, so consumers find them): `admission_order`.
     admit_order: Vec<usize>,
     /// Whether a template's instances hold their tile in the window: compute does; transfers do not (a store
     /// drains behind the tile, a load is gated by its consumers and the buffer).
@@ -587,8 +588,7 @@ impl<'a> Stage<'a> {
                 s
             })
             .collect();
-        let mut admit_order: Vec<usize> = (0..st.templates.len()).collect();
-        admit_order.sort_by_key(|&i| (!matches!(st.templates[i].kind, TemplateKind::Load(_)), i));
+        let admit_order = admission_order(&st.templates);
         let counts = st
             .templates
             .iter()
@@ -1722,4 +1722,40 @@ fn simple_release(st: &StageProgram, n: usize) -> Vec<bool> {
                 .all(|u| (keep + 1..n).all(|j| l.loops[j] || u.loops[j]))
         })
         .collect()
+}
+
+/// The order a step's instances are admitted in: a template after every template it depends on in the same
+/// iteration (its producers' instances must exist to be waited for), loads first where the dependencies allow
+/// (their buffer space is claimed before the tasks that read them), then template order. Mapping emits computes
+/// in dataflow order and their transfers after them, so for programs whose loads depend on nothing this is loads
+/// first, then template order; a spilled tile's load waits for the store of the same iteration and its reader for
+/// the load, which template order alone does not give.
+fn admission_order(templates: &[Template]) -> Vec<usize> {
+    let n = templates.len();
+    let mut waiting: Vec<usize> = templates
+        .iter()
+        .map(|t| t.deps.iter().filter(|d| d.carried.is_none()).count())
+        .collect();
+    let mut users: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, t) in templates.iter().enumerate() {
+        for d in t.deps.iter().filter(|d| d.carried.is_none()) {
+            users[d.template].push(i);
+        }
+    }
+    let key = |i: usize| (!matches!(templates[i].kind, TemplateKind::Load(_)), i);
+    let mut ready: BTreeSet<(bool, usize)> = (0..n).filter(|&i| waiting[i] == 0).map(key).collect();
+    let mut order = Vec::with_capacity(n);
+    while let Some(k) = ready.pop_first() {
+        order.push(k.1);
+        for &u in &users[k.1] {
+            waiting[u] -= 1;
+            if waiting[u] == 0 {
+                ready.insert(key(u));
+            }
+        }
+    }
+    // A same-iteration dependency cycle is a mapping bug; admit the rest in template order rather than lose them.
+    let placed: BTreeSet<usize> = order.iter().copied().collect();
+    order.extend((0..n).filter(|i| !placed.contains(i)));
+    order
 }
