@@ -1,11 +1,13 @@
 //! The cycle-approximate engine: tile tasks on servers, event by event, with periodic steady-state extrapolation.
 //!
 //! A stage's tile loops are walked in order; each step (one innermost iteration) admits the instances of every
-//! template issued there. A unit (or memory channel) runs one task at a time and always starts the oldest ready
+//! template issued there, each after the templates it depends on in the same iteration (loads first where the
+//! dependencies allow). A unit (or memory channel) runs one task at a time and always starts the oldest ready
 //! one (program order): that is list scheduling, and with several tiles in flight it is the fine-grained
 //! interleaving of FuseMax's binding. A task's result reaches a task on another server after the producer's
 //! fill/drain latency. Loads allocate their tile in the buffer and wait when it is full; the allocation is freed
-//! when the tile's last consumer finishes. Stages run one after another.
+//! when the tile's last consumer finishes; a load that allocates nothing (a tile streamed past the buffer) waits
+//! for no consumer. Stages run one after another.
 //!
 //! **Extrapolation.** At the start of an iteration of a loop, the engine may take a snapshot of everything that can
 //! influence the future, expressed relative to the current time and step: live tasks, server availability, buffer
