@@ -840,11 +840,11 @@ impl<'a> Checker<'a> {
         let yloc = field("bypass").map(|f| f.1);
         for (k, t) in st.bypass.iter().enumerate() {
             let span = self.span_of(yloc.and_then(|l| l.item(k)), t, fnear("bypass"));
-            let problem = if st.bypass[..k].contains(t) {
-                Some((
-                    "is listed twice in `bypass`".to_string(),
-                    "each tensor once".to_string(),
-                ))
+            let problem = if let Some(d) =
+                self.listed_twice(&st.bypass, k, yloc, span, near, "bypass")
+            {
+                self.err(d);
+                None
             } else if let Some(d) = unknown_tensor(t, span, "bypass") {
                 self.err(d);
                 None
@@ -881,6 +881,29 @@ impl<'a> Checker<'a> {
                 ));
             }
         }
+    }
+
+    /// The error for item `k` of a list field (`dram`, `bypass`) that repeats an earlier item, pointing at both.
+    fn listed_twice(
+        &self,
+        list: &[String],
+        k: usize,
+        loc: Option<&Loc>,
+        span: Span,
+        near: Span,
+        field: &str,
+    ) -> Option<Diagnostic> {
+        let t = &list[k];
+        let first = list[..k].iter().position(|o| o == t)?;
+        let fspan = self.span_of(loc.and_then(|l| l.item(first)), t, near);
+        Some(
+            Diagnostic::new(
+                span,
+                format!("`{t}` is listed twice in `{field}`"),
+                "expected each tensor once",
+            )
+            .with_secondary(fspan, "first listed here"),
+        )
     }
 
     /// Why bypassed tensor `t` cannot be streamed to its users in this stage, if it cannot: read by more than
@@ -1276,16 +1299,8 @@ impl<'a> Checker<'a> {
         let dloc = field("dram").map(|f| f.1);
         for (k, t) in st.dram.iter().enumerate() {
             let span = self.span_of(dloc.and_then(|l| l.item(k)), t, fnear("dram"));
-            if let Some(first) = st.dram[..k].iter().position(|o| o == t) {
-                let fspan = self.span_of(dloc.and_then(|l| l.item(first)), t, near);
-                self.err(
-                    Diagnostic::new(
-                        span,
-                        format!("`{t}` is listed twice in `dram`"),
-                        "expected each tensor once",
-                    )
-                    .with_secondary(fspan, "first listed here"),
-                );
+            if let Some(d) = self.listed_twice(&st.dram, k, dloc, span, near, "dram") {
+                self.err(d);
                 continue;
             }
             if let Some(d) = unknown_tensor(t, span, "dram") {

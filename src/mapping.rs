@@ -1232,12 +1232,10 @@ impl<'a> Stage<'a> {
                      buffer, so it cannot spill here"
                 ));
             }
-            let spilled =
-                |x: TensorId| x == t || self.file.alias.get(&c.tensors[x].name) == Some(name);
             if let Some(&e) = self
                 .einsums
                 .iter()
-                .find(|&&e| spilled(c.einsums[e].output.tensor) && self.accumulates(e))
+                .find(|&&e| self.in_spill(c.einsums[e].output.tensor) && self.accumulates(e))
             {
                 return bad(format!(
                     "stage `{stage}`: `{}` reduces into spilled `{name}` across a loop; the spilled share of its \
@@ -1247,6 +1245,16 @@ impl<'a> Stage<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Whether tensor `t` lives in the stage's `spill` tensor's place: it is that tensor or stored in its place
+    /// (`alias`), so its accesses share the spilled fraction.
+    fn in_spill(&self, t: TensorId) -> bool {
+        let Some(sp) = &self.file.spill else {
+            return false;
+        };
+        let n = &self.c.tensors[t].name;
+        n == sp || self.file.alias.get(n) == Some(sp)
     }
 
     /// Whether DRAM tensor `t` bypasses the buffer (`bypass`): its tiles stream between memory and the units.
@@ -1286,8 +1294,7 @@ impl<'a> Stage<'a> {
             .iter()
             .map(|l| parts.iter().any(|p| l.index.eq_ignore_ascii_case(p)))
             .collect();
-        // Parts no stage loop iterates are covered within one task.
-        let intra: Vec<&String> = parts.iter().filter(|p| self.loop_of(p).is_none()).collect();
+        let intra = self.intra(&parts);
         let spatial = self.spatial(unit, &intra)?;
         let elements: u64 = sat_prod(intra.iter().map(|p| self.size(p)));
         let ops = self.op_costs(e, unit, elements)?;
@@ -1524,6 +1531,11 @@ impl<'a> Stage<'a> {
         (reads, writes)
     }
 
+    /// Of an Einsum's parts, those no stage loop iterates: the ones a task covers within its tile.
+    fn intra<'p>(&self, parts: &'p [String]) -> Vec<&'p String> {
+        parts.iter().filter(|p| self.loop_of(p).is_none()).collect()
+    }
+
     /// Bytes of tensor `t`'s tile that one task over the intra-tile parts `intra` touches.
     fn tile_bytes(&self, t: TensorId, intra: &[&String]) -> u64 {
         let parts = self.tensor_parts(t);
@@ -1753,7 +1765,7 @@ impl<'a> Stage<'a> {
         let tile = parts.iter().filter(|p| self.loop_of(p).is_none());
         let elements: u64 = sat_prod(tile.map(|p| self.size(p)));
         let bytes = self.bytes_of(t, elements);
-        let transfer = (bytes as f64 * TICKS_PER_CYCLE as f64 / lv.mem.bandwidth).ceil() as u64;
+        let transfer = transfer_ticks(bytes, lv);
         let (kind, label) = if stored {
             (TemplateKind::Store(t), "store")
         } else {
@@ -1763,7 +1775,7 @@ impl<'a> Stage<'a> {
         Template {
             keep: Some(keep),
             elements,
-            ..Template::new(name, kind, lv.mem_server, loops, transfer.max(1))
+            ..Template::new(name, kind, lv.mem_server, loops, transfer)
         }
     }
 
@@ -1953,10 +1965,6 @@ impl<'a> Stage<'a> {
         templates: &mut Vec<Template>,
     ) {
         let c = self.c;
-        let spilled = |t: TensorId| {
-            let n = &c.tensors[t].name;
-            *n == sp.tensor || self.file.alias.get(n) == Some(&sp.tensor)
-        };
         let part = |bytes: u64| -> u64 {
             ((bytes as u128 * sp.bytes as u128).div_ceil(sp.of.max(1) as u128)) as u64
         };
@@ -1966,23 +1974,17 @@ impl<'a> Stage<'a> {
                 continue;
             };
             let es = &c.einsums[e];
-            let intra: Vec<String> = self
-                .einsum_parts(e)
-                .into_iter()
-                .filter(|p| self.loop_of(p).is_none())
-                .collect();
-            let intra: Vec<&String> = intra.iter().collect();
+            let parts = self.einsum_parts(e);
+            let intra = self.intra(&parts);
             let mut seen: Vec<TensorId> = Vec::new();
             for r in es.expr.refs() {
                 let t = r.tensor;
-                if !spilled(t) || seen.contains(&t) || self.forwarded(flow, e, r) {
+                if !self.in_spill(t) || seen.contains(&t) || self.forwarded(flow, e, r) {
                     continue;
                 }
                 seen.push(t);
                 let bytes = part(self.tile_bytes(t, &intra));
                 let mut tp = self.spill_transfer(TemplateKind::Load(t), bytes, &templates[ti], lv);
-                charge_side(&mut tp, lv.mem, bytes, Side::Read);
-                charge_side(&mut tp, lv.buffer, bytes, Side::Write);
                 if let Some(&st) = store_of.get(&t) {
                     tp.deps.push(Dep {
                         template: st,
@@ -1997,12 +1999,10 @@ impl<'a> Stage<'a> {
                 });
             }
             let out = es.output.tensor;
-            if spilled(out) {
+            if self.in_spill(out) {
                 let bytes = part(self.tile_bytes(out, &intra));
                 let mut tp =
                     self.spill_transfer(TemplateKind::Store(out), bytes, &templates[ti], lv);
-                charge_side(&mut tp, lv.buffer, bytes, Side::Read);
-                charge_side(&mut tp, lv.mem, bytes, Side::Write);
                 tp.deps.push(Dep {
                     template: ti,
                     carried: None,
@@ -2013,7 +2013,8 @@ impl<'a> Stage<'a> {
         }
     }
 
-    /// A transfer of `bytes` of a spilled tile, once per instance of the task `of` that uses it.
+    /// A transfer of `bytes` of a spilled tile, once per instance of the task `of` that uses it, staged through
+    /// the buffer: a load reads memory and writes the buffer, a store the reverse.
     fn spill_transfer(
         &self,
         kind: TemplateKind,
@@ -2021,14 +2022,17 @@ impl<'a> Stage<'a> {
         of: &Template,
         lv: &Levels,
     ) -> Template {
-        let (label, t) = match kind {
-            TemplateKind::Load(t) => ("spill load", t),
-            TemplateKind::Store(t) => ("spill store", t),
+        let (label, t, from, to) = match kind {
+            TemplateKind::Load(t) => ("spill load", t, lv.mem, lv.buffer),
+            TemplateKind::Store(t) => ("spill store", t, lv.buffer, lv.mem),
             TemplateKind::Compute(_) => unreachable!("a spill moves a tensor"),
         };
-        let ticks = (bytes as f64 * TICKS_PER_CYCLE as f64 / lv.mem.bandwidth).ceil() as u64;
         let name = format!("{label} {}", self.c.tensors[t].name);
-        Template::new(name, kind, lv.mem_server, of.loops.clone(), ticks.max(1))
+        let work = transfer_ticks(bytes, lv);
+        let mut tp = Template::new(name, kind, lv.mem_server, of.loops.clone(), work);
+        charge_side(&mut tp, from, bytes, Side::Read);
+        charge_side(&mut tp, to, bytes, Side::Write);
+        tp
     }
 
     /// Tiles in flight at once: the pipeline's depth, or 1 for a sequential stage.
@@ -2044,6 +2048,11 @@ impl<'a> Stage<'a> {
 
 /// Energy-table actions per instance, keyed by (component, action).
 type Actions = BTreeMap<(String, String), f64>;
+
+/// Ticks the memory channel takes to move `bytes` (at least one, so every transfer occupies the channel).
+fn transfer_ticks(bytes: u64, lv: &Levels) -> u64 {
+    ((bytes as f64 * TICKS_PER_CYCLE as f64 / lv.mem.bandwidth).ceil() as u64).max(1)
+}
 
 /// Which side of a transfer a storage level is on.
 #[derive(Clone, Copy)]

@@ -246,8 +246,8 @@ pub(crate) fn too_many_cycles(what: &str) -> RunError {
 /// One head group's values of a layer's vars (see [`LayerFile::vars`]).
 pub type HeadGroup = Vec<(String, i64)>;
 
-/// [`run_layer_file`] on files already parsed, with a cache of op reports valid for one arch and one model file. `groups` are the head groups (none: the vars' own values,
-/// one group).
+/// [`run_layer_file`] on files already parsed, with a cache of op reports valid for one arch and one model file.
+/// `groups` are the head groups (none: the vars' own values, one group).
 pub fn run_parsed_layer(
     files: &LayerFiles,
     set_args: &[String],
