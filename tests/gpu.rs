@@ -242,12 +242,8 @@ fn fa4_reproduction_has_not_drifted() {
             100.0 * c.error
         );
     }
-    // The per-tile cycles are exact, but for a miss whose note gives its cause (FA4 backward SMEM, 3c/3d).
-    for c in r
-        .checks
-        .iter()
-        .filter(|c| c.target.tolerance == 0.0 && c.target.note.is_empty())
-    {
+    // The per-tile cycles are exact, forward and backward, 1-CTA and 2-CTA.
+    for c in r.checks.iter().filter(|c| c.target.tolerance == 0.0) {
         assert!(
             c.pass,
             "target {}: {} vs {}",
