@@ -151,7 +151,7 @@ fn flat_keeps_its_logit_tile_on_chip_at_64k_and_spills_from_256k() {
     // At 64K no double-buffered tile of 256 rows fits (2 x 32 MiB), but one does, nearly: the Q and output tiles
     // and the per-row softmax state push 66,560 B of it (0.2%) to DRAM, and the fastest dataflow is bound by the
     // 1D array's softmax, as the artifact's FLAT is ([F] latency = max(memory, 2D, 1D)). Spilling the whole
-    // logit tensor made it DRAM-bound, 12% slower.
+    // logit tensor made it DRAM-bound, 17% slower (12% before its row tile was bounded to 1024 rows).
     let r = flat("seq=65536");
     assert_eq!(r.binding, "streamed");
     assert_eq!(r.bound.limiter, "pe1d");
@@ -176,10 +176,22 @@ fn flat_keeps_its_logit_tile_on_chip_at_64k_and_spills_from_256k() {
     ]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("JSON on stdout");
     let slower = v["cycles"].as_u64().unwrap() as f64 / r.cycles as f64;
-    assert!((slower - 1.123).abs() < 0.001, "{slower}");
+    assert!((slower - 1.170).abs() < 0.001, "{slower}");
     // From 256K three quarters of a 256-row tile would spill at every access; the three passes over the
     // spilled tensor move less.
-    assert_eq!(flat("seq=262144").binding, "spilled");
+    let r = flat("seq=262144");
+    assert_eq!(r.binding, "spilled");
+    // Row-granular with the logits off-chip: each block of R = 4 array edges = 1024 query rows streams all of K
+    // (pass 1) and V (pass 3) again. DRAM reads: the logits twice (QK in pass 2, SN in pass 3), K and V N / R
+    // times each, Q once, and the per-row max and sum (a 32nd of a K-sized tensor: N x 2 B against N x E x 2 B).
+    let (b, h, n, e) = (64u128, 12u128, 262_144u128, 64u128);
+    let logits = b * h * n * n * 2;
+    let kv = b * h * n * e * 2;
+    let dram = r.traffic.iter().find(|t| t.level == "dram").unwrap();
+    assert_eq!(
+        dram.read_bytes,
+        2 * logits + (2 * (n / 1024) + 1) * kv + kv / 32
+    );
 }
 
 // ---- (d) Unfused's logits bypass the buffer in its QK and AV phases ----
