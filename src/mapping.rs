@@ -9,7 +9,9 @@
 use crate::arch::{
     Arch, BindingFile, Pipeline, SizeRule, StageFile, Storage, StorageKind, Unit, TICKS_PER_CYCLE,
 };
-use crate::cascade::{partition_cover, print_ref, Cascade, EinsumId, Section, TensorId, TensorRef};
+use crate::cascade::{
+    partition_cover, print_ref, Cascade, EinsumId, RankId, Section, TensorId, TensorRef,
+};
 use crate::dataflow::{read_kind, Dataflow, EdgeKind};
 use crate::expr::SizeExpr;
 use crate::ops::{einsum_ops, is_free};
@@ -91,6 +93,57 @@ pub struct Template {
     /// Bytes read from / written to each storage level per instance.
     pub reads: BTreeMap<String, u64>,
     pub writes: BTreeMap<String, u64>,
+    /// Of the points an instance covers (its Einsum's, or its tensor's tile), the fraction that are real: below 1
+    /// when the template spans a padded rank (a partial last tile). Time is charged for whole tiles; `actions`
+    /// already count real points only, and the report scales utilization and points by it.
+    pub real: Frac,
+    /// The accesses in `reads` and `writes` that hold padding, each with its real fraction: the report counts
+    /// traffic from them exactly.
+    pub padded: Vec<PaddedBytes>,
+}
+
+/// An exact fraction `num / den` in [0, 1]: the real points of tiles that a padded rank's partial last tile
+/// fills only in part, summed over all instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frac {
+    pub num: u128,
+    pub den: u128,
+}
+
+impl Frac {
+    pub const ONE: Frac = Frac { num: 1, den: 1 };
+
+    fn times(self, o: Frac) -> Frac {
+        Frac {
+            num: self.num.saturating_mul(o.num),
+            den: self.den.saturating_mul(o.den),
+        }
+    }
+
+    pub fn as_f64(self) -> f64 {
+        self.num as f64 / self.den.max(1) as f64
+    }
+
+    /// The real part of a count `x` of points or bytes over whole tiles: exact (the real total is a whole
+    /// number, so the division is), or rounded through f64 if `x · num` would not fit in 128 bits.
+    pub fn of(self, x: u128) -> u128 {
+        if self == Frac::ONE {
+            return x;
+        }
+        match x.checked_mul(self.num) {
+            Some(v) => v / self.den.max(1),
+            None => (x as f64 * self.as_f64()).round() as u128,
+        }
+    }
+}
+
+/// Bytes per instance at one storage level (read, or written) of a tile whose real fraction is `real`.
+#[derive(Clone, Debug)]
+pub struct PaddedBytes {
+    pub level: String,
+    pub write: bool,
+    pub bytes: u64,
+    pub real: Frac,
 }
 
 impl Template {
@@ -121,6 +174,8 @@ impl Template {
             actions: BTreeMap::new(),
             reads: BTreeMap::new(),
             writes: BTreeMap::new(),
+            real: Frac::ONE,
+            padded: vec![],
         }
     }
 
@@ -222,7 +277,22 @@ pub fn map(
         .collect();
     let mut stages = Vec::new();
     for st in &b.stages {
-        let s = Stage::new(c, arch, b, st, &sizes)?;
+        let mut s = Stage::new(c, arch, b, st, &sizes)?;
+        s.padded = padding
+            .iter()
+            .filter_map(|p| {
+                Some(PadRank {
+                    rank: c.rank_id(&p.rank)?,
+                    real: Frac {
+                        num: p.size as u128,
+                        den: p
+                            .parts
+                            .iter()
+                            .fold(1u128, |a, (_, v)| a.saturating_mul(*v as u128)),
+                    },
+                })
+            })
+            .collect();
         stages.push(s.program(&mut servers)?);
     }
     let sizes: BTreeMap<String, u64> = sizes
@@ -724,6 +794,14 @@ struct Stage<'a> {
     /// is built, not by `Stage::new`, which size rules also call: it is a mistake of the stages, not of the rule
     /// that happened to build one first.
     passages: Result<Vec<Passage>, MapError>,
+    /// The padded ranks (set by `map`; size rules see none, as they size whole tiles).
+    padded: Vec<PadRank>,
+}
+
+/// A padded rank as a stage sees it: the cascade rank, and the real fraction of the points its parts cover.
+struct PadRank {
+    rank: RankId,
+    real: Frac,
 }
 
 impl<'a> Stage<'a> {
@@ -780,7 +858,35 @@ impl<'a> Stage<'a> {
             einsums,
             index,
             passages: passages(c, arch, binding, sizes),
+            padded: vec![],
         })
+    }
+
+    /// Whether the cascade ranks `ranks` span all of rank `r`: they hold it, the rank it is a part of, or every
+    /// one of its parts.
+    fn spans(&self, ranks: &[RankId], r: RankId) -> bool {
+        let rank = &self.c.ranks[r];
+        ranks.contains(&r)
+            || rank
+                .part_of
+                .is_some_and(|(parent, _)| ranks.contains(&parent))
+            || (!rank.parts.is_empty() && rank.parts.iter().all(|&p| self.spans(ranks, p)))
+    }
+
+    /// The real fraction of the points spanned by the cascade ranks `ranks`: the product over the padded ranks
+    /// they span whole. A tensor or Einsum that spans only some parts of a padded rank (`M1` but not `M0`) has no
+    /// padding in it: the padding lies within the last innermost tile.
+    fn real(&self, ranks: &[RankId]) -> Frac {
+        self.padded
+            .iter()
+            .filter(|p| self.spans(ranks, p.rank))
+            .fold(Frac::ONE, |f, p| f.times(p.real))
+    }
+
+    fn tensor_real(&self, t: TensorId) -> Frac {
+        let mut ranks = self.c.tensors[t].ranks.clone();
+        ranks.extend(&self.c.broadcast);
+        self.real(&ranks)
     }
 
     /// The passages this stage holds in its buffer: those made in its buffer that are live while it runs.
@@ -1300,8 +1406,6 @@ impl<'a> Stage<'a> {
         let ops = self.op_costs(e, unit, elements)?;
         let mut actions = ops.actions;
         self.local_store_actions(unit, ops.count * elements as f64, &mut actions);
-        let (reads, writes) = self.buffer_traffic(e, flow, &intra, lv.buffer);
-        charge_accesses(lv.buffer, &reads, &writes, &mut actions);
         let mut compute = (spatial.temporal as f64 * ops.cycles_per_point)
             .ceil()
             .max(1.0) as u64;
@@ -1316,6 +1420,13 @@ impl<'a> Stage<'a> {
                 }
             }
         }
+        // Padded points take the unit's time but do no work: compute and local-store actions count real points.
+        let real = self.real(&self.c.iterated_ranks(e));
+        for n in actions.values_mut() {
+            *n *= real.as_f64();
+        }
+        let (reads, writes, padded) = self.buffer_traffic(e, flow, &intra, lv.buffer);
+        charge_accesses(lv.buffer, &reads, &writes, &padded, &mut actions);
         // A task cannot finish faster than its operands stream through the buffer's ports.
         let moved: u64 = reads
             .values()
@@ -1340,6 +1451,8 @@ impl<'a> Stage<'a> {
             actions,
             reads,
             writes,
+            real,
+            padded,
         })
     }
 
@@ -1500,35 +1613,53 @@ impl<'a> Stage<'a> {
     /// reads back first, when it accumulates across tiles).
     /// References are told apart by their index expressions, not just their tensor: `R[m1,p]` and `R[m1+1,p]` are
     /// two tiles of R; the same reference written twice is one read.
+    /// The third value lists the accesses whose tiles hold padding.
     fn buffer_traffic(
         &self,
         e: EinsumId,
         flow: &Dataflow,
         intra: &[&String],
         buffer: &Storage,
-    ) -> (BTreeMap<String, u64>, BTreeMap<String, u64>) {
+    ) -> (
+        BTreeMap<String, u64>,
+        BTreeMap<String, u64>,
+        Vec<PaddedBytes>,
+    ) {
         let es = &self.c.einsums[e];
-        let tile_bytes = |t: TensorId| self.tile_bytes(t, intra);
         let mut reads = BTreeMap::new();
         let mut writes = BTreeMap::new();
+        let mut padded = Vec::new();
+        let mut access = |t: TensorId, write: bool| {
+            let bytes = self.tile_bytes(t, intra);
+            let map = if write { &mut writes } else { &mut reads };
+            *map.entry(buffer.name.clone()).or_insert(0) += bytes;
+            let real = self.tensor_real(t);
+            if real != Frac::ONE {
+                padded.push(PaddedBytes {
+                    level: buffer.name.clone(),
+                    write,
+                    bytes,
+                    real,
+                });
+            }
+        };
         let mut seen: Vec<String> = Vec::new();
         for r in es.expr.refs() {
             let key = print_ref(self.c, r);
             if self.in_buffer(r.tensor) && !seen.contains(&key) {
                 seen.push(key);
                 if !self.forwarded(flow, e, r) {
-                    *reads.entry(buffer.name.clone()).or_insert(0) += tile_bytes(r.tensor);
+                    access(r.tensor, false);
                 }
             }
         }
         if self.in_buffer(es.output.tensor) {
-            let bytes = tile_bytes(es.output.tensor);
-            *writes.entry(buffer.name.clone()).or_insert(0) += bytes;
+            access(es.output.tensor, true);
             if self.accumulates(e) && !buffer.accumulates_on_write {
-                *reads.entry(buffer.name.clone()).or_insert(0) += bytes;
+                access(es.output.tensor, false);
             }
         }
-        (reads, writes)
+        (reads, writes, padded)
     }
 
     /// Of an Einsum's parts, those no stage loop iterates: the ones a task covers within its tile.
@@ -1775,6 +1906,7 @@ impl<'a> Stage<'a> {
         Template {
             keep: Some(keep),
             elements,
+            real: self.tensor_real(t),
             ..Template::new(name, kind, lv.mem_server, loops, transfer)
         }
     }
@@ -2029,7 +2161,10 @@ impl<'a> Stage<'a> {
         };
         let name = format!("{label} {}", self.c.tensors[t].name);
         let work = transfer_ticks(bytes, lv);
-        let mut tp = Template::new(name, kind, lv.mem_server, of.loops.clone(), work);
+        let mut tp = Template {
+            real: self.tensor_real(t),
+            ..Template::new(name, kind, lv.mem_server, of.loops.clone(), work)
+        };
         charge_side(&mut tp, from, bytes, Side::Read);
         charge_side(&mut tp, to, bytes, Side::Write);
         tp
@@ -2062,6 +2197,7 @@ enum Side {
 }
 
 /// Charge a transfer template `bytes` read from (or written to) `level`, in the level's access width.
+/// The tile's real fraction (`tp.real`) is what the action counts.
 fn charge_side(tp: &mut Template, level: &Storage, bytes: u64, side: Side) {
     let (map, action) = match side {
         Side::Read => (&mut tp.reads, &level.read_action),
@@ -2070,8 +2206,16 @@ fn charge_side(tp: &mut Template, level: &Storage, bytes: u64, side: Side) {
     map.insert(level.name.clone(), bytes);
     tp.actions.insert(
         (level.name.clone(), action.clone()),
-        bytes as f64 / level.access_bytes as f64,
+        bytes as f64 * tp.real.as_f64() / level.access_bytes as f64,
     );
+    if tp.real != Frac::ONE {
+        tp.padded.push(PaddedBytes {
+            level: level.name.clone(),
+            write: matches!(side, Side::Write),
+            bytes,
+            real: tp.real,
+        });
+    }
 }
 
 /// The storage a stage moves tiles between, resolved once per stage.
@@ -2099,18 +2243,27 @@ struct OpCosts {
     actions: Actions,
 }
 
-/// Buffer reads and writes cost one action per access of the buffer's width.
+/// Buffer reads and writes cost one action per access of the buffer's width, for the real bytes of each tile.
 fn charge_accesses(
     buffer: &Storage,
     reads: &BTreeMap<String, u64>,
     writes: &BTreeMap<String, u64>,
+    padded: &[PaddedBytes],
     actions: &mut Actions,
 ) {
-    for (bytes, action) in [(reads, &buffer.read_action), (writes, &buffer.write_action)] {
+    for (write, bytes, action) in [
+        (false, reads, &buffer.read_action),
+        (true, writes, &buffer.write_action),
+    ] {
         if let Some(b) = bytes.get(&buffer.name) {
+            let padding: f64 = padded
+                .iter()
+                .filter(|p| p.write == write && p.level == buffer.name)
+                .map(|p| p.bytes as f64 * (1.0 - p.real.as_f64()))
+                .sum();
             *actions
                 .entry((buffer.name.clone(), action.clone()))
-                .or_default() += *b as f64 / buffer.access_bytes as f64;
+                .or_default() += (*b as f64 - padding) / buffer.access_bytes as f64;
         }
     }
 }

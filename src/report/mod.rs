@@ -24,8 +24,8 @@ pub struct RunReport {
     /// Sizes chosen by the mapping (partition parts such as `P1`).
     pub mapping: BTreeMap<String, u64>,
     /// Ranks whose last tile is partial (a ragged length, or decode's one query in a 256-query tile). Every tile
-    /// is charged whole, so cycles, utilization, traffic and energy all include the padded points. Omitted from
-    /// JSON when nothing is padded.
+    /// takes a whole tile's time, so cycles include the padded points; utilization, points, traffic and energy
+    /// count the real points only. Omitted from JSON when nothing is padded.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub padding: Vec<Padded>,
     pub cycles: u64,
@@ -203,7 +203,7 @@ pub fn padding(padded: &[Padded]) -> String {
         })
         .collect();
     format!(
-        "{}; each last tile is partial and charged whole, so every count below includes the padded points",
+        "{}; each last tile is partial: it takes a whole tile's time, and traffic, energy and utilization count its real points",
         ranks.join(", ")
     )
 }
@@ -272,18 +272,29 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
             let work = n.saturating_mul(t.work as u128);
             let b = busy.entry(server.name.clone()).or_default();
             add(&mut b.0, work);
-            b.1 += (n * t.useful as u128) as f64 * t.pe_fraction;
-            for (lvl, bytes) in &t.reads {
-                add(
-                    read_b.entry(lvl.clone()).or_default(),
-                    n.saturating_mul(*bytes as u128),
-                );
-            }
-            for (lvl, bytes) in &t.writes {
-                add(
-                    write_b.entry(lvl.clone()).or_default(),
-                    n.saturating_mul(*bytes as u128),
-                );
+            // Utilization, points and traffic count real points; a padded tile's time stays whole.
+            let real = t.real.as_f64();
+            b.1 += (n * t.useful as u128) as f64 * t.pe_fraction * real;
+            for (write, bytes, total) in [
+                (false, &t.reads, &mut read_b),
+                (true, &t.writes, &mut write_b),
+            ] {
+                for (lvl, b) in bytes {
+                    let padding: u128 = t
+                        .padded
+                        .iter()
+                        .filter(|p| p.write == write && &p.level == lvl)
+                        .map(|p| {
+                            let whole = n.saturating_mul(p.bytes as u128);
+                            whole - p.real.of(whole)
+                        })
+                        .sum();
+                    let whole = n.saturating_mul(*b as u128);
+                    add(
+                        total.entry(lvl.clone()).or_default(),
+                        whole.saturating_sub(padding),
+                    );
+                }
             }
             let mut e_total = 0.0;
             for ((component, action), count) in &t.actions {
@@ -301,10 +312,10 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
                     name: t.name.clone(),
                     unit: server.name.clone(),
                     cycles: cycles(work, &what)?,
-                    utilization: (n * t.useful as u128) as f64 * t.pe_fraction / total_ticks,
+                    utilization: (n * t.useful as u128) as f64 * t.pe_fraction * real / total_ticks,
                     pe_fraction: t.pe_fraction,
                     tasks: fits(n, &format!("Einsum `{}`'s task count", t.name), "tasks")?,
-                    points: n as f64 * t.elements as f64,
+                    points: n as f64 * t.elements as f64 * real,
                 });
             }
         }
