@@ -871,8 +871,12 @@ fn gpu_run(
 fn gpu_reproduce(out: Option<String>, binding: Option<&str>) -> ExitCode {
     use einsim::gpu::reproduce;
     if let Some(b) = binding {
-        if !reproduce::GRID.iter().any(|(_, k)| *k == b) {
-            let mut kernels: Vec<&str> = reproduce::GRID.iter().map(|(_, k)| *k).collect();
+        let plan = match reproduce::plan() {
+            Ok(p) => p,
+            Err(e) => return fail(RunError::Internal(e)),
+        };
+        if !plan.grid.iter().any(|(_, k)| k == b) {
+            let mut kernels: Vec<&str> = plan.grid.iter().map(|(_, k)| k.as_str()).collect();
             kernels.dedup();
             return usage(vec![format!(
                 "`reproduce {}` runs no binding `{b}`; its bindings: {}",

@@ -19,16 +19,46 @@ pub const NAME: &str = "fa4";
 
 const TARGETS: &str = include_str!("fa4_targets.ron");
 
-/// (gpu, kernel) pairs of the grid.
-pub const GRID: [(&str, &str); 5] = [
-    ("b200", "fa4"),
-    ("h100", "fa3"),
-    ("h200", "fa3"),
-    ("a100", "fa2"),
-    ("h100", "fa2"),
-];
-pub const SEQS: [u64; 6] = [1024, 2048, 4096, 8192, 16384, 32768];
-pub const DIMS: [u64; 3] = [64, 128, 256];
+/// What `einsim reproduce fa4` runs, as data (`plan` in `src/gpu/fa4_targets.ron`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// (GPU, kernel) pairs of the TFLOP/s grid.
+    pub grid: Vec<(String, String)>,
+    pub seqs: Vec<u64>,
+    pub dims: Vec<u64>,
+    /// Tokens per run (batch = tokens / seq) and the hidden size (heads = hidden / d).
+    pub tokens: u64,
+    pub hidden: u64,
+    /// The per-tile cycle table's rows.
+    pub tiles: Vec<TileRow>,
+    /// The sequence length every ablation runs at.
+    pub ablation_seq: u64,
+    pub ablations: Vec<AblationRow>,
+}
+
+/// One row of the per-tile table: a kernel's step at hd128 (non-causal), with parameters set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TileRow {
+    pub label: String,
+    pub gpu: String,
+    pub kernel: String,
+    #[serde(default)]
+    pub sets: Vec<(String, f64)>,
+}
+
+/// One ablation: a kernel at head dim `d` with parameters set.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AblationRow {
+    pub gpu: String,
+    pub kernel: String,
+    pub d: u64,
+    pub label: String,
+    #[serde(default)]
+    pub sets: Vec<(String, f64)>,
+}
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -97,6 +127,7 @@ pub struct Target {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename = "Targets")]
 struct TargetFile {
+    plan: Plan,
     targets: Vec<Target>,
 }
 
@@ -119,8 +150,9 @@ pub struct Ablation {
 
 #[derive(Clone, Debug)]
 pub struct Fa4Reproduction {
-    /// The (GPU, kernel) pairs run: all of [`GRID`], or one kernel's (`--binding`).
-    pub grid: Vec<(&'static str, &'static str)>,
+    pub plan: Plan,
+    /// The (GPU, kernel) pairs run: all of the plan's grid, or one kernel's (`--binding`).
+    pub grid: Vec<(String, String)>,
     pub runs: Vec<GpuReport>,
     pub tiles: Vec<(String, GpuReport)>,
     pub ablations: Vec<Ablation>,
@@ -150,21 +182,28 @@ fn one(
     report::run(&g, Some(kernel), w, &sets, opts)
 }
 
-fn workload(seq: u64, tokens: u64, d: u64, causal: bool) -> Workload {
+fn workload(plan: &Plan, seq: u64, d: u64, causal: bool) -> Workload {
     Workload {
         seq,
-        batch: (tokens / seq).max(1),
-        heads: 2048 / d,
+        batch: (plan.tokens / seq).max(1),
+        heads: plan.hidden / d,
         d,
         causal,
     }
 }
 
+fn file() -> Result<TargetFile, String> {
+    ron::from_str::<TargetFile>(TARGETS).map_err(|e| format!("src/gpu/fa4_targets.ron: {e}"))
+}
+
 /// The targets as shipped.
 pub fn targets() -> Result<Vec<Target>, String> {
-    ron::from_str::<TargetFile>(TARGETS)
-        .map(|t| t.targets)
-        .map_err(|e| format!("src/gpu/fa4_targets.ron: {e}"))
+    file().map(|f| f.targets)
+}
+
+/// The plan as shipped.
+pub fn plan() -> Result<Plan, String> {
+    file().map(|f| f.plan)
 }
 
 pub fn compute(
@@ -182,154 +221,34 @@ pub fn compute_for(
     kernel: Option<&str>,
 ) -> Result<Fa4Reproduction, RunError> {
     let mine = |k: &str| kernel.is_none_or(|b| b == k);
-    let grid: Vec<(&'static str, &'static str)> =
-        GRID.iter().copied().filter(|(_, k)| mine(k)).collect();
+    let plan = plan().map_err(RunError::Internal)?;
+    let grid: Vec<(String, String)> = plan.grid.iter().filter(|(_, k)| mine(k)).cloned().collect();
     let mut runs = vec![];
-    for &(gpu, kernel) in &grid {
-        for d in DIMS {
+    for (gpu, kernel) in &grid {
+        for &d in &plan.dims {
             for causal in [false, true] {
-                for seq in SEQS {
-                    runs.push(one(
-                        files,
-                        gpu,
-                        kernel,
-                        &workload(seq, 32768, d, causal),
-                        &[],
-                        opts,
-                    )?);
+                for &seq in &plan.seqs {
+                    let w = workload(&plan, seq, d, causal);
+                    runs.push(one(files, gpu, kernel, &w, &[], opts)?);
                 }
             }
         }
     }
-    // The per-tile table: FA4 as the paper counts it (1-CTA, every exp on MUFU), FA3 as gpus.md §2.1 derives it.
-    let w128 = workload(32768, 32768, 128, false);
+    let w128 = workload(&plan, plan.tokens, 128, false);
     let mut tiles = vec![];
-    for (label, gpu, kernel, sets) in [
-        (
-            "B200 FA4 fwd, 1-CTA, no emulation",
-            "b200",
-            "fa4",
-            vec![("cta_group".to_string(), 1.0), ("emu".to_string(), 0.0)],
-        ),
-        (
-            "B200 FA4 fwd, 2-CTA, no emulation",
-            "b200",
-            "fa4",
-            vec![("cta_group".to_string(), 2.0), ("emu".to_string(), 0.0)],
-        ),
-        ("H100 FA3 fwd (hd128)", "h100", "fa3", vec![]),
-    ] {
-        if mine(kernel) {
-            tiles.push((
-                label.to_string(),
-                one(files, gpu, kernel, &w128, &sets, opts)?,
-            ));
-        }
+    for t in plan.tiles.iter().filter(|t| mine(&t.kernel)) {
+        let r = one(files, &t.gpu, &t.kernel, &w128, &t.sets, opts)?;
+        tiles.push((t.label.clone(), r));
     }
     let mut ablations = vec![];
-    // hd128 is where gpus.md §2.1 puts MMA and exp at a balance (1024 = 1024 cycles), hd64 where exp is twice the
-    // MMA (§1.3), hd256 where it is half but the single Q tile leaves the softmax on the MMA's path.
-    for (gpu, kernel, d, label, sets) in [
-        ("b200", "fa4", 128, "FA4 as shipped", vec![]),
-        (
-            "b200",
-            "fa4",
-            128,
-            "no emulated exp (emu=0)",
-            vec![("emu", 0.0)],
-        ),
-        (
-            "b200",
-            "fa4",
-            128,
-            "no conditional rescale (rescale=1)",
-            vec![("rescale", 1.0)],
-        ),
-        (
-            "b200",
-            "fa4",
-            128,
-            "1-CTA (cta_group=1)",
-            vec![("cta_group", 1.0)],
-        ),
-        (
-            "b200",
-            "fa4",
-            128,
-            "no ping-pong (pingpong=0)",
-            vec![("pingpong", 0.0)],
-        ),
-        (
-            "b200",
-            "fa4",
-            128,
-            "P stored in one part (p_split=1)",
-            vec![("p_split", 1.0)],
-        ),
-        (
-            "b200",
-            "fa4",
-            128,
-            "P in one part, no emulated exp",
-            vec![("p_split", 1.0), ("emu", 0.0)],
-        ),
-        (
-            "b200",
-            "fa4",
-            128,
-            "clock at the peak-implied rate (sustained=1)",
-            vec![("sustained", 1.0)],
-        ),
-        ("b200", "fa4", 64, "FA4 as shipped", vec![]),
-        (
-            "b200",
-            "fa4",
-            64,
-            "no emulated exp (emu=0)",
-            vec![("emu", 0.0)],
-        ),
-        ("b200", "fa4", 256, "FA4 as shipped", vec![]),
-        (
-            "b200",
-            "fa4",
-            256,
-            "no emulated exp (emu=0)",
-            vec![("emu", 0.0)],
-        ),
-        ("h100", "fa3", 128, "FA3 as shipped", vec![]),
-        (
-            "h100",
-            "fa3",
-            128,
-            "no intra-warpgroup pipelining (stages=1)",
-            vec![("stages", 1.0)],
-        ),
-        (
-            "h100",
-            "fa3",
-            128,
-            "no warpgroup ping-pong (pingpong=0)",
-            vec![("pingpong", 0.0)],
-        ),
-        (
-            "h100",
-            "fa3",
-            128,
-            "no warp specialisation (ws=0)",
-            vec![("ws", 0.0)],
-        ),
-    ] {
-        if !mine(kernel) {
-            continue;
-        }
-        let w = workload(8192, 32768, d, false);
-        let sets: Vec<(String, f64)> = sets.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
-        let report = one(files, gpu, kernel, &w, &sets, opts)?;
+    for a in plan.ablations.iter().filter(|a| mine(&a.kernel)) {
+        let w = workload(&plan, plan.ablation_seq, a.d, false);
+        let report = one(files, &a.gpu, &a.kernel, &w, &a.sets, opts)?;
         ablations.push(Ablation {
-            gpu: gpu.into(),
-            kernel: kernel.into(),
-            label: label.into(),
-            sets,
+            gpu: a.gpu.clone(),
+            kernel: a.kernel.clone(),
+            label: a.label.clone(),
+            sets: a.sets.clone(),
             report,
         });
     }
@@ -352,7 +271,7 @@ pub fn compute_for(
                     files,
                     gpu,
                     kernel,
-                    &workload(32768, 32768, *d, *causal),
+                    &workload(&plan, plan.tokens, *d, *causal),
                     sets,
                     opts,
                 )?;
@@ -372,7 +291,7 @@ pub fn compute_for(
                     files,
                     gpu,
                     kernel,
-                    &workload(32768, 32768, *d, false),
+                    &workload(&plan, plan.tokens, *d, false),
                     &[],
                     opts,
                 )?;
@@ -401,7 +320,10 @@ pub fn compute_for(
                     files,
                     gpu,
                     kernel,
-                    &workload(*seq, *tokens, *d, *causal),
+                    &Workload {
+                        batch: (*tokens / *seq).max(1),
+                        ..workload(&plan, *seq, *d, *causal)
+                    },
                     &[],
                     opts,
                 )?
@@ -418,6 +340,7 @@ pub fn compute_for(
         });
     }
     Ok(Fa4Reproduction {
+        plan,
         grid,
         runs,
         tiles,
@@ -462,7 +385,7 @@ pub fn figure(r: &Fa4Reproduction) -> Figure {
         .iter()
         .map(|(gpu, kernel)| {
             let mut series = vec![];
-            for d in DIMS {
+            for &d in &r.plan.dims {
                 for causal in [false, true] {
                     let points = r
                         .runs
@@ -542,7 +465,7 @@ fn markdown(r: &Fa4Reproduction) -> String {
         "Generated by `einsim reproduce fa4`; GPUs and kernels are `arch/gpu/*.ron`, targets `src/gpu/fa4_targets.ron`.\n\
          Published numbers are targets only: none is an input. No GPU was measured for this report.\n"
     );
-    if r.grid.len() < GRID.len() {
+    if r.grid.len() < r.plan.grid.len() {
         if let Some((_, k)) = r.grid.first() {
             let _ = writeln!(
                 s,
@@ -656,22 +579,22 @@ fn markdown(r: &Fa4Reproduction) -> String {
          do, so an L2 transfer and its latency sit between its P·V and its next S (gpus.md §3.2, §5.3)."
     );
     let _ = writeln!(s, "\n## Forward TFLOP/s (32K tokens, hidden 2048)\n");
-    for &(gpu, kernel) in &r.grid {
+    for (gpu, kernel) in &r.grid {
         let _ = writeln!(s, "### {}\n", label(gpu, kernel));
         let mut head = String::from("| seq |");
-        for d in DIMS {
+        for d in &r.plan.dims {
             for c in ["", " causal"] {
                 let _ = write!(head, " hd{d}{c} |");
             }
         }
-        let _ = writeln!(s, "{head}\n|---|{}", "---|".repeat(DIMS.len() * 2));
-        for seq in SEQS {
+        let _ = writeln!(s, "{head}\n|---|{}", "---|".repeat(r.plan.dims.len() * 2));
+        for &seq in &r.plan.seqs {
             let mut row = format!("| {} |", crate::plot::format_len(seq as f64));
-            for d in DIMS {
+            for &d in &r.plan.dims {
                 for causal in [false, true] {
                     let x = r.runs.iter().find(|x| {
-                        x.gpu == gpu
-                            && x.kernel == kernel
+                        x.gpu == *gpu
+                            && x.kernel == *kernel
                             && x.workload.seq == seq
                             && x.workload.d == d
                             && x.workload.causal == causal
