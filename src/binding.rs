@@ -600,11 +600,14 @@ impl<'a> Checker<'a> {
                     fits,
                     stage,
                     at_least,
+                    at_most,
                 } => {
                     let f = |n: &str| rloc.and_then(|l| l.field(n)).map(|f| f.1);
                     expr(self, divisor_of, f("divisor_of"));
-                    if let Some(a) = at_least {
-                        expr(self, a, f("at_least").and_then(|l| l.item(0)));
+                    for (key, bound) in [("at_least", at_least), ("at_most", at_most)] {
+                        if let Some(a) = bound {
+                            expr(self, a, f(key).and_then(|l| l.item(0)));
+                        }
                     }
                     let span = self.span_of(f("fits"), fits, rnear);
                     self.capacity(fits, span, "`fits`");

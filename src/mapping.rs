@@ -9,9 +9,7 @@
 use crate::arch::{
     Arch, BindingFile, Pipeline, SizeRule, StageFile, Storage, StorageKind, Unit, TICKS_PER_CYCLE,
 };
-use crate::cascade::{
-    partition_cover, print_ref, Cascade, EinsumId, RankId, Section, TensorId, TensorRef,
-};
+use crate::cascade::{partition_cover, print_ref, Cascade, EinsumId, Section, TensorId, TensorRef};
 use crate::dataflow::{read_kind, Dataflow, EdgeKind};
 use crate::expr::SizeExpr;
 use crate::ops::{einsum_ops, is_free};
@@ -113,10 +111,27 @@ pub struct Frac {
 impl Frac {
     pub const ONE: Frac = Frac { num: 1, den: 1 };
 
-    fn times(self, o: Frac) -> Frac {
+    /// `num / den` in lowest terms.
+    fn new(num: u128, den: u128) -> Frac {
+        let g = gcd(num, den).max(1);
         Frac {
-            num: self.num.saturating_mul(o.num),
-            den: self.den.saturating_mul(o.den),
+            num: num / g,
+            den: (den / g).max(1),
+        }
+    }
+
+    /// The product, in lowest terms; past 128 bits (several large padded ranks) the nearest fraction with a
+    /// 2^64 denominator, which keeps the ratio though no longer exact.
+    fn times(self, o: Frac) -> Frac {
+        match (self.num.checked_mul(o.num), self.den.checked_mul(o.den)) {
+            (Some(n), Some(d)) => Frac::new(n, d),
+            _ => {
+                let den = 1u128 << 64;
+                Frac::new(
+                    (self.as_f64() * o.as_f64() * den as f64).round() as u128,
+                    den,
+                )
+            }
         }
     }
 
@@ -132,9 +147,16 @@ impl Frac {
         }
         match x.checked_mul(self.num) {
             Some(v) => v / self.den.max(1),
-            None => (x as f64 * self.as_f64()).round() as u128,
+            None => ((x as f64 * self.as_f64()).round() as u128).min(x),
         }
     }
+}
+
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Bytes per instance at one storage level (read, or written) of a tile whose real fraction is `real`.
@@ -239,8 +261,8 @@ pub struct Program {
     pub padding: Vec<Padded>,
 }
 
-/// A rank whose last innermost tile is partial. Every tile is charged whole (compute, traffic and energy; the
-/// padded points are computed and discarded), so the program's counts include the padding.
+/// A rank whose last innermost tile is partial. Every tile takes a whole tile's time; counts (traffic, energy,
+/// utilization, points) are of the real points (`Template::real`, `Template::padded`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct Padded {
     pub rank: String,
@@ -278,21 +300,7 @@ pub fn map(
     let mut stages = Vec::new();
     for st in &b.stages {
         let mut s = Stage::new(c, arch, b, st, &sizes)?;
-        s.padded = padding
-            .iter()
-            .filter_map(|p| {
-                Some(PadRank {
-                    rank: c.rank_id(&p.rank)?,
-                    real: Frac {
-                        num: p.size as u128,
-                        den: p
-                            .parts
-                            .iter()
-                            .fold(1u128, |a, (_, v)| a.saturating_mul(*v as u128)),
-                    },
-                })
-            })
-            .collect();
+        s.padded = padding.iter().map(|p| s.pad_rank(p)).collect();
         stages.push(s.program(&mut servers)?);
     }
     let sizes: BTreeMap<String, u64> = sizes
@@ -379,8 +387,8 @@ fn size_table(
 }
 
 /// Ranks whose parts hold more points than the rank has (a ragged length: `M` = 1000 in four 256-key tiles), the
-/// cascade's partitions and then the binding's. Every tile is charged whole, so the padded points count as work;
-/// reports say so.
+/// cascade's partitions and then the binding's. Every tile takes a whole tile's time, so the padded points count
+/// in time (not in counts); reports say so.
 fn padded_ranks(c: &Cascade, b: &BindingFile, sizes: &BTreeMap<String, i64>) -> Vec<Padded> {
     let cascade = c.ranks.iter().filter(|r| !r.parts.is_empty()).map(|r| {
         let parts: Vec<String> = r.parts.iter().map(|&p| c.ranks[p].name.clone()).collect();
@@ -407,8 +415,8 @@ fn padded_ranks(c: &Cascade, b: &BindingFile, sizes: &BTreeMap<String, i64>) -> 
 }
 
 /// The value of one size rule. `Fixed` is an expression. `Largest` is the largest divisor of `divisor_of` (at
-/// least `at_least`) whose stage working set fits the storage `fits`, found by trying footprints from the largest
-/// divisor down (the artifact's tile-size rule).
+/// least `at_least`, at most `at_most`) whose stage working set fits the storage `fits`, found by trying
+/// footprints from the largest divisor down (the artifact's tile-size rule).
 fn rule_value(
     c: &Cascade,
     arch: &Arch,
@@ -417,19 +425,24 @@ fn rule_value(
     name: &str,
     rule: &SizeRule,
 ) -> Result<i64, MapError> {
-    let (divisor_of, fits, stage, at_least) = match rule {
+    let (divisor_of, fits, stage, at_least, at_most) = match rule {
         SizeRule::Fixed(e) => return eval(e, sizes),
         SizeRule::Largest {
             divisor_of,
             fits,
             stage,
             at_least,
-        } => (divisor_of, fits, stage, at_least),
+            at_most,
+        } => (divisor_of, fits, stage, at_least, at_most),
     };
     let n = eval(divisor_of, sizes)?;
     let floor = match at_least {
         Some(e) => eval(e, sizes)?,
         None => 1,
+    };
+    let ceiling = match at_most {
+        Some(e) => eval(e, sizes)?,
+        None => i64::MAX,
     };
     let st = b.stages.iter().find(|s| &s.name == stage).ok_or_else(|| {
         MapError(format!(
@@ -447,14 +460,24 @@ fn rule_value(
     for d in divisors
         .into_iter()
         .map(|d| d as i64)
-        .filter(|&d| d >= floor)
+        .filter(|&d| d >= floor && d <= ceiling)
     {
         sizes.insert(name.to_string(), d);
         if Stage::new(c, arch, b, st, sizes)?.footprint() <= cap {
             return Ok(d);
         }
     }
-    Err(no_divisor_fits(c, arch, b, st, sizes, name, n, floor, cap))
+    Err(no_divisor_fits(
+        c,
+        arch,
+        b,
+        st,
+        sizes,
+        name,
+        n,
+        (floor, ceiling),
+        cap,
+    ))
 }
 
 fn eval(e: &str, sizes: &BTreeMap<String, i64>) -> Result<i64, MapError> {
@@ -511,12 +534,16 @@ fn rule_text(rule: &SizeRule) -> String {
             fits,
             stage,
             at_least,
+            at_most,
         } => {
-            let at_least = at_least
-                .as_ref()
-                .map_or(String::new(), |a| format!(", at_least: Some({a:?})"));
+            let bound = |key: &str, b: &Option<String>| {
+                b.as_ref()
+                    .map_or(String::new(), |a| format!(", {key}: Some({a:?})"))
+            };
             format!(
-                "Largest(divisor_of: {divisor_of:?}, fits: {fits:?}, stage: {stage:?}{at_least})"
+                "Largest(divisor_of: {divisor_of:?}, fits: {fits:?}, stage: {stage:?}{}{})",
+                bound("at_least", at_least),
+                bound("at_most", at_most)
             )
         }
     }
@@ -554,8 +581,12 @@ fn in_rule(
         SizeRule::Largest {
             divisor_of,
             at_least,
+            at_most,
             ..
-        } => std::iter::once(divisor_of).chain(at_least).collect(),
+        } => std::iter::once(divisor_of)
+            .chain(at_least)
+            .chain(at_most)
+            .collect(),
     };
     let mut names: Vec<String> = Vec::new();
     for x in exprs.iter().filter_map(|x| SizeExpr::parse(x).ok()) {
@@ -609,7 +640,7 @@ fn no_divisor_fits(
     sizes: &BTreeMap<String, i64>,
     name: &str,
     n: i64,
-    floor: i64,
+    (floor, ceiling): (i64, i64),
     cap: u64,
 ) -> MapError {
     let fits = match &b.sizes.iter().find(|(p, _)| p == name) {
@@ -618,9 +649,14 @@ fn no_divisor_fits(
     };
     let tried = crate::divisors::divisors_desc(n.max(1) as u64)
         .into_iter()
-        .any(|d| d as i64 >= floor);
+        .any(|d| d as i64 >= floor && d as i64 <= ceiling);
+    let range = if ceiling == i64::MAX {
+        format!("at least {floor}")
+    } else {
+        format!("from {floor} to {ceiling}")
+    };
     let head = format!(
-        "no divisor of {n} (at least {floor}) makes stage `{}` fit `{fits}` ({cap} B)",
+        "no divisor of {n} ({range}) makes stage `{}` fit `{fits}` ({cap} B)",
         st.name
     );
     match Stage::new(c, arch, b, st, sizes) {
@@ -630,7 +666,7 @@ fn no_divisor_fits(
             s.footprint(),
             s.explain_working_set(Some(name))
         )),
-        _ if !tried => MapError(format!("{head}: none is at least {floor}")),
+        _ if !tried => MapError(format!("{head}: none is {range}")),
         _ => MapError(head),
     }
 }
@@ -798,10 +834,55 @@ struct Stage<'a> {
     padded: Vec<PadRank>,
 }
 
-/// A padded rank as a stage sees it: the cascade rank, and the real fraction of the points its parts cover.
+/// A padded rank as a stage sees it: its size, and its parts (outer to inner), each with its size and the
+/// stage-level parts it is iterated by (a cascade part that the binding partitions is iterated by the binding's
+/// parts; its own padding, if any, is another `PadRank`).
 struct PadRank {
-    rank: RankId,
-    real: Frac,
+    size: u64,
+    digits: Vec<(Vec<String>, u64)>,
+}
+
+impl PadRank {
+    /// The real fraction of the points of a template that iterates the parts marked `spanned`: the real points
+    /// of the rank projected onto those parts (the others at their first index), over the points the spanned
+    /// parts hold. All spanned: size / product. An outer part alone (`m1`) holds no padding, since the padding
+    /// lies within the last innermost tile, but an inner part alone does when the outer parts have one tile
+    /// (`m0` with M1 = 1 and M < M0).
+    fn real(&self, spanned: &[bool]) -> Frac {
+        // Count the values 0..=size-1 of the mixed-radix number whose unspanned digits are zero, walking the
+        // digits of size - 1 from the outermost: the exact size of the projection.
+        let last = self.size.saturating_sub(1) as u128;
+        let radix: Vec<u128> = self.digits.iter().map(|(_, n)| *n as u128).collect();
+        let mut rest = last;
+        let mut digits = vec![0u128; radix.len()];
+        for j in (0..radix.len()).rev() {
+            digits[j] = rest % radix[j].max(1);
+            rest /= radix[j].max(1);
+        }
+        let free_after = |j: usize| -> u128 {
+            (j + 1..radix.len())
+                .filter(|&l| spanned[l])
+                .fold(1u128, |a, l| a.saturating_mul(radix[l]))
+        };
+        let mut count = 0u128;
+        let mut tight = true;
+        for j in 0..radix.len() {
+            if spanned[j] {
+                count = count.saturating_add(digits[j].saturating_mul(free_after(j)));
+            } else if digits[j] > 0 {
+                count = count.saturating_add(free_after(j));
+                tight = false;
+                break;
+            }
+        }
+        if tight {
+            count += 1;
+        }
+        let den = (0..radix.len())
+            .filter(|&l| spanned[l])
+            .fold(1u128, |a, l| a.saturating_mul(radix[l]));
+        Frac::new(count, den)
+    }
 }
 
 impl<'a> Stage<'a> {
@@ -862,31 +943,40 @@ impl<'a> Stage<'a> {
         })
     }
 
-    /// Whether the cascade ranks `ranks` span all of rank `r`: they hold it, the rank it is a part of, or every
-    /// one of its parts.
-    fn spans(&self, ranks: &[RankId], r: RankId) -> bool {
-        let rank = &self.c.ranks[r];
-        ranks.contains(&r)
-            || rank
-                .part_of
-                .is_some_and(|(parent, _)| ranks.contains(&parent))
-            || (!rank.parts.is_empty() && rank.parts.iter().all(|&p| self.spans(ranks, p)))
+    /// A padded rank in this stage's terms: each of its parts with the stage-level parts that iterate it.
+    fn pad_rank(&self, p: &Padded) -> PadRank {
+        let digits = p
+            .parts
+            .iter()
+            .map(|(name, n)| {
+                let stage_parts = match self.c.rank_id(name) {
+                    Some(r) => self.parts_of(r),
+                    None => vec![name.clone()], // a binding's part
+                };
+                (stage_parts, *n)
+            })
+            .collect();
+        PadRank {
+            size: p.size,
+            digits,
+        }
     }
 
-    /// The real fraction of the points spanned by the cascade ranks `ranks`: the product over the padded ranks
-    /// they span whole. A tensor or Einsum that spans only some parts of a padded rank (`M1` but not `M0`) has no
-    /// padding in it: the padding lies within the last innermost tile.
-    fn real(&self, ranks: &[RankId]) -> Frac {
-        self.padded
-            .iter()
-            .filter(|p| self.spans(ranks, p.rank))
-            .fold(Frac::ONE, |f, p| f.times(p.real))
+    /// The real fraction of the points a template iterating the stage-level parts `parts` covers: the product
+    /// over the padded ranks of the fraction of the parts it spans.
+    fn real(&self, parts: &[String]) -> Frac {
+        self.padded.iter().fold(Frac::ONE, |f, p| {
+            let spanned: Vec<bool> = p
+                .digits
+                .iter()
+                .map(|(sp, _)| sp.iter().all(|x| parts.contains(x)))
+                .collect();
+            f.times(p.real(&spanned))
+        })
     }
 
     fn tensor_real(&self, t: TensorId) -> Frac {
-        let mut ranks = self.c.tensors[t].ranks.clone();
-        ranks.extend(&self.c.broadcast);
-        self.real(&ranks)
+        self.real(&self.tensor_parts(t))
     }
 
     /// The passages this stage holds in its buffer: those made in its buffer that are live while it runs.
@@ -1421,7 +1511,7 @@ impl<'a> Stage<'a> {
             }
         }
         // Padded points take the unit's time but do no work: compute and local-store actions count real points.
-        let real = self.real(&self.c.iterated_ranks(e));
+        let real = self.real(&parts);
         for n in actions.values_mut() {
             *n *= real.as_f64();
         }
@@ -2340,4 +2430,65 @@ fn sat_prod(xs: impl IntoIterator<Item = u64>) -> u64 {
 
 fn sat_sum(a: u64, b: u64) -> u64 {
     a.saturating_add(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Frac, PadRank};
+
+    fn rank(size: u64, parts: &[u64]) -> PadRank {
+        PadRank {
+            size,
+            digits: parts.iter().map(|&n| (vec![], n)).collect(),
+        }
+    }
+
+    fn f(num: u128, den: u128) -> Frac {
+        Frac::new(num, den)
+    }
+
+    /// Counted by hand: M = 1000 in M1 x M0 = 4 x 256 tiles holds 1000 of 1024 points; its outer part alone holds
+    /// 4 real tiles of 4, its inner part alone 256 real keys of 256 (the first three tiles are full).
+    #[test]
+    fn a_ragged_rank_is_real_in_the_parts_it_spans() {
+        let m = rank(1000, &[4, 256]);
+        assert_eq!(m.real(&[true, true]), f(1000, 1024));
+        assert_eq!(m.real(&[true, false]), Frac::ONE);
+        assert_eq!(m.real(&[false, true]), Frac::ONE);
+        assert_eq!(m.real(&[false, false]), Frac::ONE);
+    }
+
+    /// One outer tile (M1 = 1, M = 100 < M0 = 256): the inner part alone is padded too.
+    #[test]
+    fn an_inner_part_alone_is_padded_when_the_outer_has_one_tile() {
+        let m = rank(100, &[1, 256]);
+        assert_eq!(m.real(&[false, true]), f(100, 256));
+        assert_eq!(m.real(&[true, true]), f(100, 256));
+        assert_eq!(m.real(&[true, false]), Frac::ONE);
+    }
+
+    /// Three parts (P = 1000 as P2 x P1 x P0 = 1 x 4 x 256), and decode's one query in a 256-query tile.
+    #[test]
+    fn three_parts_and_one_query() {
+        let p = rank(1000, &[1, 4, 256]);
+        assert_eq!(p.real(&[true, true, true]), f(1000, 1024));
+        assert_eq!(p.real(&[false, true, true]), f(1000, 1024));
+        assert_eq!(p.real(&[false, false, true]), Frac::ONE);
+        assert_eq!(p.real(&[false, true, false]), Frac::ONE);
+        let q = rank(1, &[1, 1, 256]);
+        assert_eq!(q.real(&[true, true, true]), f(1, 256));
+        assert_eq!(q.real(&[false, false, true]), f(1, 256));
+    }
+
+    #[test]
+    fn fractions_multiply_in_lowest_terms_and_count_exactly() {
+        let x = f(1000, 1024).times(f(1000, 1024));
+        assert_eq!(x, f(15625, 16384));
+        assert_eq!(x.of(16384 * 3), 15625 * 3);
+        // Past 128 bits the product keeps its ratio.
+        let big = f(u64::MAX as u128 - 1, u64::MAX as u128);
+        let y = big.times(big).times(big);
+        assert!((y.as_f64() - big.as_f64().powi(3)).abs() < 1e-12);
+        assert_eq!(Frac::ONE.of(u128::MAX), u128::MAX);
+    }
 }

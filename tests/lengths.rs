@@ -173,3 +173,19 @@ fn decode_report_snapshot() {
     let r = run("fusemax", &DECODE);
     insta::assert_snapshot!("decode_text", text::render(&r));
 }
+
+/// FLAT's spilled binding bounds its row block (`P1`, at most 4 array edges) by a divisor of the query tiles, so a
+/// ragged long length pads only its last tile and still maps: 262,400 tokens are 1025 tiles of 256 (5² x 41), so
+/// the block is one tile; 8,224 on the edge is 257 tiles of 32 (a prime).
+#[test]
+fn flat_maps_ragged_long_lengths_with_its_spilled_binding() {
+    let r = run("flat-cloud", &["seq=262400"]);
+    assert_eq!(r.binding, "spilled");
+    assert_eq!(r.mapping["P1"], 1);
+    assert!(r.cycles >= r.bound.cycles);
+    let r = run("flat-edge", &["seq=8224"]);
+    assert_eq!(r.binding, "spilled");
+    assert_eq!(r.mapping["P1"], 1);
+    let r = run("flat-cloud", &["seq=262144"]);
+    assert_eq!(r.mapping["P1"] * r.mapping["P0"], 1024);
+}

@@ -176,6 +176,10 @@ pub enum SizeRule {
         /// does not apply and the next binding for the cascade is tried.
         #[serde(default)]
         at_least: Option<String>,
+        /// The largest acceptable size (a search bound, e.g. FLAT's largest row tile): divisors above it are not
+        /// tried.
+        #[serde(default)]
+        at_most: Option<String>,
     },
 }
 

@@ -337,8 +337,8 @@ pub enum CoverError {
 /// the inner ones (`"M1": "ceil(M, M0)"`) satisfies it, and so does a middle part that divides the rounded count
 /// (`P1` a divisor of `ceil(P, P0)`, `P2 = ceil(P, P1 * P0)`); when the sizes divide, there is no padding.
 ///
-/// What the padding costs is the mapping's rule, not the cascade's: every tile is charged whole (its compute,
-/// traffic and energy), so the padded points count as work. Returns the padding, `product - n`.
+/// What the padding costs is the mapping's rule, not the cascade's: every tile takes a whole tile's time, and
+/// counts are of the real points. Returns the padding, `product - n`.
 pub fn partition_cover(n: i64, parts: &[i64]) -> Result<i64, CoverError> {
     let product = parts
         .iter()

@@ -37,13 +37,14 @@ pub struct Plan {
     pub ablations: Vec<AblationRow>,
 }
 
-/// One row of the per-tile table: a kernel's step at hd128 (non-causal), with parameters set.
+/// One row of the per-tile table: a kernel's step at head dim `d` (non-causal), with parameters set.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TileRow {
     pub label: String,
     pub gpu: String,
     pub kernel: String,
+    pub d: u64,
     #[serde(default)]
     pub sets: Vec<(String, f64)>,
 }
@@ -234,10 +235,10 @@ pub fn compute_for(
             }
         }
     }
-    let w128 = workload(&plan, plan.tokens, 128, false);
     let mut tiles = vec![];
     for t in plan.tiles.iter().filter(|t| mine(&t.kernel)) {
-        let r = one(files, &t.gpu, &t.kernel, &w128, &t.sets, opts)?;
+        let w = workload(&plan, plan.tokens, t.d, false);
+        let r = one(files, &t.gpu, &t.kernel, &w, &t.sets, opts)?;
         tiles.push((t.label.clone(), r));
     }
     let mut ablations = vec![];
@@ -406,7 +407,10 @@ pub fn figure(r: &Fa4Reproduction) -> Figure {
             }
             Panel::Line(LineChart {
                 title: label(gpu, kernel),
-                x_label: "sequence length (32K tokens in total)".into(),
+                x_label: format!(
+                    "sequence length ({} tokens in total)",
+                    crate::plot::format_len(r.plan.tokens as f64)
+                ),
                 y_label: "TFLOP/s".into(),
                 x_axis: XAxis::Log2,
                 series,
@@ -417,7 +421,10 @@ pub fn figure(r: &Fa4Reproduction) -> Figure {
         })
         .collect();
     Figure {
-        title: "einsim: attention forward TFLOP/s, hidden 2048".into(),
+        title: format!(
+            "einsim: attention forward TFLOP/s, hidden {}",
+            r.plan.hidden
+        ),
         panels,
         cols: 2,
         panel_size: (560, 400),
@@ -537,7 +544,12 @@ fn markdown(r: &Fa4Reproduction) -> String {
         "\nA CTA's step is the row times its Q tiles (FA4: 2 × 128 rows, FA3: 2 × 64-row warpgroups). Cycles are per SM\n\
          clock; the measured-GEMM fraction (gpus.md §4) derates that clock for every unit alike (arch/gpu/*.ron `sustained`).\n"
     );
-    let _ = writeln!(s, "## Ablations (seq 8K, 32K tokens, non-causal)\n");
+    let _ = writeln!(
+        s,
+        "## Ablations (seq {}, {} tokens, non-causal)\n",
+        crate::plot::format_len(r.plan.ablation_seq as f64),
+        crate::plot::format_len(r.plan.tokens as f64)
+    );
     let _ = writeln!(
         s,
         "| GPU | kernel | hd | variant | TFLOP/s | vs shipped | binds |"
@@ -578,7 +590,12 @@ fn markdown(r: &Fa4Reproduction) -> String {
          warpgroup loads its K/V block itself after its previous P·V has freed the stage, as FA2's synchronous warps\n\
          do, so an L2 transfer and its latency sit between its P·V and its next S (gpus.md §3.2, §5.3)."
     );
-    let _ = writeln!(s, "\n## Forward TFLOP/s (32K tokens, hidden 2048)\n");
+    let _ = writeln!(
+        s,
+        "\n## Forward TFLOP/s ({} tokens, hidden {})\n",
+        crate::plot::format_len(r.plan.tokens as f64),
+        r.plan.hidden
+    );
     for (gpu, kernel) in &r.grid {
         let _ = writeln!(s, "### {}\n", label(gpu, kernel));
         let mut head = String::from("| seq |");

@@ -286,7 +286,7 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
                         .filter(|p| p.write == write && &p.level == lvl)
                         .map(|p| {
                             let whole = n.saturating_mul(p.bytes as u128);
-                            whole - p.real.of(whole)
+                            whole.saturating_sub(p.real.of(whole))
                         })
                         .sum();
                     let whole = n.saturating_mul(*b as u128);
