@@ -832,6 +832,12 @@ struct Stage<'a> {
     passages: Result<Vec<Passage>, MapError>,
     /// The padded ranks (set by `map`; size rules see none, as they size whole tiles).
     padded: Vec<PadRank>,
+    /// Stage-level parts of every tensor and Einsum, each tensor's bits and each Einsum's distinct references,
+    /// filled on first use.
+    tensor_parts: std::cell::OnceCell<Vec<Vec<String>>>,
+    einsum_parts: std::cell::OnceCell<Vec<Vec<String>>>,
+    bits: std::cell::OnceCell<Vec<u64>>,
+    distinct_refs: std::cell::OnceCell<Vec<Vec<usize>>>,
 }
 
 /// A padded rank as a stage sees it: its size, and its parts (outer to inner), each with its size and the
@@ -940,6 +946,10 @@ impl<'a> Stage<'a> {
             index,
             passages: passages(c, arch, binding, sizes),
             padded: vec![],
+            tensor_parts: std::cell::OnceCell::new(),
+            einsum_parts: std::cell::OnceCell::new(),
+            bits: std::cell::OnceCell::new(),
+            distinct_refs: std::cell::OnceCell::new(),
         })
     }
 
@@ -976,7 +986,7 @@ impl<'a> Stage<'a> {
     }
 
     fn tensor_real(&self, t: TensorId) -> Frac {
-        self.real(&self.tensor_parts(t))
+        self.real(self.tensor_parts(t))
     }
 
     /// The passages this stage holds in its buffer: those made in its buffer that are live while it runs.
@@ -1009,13 +1019,23 @@ impl<'a> Stage<'a> {
 
     /// Bits per element of tensor `t`: the stage's `bits` entry (checked positive by [`Stage::check_bits`]), or
     /// the arch's word.
+    /// Evaluated once per stage for every tensor (an expression parse each time was a tenth of a generation run).
     fn bits_of(&self, t: TensorId) -> u64 {
-        self.file
-            .bits
-            .get(&self.c.tensors[t].name)
-            .and_then(|e| eval(e, self.sizes).ok())
-            .filter(|b| *b > 0)
-            .map_or(self.arch.word_bytes * 8, |b| b as u64)
+        let all = self.bits.get_or_init(|| {
+            self.c
+                .tensors
+                .iter()
+                .map(|tensor| {
+                    self.file
+                        .bits
+                        .get(&tensor.name)
+                        .and_then(|e| eval(e, self.sizes).ok())
+                        .filter(|b| *b > 0)
+                        .map_or(self.arch.word_bytes * 8, |b| b as u64)
+                })
+                .collect()
+        });
+        all[t]
     }
 
     /// Bytes of `elements` elements of tensor `t` at its width, rounded up to a whole byte.
@@ -1047,33 +1067,49 @@ impl<'a> Stage<'a> {
         self.sizes.get(part).copied().unwrap_or(1).max(1) as u64
     }
 
-    /// Parts a tensor has (broadcast ranks included).
-    fn tensor_parts(&self, t: TensorId) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .c
-            .broadcast
-            .iter()
-            .flat_map(|&r| self.parts_of(r))
-            .collect();
-        for &r in &self.c.tensors[t].ranks {
-            if !self.c.broadcast.contains(&r) {
-                v.extend(self.parts_of(r));
-            }
-        }
-        v
+    /// Parts a tensor has (broadcast ranks included). Computed once per stage for every tensor: mapping asks
+    /// for them per task and per transfer.
+    fn tensor_parts(&self, t: TensorId) -> &[String] {
+        let all = self.tensor_parts.get_or_init(|| {
+            (0..self.c.tensors.len())
+                .map(|t| {
+                    let mut v: Vec<String> = self
+                        .c
+                        .broadcast
+                        .iter()
+                        .flat_map(|&r| self.parts_of(r))
+                        .collect();
+                    for &r in &self.c.tensors[t].ranks {
+                        if !self.c.broadcast.contains(&r) {
+                            v.extend(self.parts_of(r));
+                        }
+                    }
+                    v
+                })
+                .collect()
+        });
+        &all[t]
     }
 
-    /// Parts an Einsum iterates (its ranks, `Cascade::iterated_ranks`, as this binding partitions them).
-    fn einsum_parts(&self, e: EinsumId) -> Vec<String> {
-        let mut v: Vec<String> = Vec::new();
-        for r in self.c.iterated_ranks(e) {
-            for p in self.parts_of(r) {
-                if !v.contains(&p) {
-                    v.push(p);
-                }
-            }
-        }
-        v
+    /// Parts an Einsum iterates (its ranks, `Cascade::iterated_ranks`, as this binding partitions them); once
+    /// per stage, as `tensor_parts`.
+    fn einsum_parts(&self, e: EinsumId) -> &[String] {
+        let all = self.einsum_parts.get_or_init(|| {
+            (0..self.c.einsums.len())
+                .map(|e| {
+                    let mut v: Vec<String> = Vec::new();
+                    for r in self.c.iterated_ranks(e) {
+                        for p in self.parts_of(r) {
+                            if !v.contains(&p) {
+                                v.push(p);
+                            }
+                        }
+                    }
+                    v
+                })
+                .collect()
+        });
+        &all[e]
     }
 
     fn loop_of(&self, part: &str) -> Option<usize> {
@@ -1103,13 +1139,10 @@ impl<'a> Stage<'a> {
             .iterative_rank
             .map(|r| self.c.ranks[r].name.clone());
         self.tensor_parts(t)
-            .into_iter()
-            .filter(|p| Some(p) != iter_part.as_ref())
+            .iter()
+            .filter(|p| Some(*p) != iter_part.as_ref())
             .filter(|p| !matches!(self.loop_of(p), Some(j) if j <= keep))
-            .map(|p| {
-                let n = self.size(&p);
-                (p, n)
-            })
+            .map(|p| (p.clone(), self.size(p)))
             .collect()
     }
 
@@ -1490,7 +1523,7 @@ impl<'a> Stage<'a> {
             .iter()
             .map(|l| parts.iter().any(|p| l.index.eq_ignore_ascii_case(p)))
             .collect();
-        let intra = self.intra(&parts);
+        let intra = self.intra(parts);
         let spatial = self.spatial(unit, &intra)?;
         let elements: u64 = sat_prod(intra.iter().map(|p| self.size(p)));
         let ops = self.op_costs(e, unit, elements)?;
@@ -1511,7 +1544,7 @@ impl<'a> Stage<'a> {
             }
         }
         // Padded points take the unit's time but do no work: compute and local-store actions count real points.
-        let real = self.real(&parts);
+        let real = self.real(parts);
         for n in actions.values_mut() {
             *n *= real.as_f64();
         }
@@ -1733,14 +1766,11 @@ impl<'a> Stage<'a> {
                 });
             }
         };
-        let mut seen: Vec<String> = Vec::new();
-        for r in es.expr.refs() {
-            let key = print_ref(self.c, r);
-            if self.in_buffer(r.tensor) && !seen.contains(&key) {
-                seen.push(key);
-                if !self.forwarded(flow, e, r) {
-                    access(r.tensor, false);
-                }
+        let refs = es.expr.refs();
+        for &i in self.distinct_refs(e) {
+            let r = refs[i];
+            if self.in_buffer(r.tensor) && !self.forwarded(flow, e, r) {
+                access(r.tensor, false);
             }
         }
         if self.in_buffer(es.output.tensor) {
@@ -1750,6 +1780,30 @@ impl<'a> Stage<'a> {
             }
         }
         (reads, writes, padded)
+    }
+
+    /// Positions in Einsum `e`'s references (`expr.refs()`) of the first of each distinct reference, told apart by
+    /// their printed index expressions: `R[m1,p]` and `R[m1+1,p]` are two tiles of R; the same reference written
+    /// twice is one. Once per stage for every Einsum.
+    fn distinct_refs(&self, e: EinsumId) -> &[usize] {
+        let all = self.distinct_refs.get_or_init(|| {
+            self.c
+                .einsums
+                .iter()
+                .map(|es| {
+                    let refs = es.expr.refs();
+                    // Printed only where two references share a tensor (`R[m1,p]`, `R[m1+1,p]`): rare, and
+                    // printing every reference was a few percent of a generation run.
+                    let same = |a: &TensorRef, b: &TensorRef| {
+                        a.tensor == b.tensor && print_ref(self.c, a) == print_ref(self.c, b)
+                    };
+                    (0..refs.len())
+                        .filter(|&i| !refs[..i].iter().any(|r| same(r, refs[i])))
+                        .collect()
+                })
+                .collect()
+        });
+        &all[e]
     }
 
     /// Of an Einsum's parts, those no stage loop iterates: the ones a task covers within its tile.
@@ -2197,7 +2251,7 @@ impl<'a> Stage<'a> {
             };
             let es = &c.einsums[e];
             let parts = self.einsum_parts(e);
-            let intra = self.intra(&parts);
+            let intra = self.intra(parts);
             let mut seen: Vec<TensorId> = Vec::new();
             for r in es.expr.refs() {
                 let t = r.tensor;

@@ -61,12 +61,28 @@ pub struct Footprint {
 /// Analyse every rank iterated by a main Einsum. `sizes[r]` is the evaluated size of rank r.
 pub fn analyse(c: &Cascade, sizes: &[i64], params: BTreeMap<String, i64>) -> PassReport {
     let flow = Dataflow::new(c);
+    // Every Einsum's iterated ranks, once: each rank's analysis filters them.
+    let its: Vec<Vec<RankId>> = (0..c.einsums.len())
+        .map(|e| {
+            let es = &c.einsums[e];
+            let mut v: Vec<RankId> = es
+                .output
+                .indices
+                .iter()
+                .chain(es.expr.refs().iter().flat_map(|r| r.indices.iter()))
+                .flat_map(|i| i.iterated().iter().copied())
+                .collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect();
     let mut ranks = Vec::new();
     for r in 0..c.ranks.len() {
         if c.broadcast.contains(&r) {
             continue;
         }
-        if let Some(rp) = analyse_rank(c, &flow, r, sizes) {
+        if let Some(rp) = analyse_rank(c, &flow, &its, r, sizes) {
             ranks.push(rp);
         }
     }
@@ -88,20 +104,14 @@ fn covered(c: &Cascade, r: RankId) -> Vec<RankId> {
     out
 }
 
-/// Ranks of `cover` that the Einsum iterates, anywhere (output or inputs).
-fn iterated(c: &Cascade, e: EinsumId, cover: &[RankId]) -> Vec<RankId> {
-    let es = &c.einsums[e];
-    let mut v: Vec<RankId> = es
-        .output
-        .indices
+/// Ranks of `cover` that Einsum `e` iterates, anywhere (output or inputs), in `cover`'s order; `its[e]` are all
+/// the ranks it iterates.
+fn iterated(its: &[Vec<RankId>], e: EinsumId, cover: &[RankId]) -> Vec<RankId> {
+    cover
         .iter()
-        .chain(es.expr.refs().iter().flat_map(|r| r.indices.iter()))
-        .flat_map(|i| i.iterated().iter().copied())
-        .filter(|r| cover.contains(r))
-        .collect();
-    v.sort_by_key(|r| cover.iter().position(|x| x == r));
-    v.dedup();
-    v
+        .copied()
+        .filter(|r| its[e].binary_search(r).is_ok())
+        .collect()
 }
 
 fn output_keeps(c: &Cascade, e: EinsumId, r: RankId) -> bool {
@@ -119,10 +129,18 @@ struct Ready {
     cause: Option<EinsumId>,
 }
 
-fn analyse_rank(c: &Cascade, flow: &Dataflow, r: RankId, sizes: &[i64]) -> Option<RankPasses> {
+fn analyse_rank(
+    c: &Cascade,
+    flow: &Dataflow,
+    its: &[Vec<RankId>],
+    r: RankId,
+    sizes: &[i64],
+) -> Option<RankPasses> {
     let cover = covered(c, r);
     let main = |e: EinsumId| c.einsums[e].section == Section::Main;
-    if !(0..c.einsums.len()).any(|e| main(e) && !iterated(c, e, &cover).is_empty()) {
+    if !(0..c.einsums.len())
+        .any(|e| main(e) && cover.iter().any(|r| its[e].binary_search(r).is_ok()))
+    {
         return None;
     }
     let mut ready = vec![
@@ -141,7 +159,7 @@ fn analyse_rank(c: &Cascade, flow: &Dataflow, r: RankId, sizes: &[i64]) -> Optio
         if !main(e) {
             continue; // initial values and views are available before the first pass
         }
-        let it = iterated(c, e, &cover);
+        let it = iterated(its, e, &cover);
         // When each input value becomes available, in passes over this rank's fibers.
         let mut inputs: Vec<(Ready, crate::cascade::TensorId)> = Vec::new();
         for (p, t, kind) in flow.producers(e) {
@@ -274,7 +292,7 @@ fn analyse_rank(c: &Cascade, flow: &Dataflow, r: RankId, sizes: &[i64]) -> Optio
         let inner = cover[1..]
             .iter()
             .filter_map(|&p| {
-                analyse_rank(c, flow, p, sizes)
+                analyse_rank(c, flow, its, p, sizes)
                     .filter(|rp| rp.passes > 1)
                     .map(|rp| (p, rp))
             })

@@ -169,6 +169,19 @@ fn cycles(ticks: u128, what: &str) -> Result<u64, BuildError> {
     fits(ticks.div_ceil(TICKS_PER_CYCLE as u128), what, "cycles")
 }
 
+/// [`cycles`] and [`fits`] with the name made only when the value does not fit (per template, where formatting
+/// every name cost more than the check).
+fn cycles_of(ticks: u128, what: impl FnOnce() -> String) -> Result<u64, BuildError> {
+    fits_of(ticks.div_ceil(TICKS_PER_CYCLE as u128), what, "cycles")
+}
+
+fn fits_of(v: u128, what: impl FnOnce() -> String, unit: &str) -> Result<u64, BuildError> {
+    match u64::try_from(v) {
+        Ok(x) => Ok(x),
+        Err(_) => fits(v, &what(), unit),
+    }
+}
+
 /// A count narrowed to the report's 64 bits. Counts are accumulated in 128 bits (saturating), so only this
 /// narrowing can fail, and it says what did not fit.
 fn fits(v: u128, what: &str, unit: &str) -> Result<u64, BuildError> {
@@ -255,13 +268,15 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
     let p = f.program;
     let total_cycles = cycles(f.sim.ticks, "the latency")?.max(1);
     let total_ticks = total_cycles as f64 * TICKS_PER_CYCLE as f64;
-    let mut busy: BTreeMap<String, (u128, f64)> = BTreeMap::new();
+    // Keyed by borrowed names while summing (a report sums every template of a program; owned keys and formatted
+    // action names per template were a tenth of a generation run), owned once at the end.
+    let mut busy: BTreeMap<&str, (u128, f64)> = BTreeMap::new();
     let mut einsums: Vec<EinsumReport> = Vec::new();
-    let mut read_b: BTreeMap<String, u128> = BTreeMap::new();
-    let mut write_b: BTreeMap<String, u128> = BTreeMap::new();
-    let mut by_component: BTreeMap<String, f64> = BTreeMap::new();
-    let mut by_action: BTreeMap<String, f64> = BTreeMap::new();
-    let mut by_einsum: BTreeMap<String, f64> = BTreeMap::new();
+    let mut read_b: BTreeMap<&str, u128> = BTreeMap::new();
+    let mut write_b: BTreeMap<&str, u128> = BTreeMap::new();
+    let mut by_component: BTreeMap<&str, f64> = BTreeMap::new();
+    let mut by_action: BTreeMap<(&str, &str), f64> = BTreeMap::new();
+    let mut by_einsum: BTreeMap<&str, f64> = BTreeMap::new();
     let mut stages = Vec::new();
     let mut bound_ticks: u128 = 0;
     let mut limiter = (0u128, String::new());
@@ -270,7 +285,7 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
             let n = t.instances_wide(&st.loops);
             let server = &p.servers[t.server];
             let work = n.saturating_mul(t.work as u128);
-            let b = busy.entry(server.name.clone()).or_default();
+            let b = busy.entry(&server.name).or_default();
             add(&mut b.0, work);
             // Utilization, points and traffic count real points; a padded tile's time stays whole.
             let real = t.real.as_f64();
@@ -291,7 +306,7 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
                         .sum();
                     let whole = n.saturating_mul(*b as u128);
                     add(
-                        total.entry(lvl.clone()).or_default(),
+                        total.entry(lvl.as_str()).or_default(),
                         whole.saturating_sub(padding),
                     );
                 }
@@ -299,22 +314,20 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
             let mut e_total = 0.0;
             for ((component, action), count) in &t.actions {
                 let pj = f.arch.energy.actions.get(action).map_or(0.0, |a| a.pj) * count * n as f64;
-                *by_component.entry(component.clone()).or_default() += pj;
-                *by_action
-                    .entry(format!("{component}:{action}"))
-                    .or_default() += pj;
+                *by_component.entry(component).or_default() += pj;
+                *by_action.entry((component, action)).or_default() += pj;
                 e_total += pj;
             }
-            *by_einsum.entry(t.name.clone()).or_default() += e_total;
+            *by_einsum.entry(&t.name).or_default() += e_total;
             if let TemplateKind::Compute(_) = t.kind {
-                let what = format!("Einsum `{}`'s busy time", t.name);
+                let too_large = |what: &str| format!("Einsum `{}`'s {what}", t.name);
                 einsums.push(EinsumReport {
                     name: t.name.clone(),
                     unit: server.name.clone(),
-                    cycles: cycles(work, &what)?,
+                    cycles: cycles_of(work, || too_large("busy time"))?,
                     utilization: (n * t.useful as u128) as f64 * t.pe_fraction * real / total_ticks,
                     pe_fraction: t.pe_fraction,
-                    tasks: fits(n, &format!("Einsum `{}`'s task count", t.name), "tasks")?,
+                    tasks: fits_of(n, || too_large("task count"), "tasks")?,
                     points: n as f64 * t.elements as f64 * real,
                 });
             }
@@ -356,15 +369,15 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
             limiter.1
         )));
     }
-    let busy: BTreeMap<String, (u64, f64)> = busy
+    let busy: BTreeMap<&str, (u64, f64)> = busy
         .into_iter()
-        .map(|(k, (t, w))| Ok((k.clone(), (cycles(t, &format!("`{k}`'s busy time"))?, w))))
+        .map(|(k, (t, w))| Ok((k, (cycles(t, &format!("`{k}`'s busy time"))?, w))))
         .collect::<Result<_, BuildError>>()?;
     let units: Vec<UnitReport> = p
         .servers
         .iter()
         .map(|s| {
-            let (b, w) = busy.get(&s.name).copied().unwrap_or((0, 0.0));
+            let (b, w) = busy.get(s.name.as_str()).copied().unwrap_or((0, 0.0));
             let pes = f
                 .arch
                 .units
@@ -379,17 +392,17 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
             }
         })
         .collect();
-    let levels: Vec<String> = read_b
+    let levels: Vec<&str> = read_b
         .keys()
         .chain(write_b.keys())
-        .cloned()
+        .copied()
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
     let traffic: Vec<TrafficReport> = levels
         .iter()
         .map(|l| TrafficReport {
-            level: l.clone(),
+            level: l.to_string(),
             read_bytes: read_b.get(l).copied().unwrap_or(0),
             write_bytes: write_b.get(l).copied().unwrap_or(0),
         })
@@ -409,13 +422,13 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
         by_group: BTreeMap::new(),
     };
     for (c, pj) in &by_component {
-        let group = match f.arch.storage.iter().find(|s| &s.name == c).map(|s| s.kind) {
+        let group = match f.arch.storage.iter().find(|s| s.name == *c).map(|s| s.kind) {
             None => "logic",
             Some(StorageKind::RegisterFile) => "register_file",
             Some(StorageKind::Sram) | Some(StorageKind::TensorMemory) => "sram",
             Some(StorageKind::Dram) => "dram",
         };
-        power_w.by_component.insert(c.clone(), watts(*pj));
+        power_w.by_component.insert(c.to_string(), watts(*pj));
         *power_w.by_group.entry(group.to_string()).or_default() += watts(*pj);
     }
     Ok(RunReport {
@@ -443,9 +456,18 @@ fn build_checked(f: &RunFacts) -> Result<RunReport, BuildError> {
         traffic,
         energy_pj: EnergyReport {
             total: by_component.values().sum(),
-            by_component,
-            by_action,
-            by_einsum,
+            by_component: by_component
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            by_action: by_action
+                .into_iter()
+                .map(|((c, a), v)| (format!("{c}:{a}"), v))
+                .collect(),
+            by_einsum: by_einsum
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
         },
         passes: f.passes.passes.clone(),
         bound: Bound {
