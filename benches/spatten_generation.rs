@@ -6,8 +6,8 @@
 //! 37 %; and, as the issue asks, the same generation driven by the shipped synthetic trace
 //! (`workloads/traces/gpt2-medium-synthetic.csv`).
 //!
-//! Status: not met on 2026-12-02 (117 ms for the trace on that day's machine; see below). Criterion on the 2-core development machine once read 72 ms for the
-//! schedules (707 distinct op simulations) and 86 ms for the trace (999), about 0.09 ms an op, mostly mapping,
+//! Status: not met on 2026-12-02 (117 ms for the trace on that day's machine; see below). Criterion on the
+//! 2-core development machine once read 72 ms for the schedules (707 distinct op simulations) and 86 ms for the trace (999), about 0.09 ms an op, mostly mapping,
 //! engine, pass analysis and report building; the GEMMs are cached. Earlier: 161 ms and about 210 ms, until the op
 //! cache shared its reports instead of cloning them, the layer's expressions were parsed once, the memo's key
 //! became bytes instead of formatted text, and mimalloc replaced glibc's allocator (a third of the instructions
