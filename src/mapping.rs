@@ -2037,8 +2037,7 @@ impl<'a> Stage<'a> {
         let loops: Vec<bool> = (0..self.loops.len())
             .map(|j| (j <= keep || indexes(j)) && users.iter().any(|&u| templates[u].loops[j]))
             .collect();
-        let tile = parts.iter().filter(|p| self.loop_of(p).is_none());
-        let elements: u64 = sat_prod(tile.map(|p| self.size(p)));
+        let elements: u64 = sat_prod(self.intra(parts).iter().map(|p| self.size(p)));
         let bytes = self.bytes_of(t, elements);
         let transfer = transfer_ticks(bytes, lv);
         let (kind, label) = if stored {
