@@ -30,33 +30,21 @@ pub struct Plan {
     /// Tokens per run (batch = tokens / seq) and the hidden size (heads = hidden / d).
     pub tokens: u64,
     pub hidden: u64,
-    /// The per-tile cycle table's rows.
-    pub tiles: Vec<TileRow>,
+    /// The per-tile cycle table's rows (each at `tokens` tokens per sequence).
+    pub tiles: Vec<KernelRun>,
     /// The sequence length every ablation runs at.
     pub ablation_seq: u64,
-    pub ablations: Vec<AblationRow>,
+    pub ablations: Vec<KernelRun>,
 }
 
-/// One row of the per-tile table: a kernel's step at head dim `d` (non-causal), with parameters set.
+/// One labelled run of the plan: a kernel on a GPU at head dim `d` (non-causal), with parameters set.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TileRow {
+pub struct KernelRun {
     pub label: String,
     pub gpu: String,
     pub kernel: String,
     pub d: u64,
-    #[serde(default)]
-    pub sets: Vec<(String, f64)>,
-}
-
-/// One ablation: a kernel at head dim `d` with parameters set.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AblationRow {
-    pub gpu: String,
-    pub kernel: String,
-    pub d: u64,
-    pub label: String,
     #[serde(default)]
     pub sets: Vec<(String, f64)>,
 }
@@ -197,11 +185,6 @@ fn file() -> Result<TargetFile, String> {
     ron::from_str::<TargetFile>(TARGETS).map_err(|e| format!("src/gpu/fa4_targets.ron: {e}"))
 }
 
-/// The targets as shipped.
-pub fn targets() -> Result<Vec<Target>, String> {
-    file().map(|f| f.targets)
-}
-
 /// The plan as shipped.
 pub fn plan() -> Result<Plan, String> {
     file().map(|f| f.plan)
@@ -222,7 +205,7 @@ pub fn compute_for(
     kernel: Option<&str>,
 ) -> Result<Fa4Reproduction, RunError> {
     let mine = |k: &str| kernel.is_none_or(|b| b == k);
-    let plan = plan().map_err(RunError::Internal)?;
+    let TargetFile { plan, targets } = file().map_err(RunError::Internal)?;
     let grid: Vec<(String, String)> = plan.grid.iter().filter(|(_, k)| mine(k)).cloned().collect();
     let mut runs = vec![];
     for (gpu, kernel) in &grid {
@@ -254,7 +237,7 @@ pub fn compute_for(
         });
     }
     let mut checks = vec![];
-    for t in targets().map_err(RunError::Internal)? {
+    for t in targets {
         if !mine(t.measure.kernel()) {
             continue;
         }
