@@ -75,6 +75,35 @@ fn tiny_sequential_by_hand() {
 }
 
 #[test]
+fn issue_slots_bind_when_pipes_outrun_the_schedulers() {
+    // The tiny SM with an exp instruction that drives one lane instead of 32: 16 exps take 16 instructions at 1
+    // per cycle, 16 cycles of issue beside the MUFU's 4, so the step is S 4 + 16 + PV 4 = 24 cycles and the
+    // schedulers bind the run.
+    let p = root().join("tests/fixtures/gpu/tiny.ron");
+    let text = std::fs::read_to_string(p)
+        .unwrap()
+        .replace(r#"per_instr: Fig("32""#, r#"per_instr: Fig("1""#);
+    let g = gpu::load(
+        &SourceFile::new("tiny-one-lane.ron", text),
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    let r = report::run(
+        &g,
+        None,
+        &w(8, 4, false),
+        &BTreeMap::new(),
+        SimOptions::default(),
+    )
+    .unwrap();
+    let issue = r.units.iter().find(|u| u.unit == "issue").unwrap();
+    let mufu = r.units.iter().find(|u| u.unit == "mufu").unwrap();
+    assert_eq!((issue.step_ideal, mufu.step_ideal), (16.0, 4.0));
+    assert_eq!(r.binds, "issue");
+    assert_eq!(r.item_cycles, (48, 48));
+}
+
+#[test]
 fn tiny_causal_and_ping_pong_by_hand() {
     let g = tiny();
     // Causal, seq 8: item 0 attends to 1 block (12 cycles), item 1 to 2 (24); FLOPs halve.

@@ -45,8 +45,15 @@ pub enum UnitFile {
         sustained: Fig,
         latency: Fig,
     },
-    /// A pipelined lane array (MUFU, FMA, ALU): operations (lane-ops) per cycle.
-    Pipe { rate: Fig, latency: Fig },
+    /// A pipelined lane array (MUFU, FMA, ALU): operations (lane-ops) per cycle, and lane-ops per warp
+    /// instruction (what it costs the SM's `Issue` unit).
+    Pipe {
+        rate: Fig,
+        per_instr: Fig,
+        latency: Fig,
+    },
+    /// The SM's warp schedulers: warp instructions issued per cycle. Every Pipe task also takes issue slots.
+    Issue { rate: Fig },
     /// A storage level with a port: capacity and bytes per cycle (shared memory, tensor memory, register file,
     /// the SM's share of L2).
     Memory {

@@ -249,6 +249,15 @@ pub fn plan(
             .position(|u| u.name == n)
             .expect("checked at load")
     };
+    // The SM's warp schedulers (one Issue unit, checked at load whenever there are pipes).
+    let issuer = gpu
+        .units
+        .iter()
+        .enumerate()
+        .find_map(|(i, u)| match &u.kind {
+            Kind::Issue(x) => Some((i, x)),
+            _ => None,
+        });
     let mut tasks = vec![];
     for t in &k.tasks {
         let what = format!("task `{}`", t.name);
@@ -315,12 +324,24 @@ pub fn plan(
                 }
             }
             (Work::Ops(e), Kind::Pipe(p)) => {
-                let cy = p.cycles(ev(&what, e, &vars)?);
+                let ops = ev(&what, e, &vars)?;
+                let cy = p.cycles(ops);
                 parts.push(Part {
                     unit: ui,
                     ideal: cy,
                     cycles: cy,
                 });
+                // The warp instructions feeding the pipe take the SM's issue slots alongside (`units::Issue`).
+                if let Some((ii, issue)) = issuer {
+                    let cy = issue.cycles(ops, p.per_instr);
+                    if cy > 0.0 {
+                        parts.push(Part {
+                            unit: ii,
+                            ideal: cy,
+                            cycles: cy,
+                        });
+                    }
+                }
             }
             (Work::Bytes(e), Kind::Memory(mem)) => {
                 let cy = mem.cycles(ev(&what, e, &vars)?);

@@ -18,7 +18,7 @@ pub mod units;
 use crate::diag::{locate, Diagnostic, Diagnostics, SourceFile, Span};
 use file::{Fig, GpuFile, KernelFile, UnitFile, Work};
 use std::collections::BTreeMap;
-use units::{Kind, Memory, Pipe, TensorCore, Unit};
+use units::{Issue, Kind, Memory, Pipe, TensorCore, Unit};
 
 /// A resolved GPU: numbers, not expressions; its kernels still as written (they are resolved per workload).
 #[derive(Clone, Debug)]
@@ -166,11 +166,35 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                     instr_m: pos(&mut cx, "instr_m", instr_m, &vars),
                     sustained: s,
                 };
-                (Kind::TensorCore(tc), latency)
+                (Kind::TensorCore(tc), Some(latency))
             }
-            UnitFile::Pipe { rate, latency } => {
+            UnitFile::Pipe {
+                rate,
+                per_instr,
+                latency,
+            } => {
                 let rate = pos(&mut cx, "rate", rate, &vars);
-                (Kind::Pipe(Pipe { rate }), latency)
+                let per_instr = pos(&mut cx, "per_instr", per_instr, &vars);
+                if per_instr == 0.0 {
+                    cx.error(
+                        &format!("{name}\""),
+                        format!("`{name}.per_instr` must be positive: a warp instruction does some work"),
+                        "this unit",
+                    );
+                }
+                (Kind::Pipe(Pipe { rate, per_instr }), Some(latency))
+            }
+            UnitFile::Issue { rate } => {
+                let rate = pos(&mut cx, "rate", rate, &vars);
+                if rate == 0.0 {
+                    cx.error(
+                        &format!("{name}\""),
+                        format!("`{name}.rate` must be positive: an SM issues instructions"),
+                        "this unit",
+                    );
+                }
+                // Issue takes no time of its own between units: a pipe's latency already counts from issue.
+                (Kind::Issue(Issue { rate }), None)
             }
             UnitFile::Memory {
                 capacity,
@@ -181,15 +205,32 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                     capacity: pos(&mut cx, "capacity", capacity, &vars),
                     bandwidth: pos(&mut cx, "bandwidth", bandwidth, &vars),
                 };
-                (Kind::Memory(m), latency)
+                (Kind::Memory(m), Some(latency))
             }
         };
-        let latency = pos(&mut cx, "latency", latency, &vars);
+        let latency = latency.map_or(0.0, |l| pos(&mut cx, "latency", l, &vars));
         units.push(Unit {
             name: name.clone(),
             kind,
             latency,
         });
+    }
+    let issuers: Vec<&str> = units
+        .iter()
+        .filter(|u| matches!(u.kind, Kind::Issue(_)))
+        .map(|u| u.name.as_str())
+        .collect();
+    let has_pipe = units.iter().any(|u| matches!(u.kind, Kind::Pipe(_)));
+    if has_pipe && issuers.len() != 1 {
+        let message = match issuers.len() {
+            0 => "the SM has Pipe units but no `Issue` unit: its warp schedulers issue every pipe instruction"
+                .to_string(),
+            n => format!(
+                "the SM has {n} `Issue` units ({}): one set of warp schedulers feeds its pipes",
+                issuers.join(", ")
+            ),
+        };
+        cx.error("units:", message, "declare one Issue unit here");
     }
     let gpu = Gpu {
         name: g.name.clone(),
@@ -278,6 +319,7 @@ fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
         let got = gpu.unit(&t.unit).map(|u| match u.kind {
             Kind::TensorCore(_) => "TensorCore",
             Kind::Pipe(_) => "Pipe",
+            Kind::Issue(_) => "Issue",
             Kind::Memory(_) => "Memory",
         });
         if got != Some(want) {

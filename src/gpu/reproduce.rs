@@ -494,7 +494,7 @@ fn markdown(r: &Fa4Reproduction) -> String {
         s,
         "\n## Cycles per tile step (one Q tile × one K/V block), per SM at peak rates\n"
     );
-    let units = ["tc", "mufu", "fma", "alu", "smem", "tmem", "l2"];
+    let units = ["tc", "mufu", "fma", "alu", "issue", "smem", "tmem", "l2"];
     let _ = writeln!(
         s,
         "| case | tile | {} | binds (modelled) |",
@@ -563,11 +563,17 @@ fn markdown(r: &Fa4Reproduction) -> String {
         "\nThe measured-GEMM fraction (gpus.md §4) derates the SM clock, so every unit slows with the tensor core and\n\
          gpus.md §2.1's per-clock balance holds (hd128: MMA = exp = 1024 cycles per Q-tile step). A unit below the\n\
          binding one costs nothing in this engine, and two balanced units overlapped by ping-pong run as fast as one:\n\
-         so at hd128 emulation (exp 832 instead of 1024 cycles), conditional rescale (TMEM and FMA far below 1024) and\n\
-         2-CTA (SMEM 512 instead of 768) move FA4 by well under 1%. The paper's measured +22–29% for the hd128\n\
-         emulation fix is not reproduced: nothing modelled (issue slots, MUFU contention, scheduling jitter) makes a\n\
+         so at hd128 emulation (exp 832 instead of 1024 cycles) and 2-CTA (SMEM 512 instead of 768) move FA4 by well\n\
+         under 1%. Rescaling O on every step costs about 2%: the correction's d FMULs per row sit on the P·V path and\n\
+         take issue slots from the softmax (issue 542 → 600 cycles per Q-tile step). The paper's measured +22–29% for\n\
+         the hd128 emulation fix is not reproduced: the warp schedulers are modelled (4 instructions per clock; 542 of\n\
+         1024 cycles per Q-tile step as shipped) and bind nowhere at the shipped settings, and nothing else modelled makes a\n\
          balanced MUFU cost more than its count. Emulation does pay where the mechanism says it should: at hd64, where\n\
-         exp is twice the MMA (gpus.md §1.3), and where the exp sits on the MMA's path (P in one part; hd256, one Q tile).\n\n\
+         exp is twice the MMA (gpus.md §1.3), and where the exp sits on the MMA's path (P in one part; hd256, one Q tile).\n\
+         Emulating much more than shipped does not pay: past about 36% at hd128 a softmax warpgroup's FMA and issue\n\
+         outlast the other tile's MMAs, so the ping-pong no longer hides it (1587 TF/s at `--set emu=0.35`, 1178 at\n\
+         0.36). The edge is this sharp because the engine's tensor core runs MMAs whole, oldest ready first; FA4's MMA\n\
+         warp issues them in a fixed order, which gpus.md does not give.\n\n\
          FA3's ping-pong and intra-warpgroup pipelining gain little for the same reason (list scheduling already\n\
          overlaps the two warpgroups). Warp specialisation does: without a producer warpgroup (ws=0) each consumer\n\
          warpgroup loads its K/V block itself after its previous P·V has freed the stage, as FA2's synchronous warps\n\

@@ -1,10 +1,12 @@
 //! The unit kinds of an SM, each in its own module with its cost model. A GPU file instantiates them by name;
 //! each instance is one server of the engine, which never sees the kind.
 
+pub mod issue;
 pub mod memory;
 pub mod pipe;
 pub mod tensor_core;
 
+pub use issue::Issue;
 pub use memory::Memory;
 pub use pipe::Pipe;
 pub use tensor_core::{MmaCost, MmaShape, TensorCore};
@@ -13,6 +15,7 @@ pub use tensor_core::{MmaCost, MmaShape, TensorCore};
 pub enum Kind {
     TensorCore(TensorCore),
     Pipe(Pipe),
+    Issue(Issue),
     Memory(Memory),
 }
 
