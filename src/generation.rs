@@ -131,18 +131,30 @@ impl GenerationReport {
             .ok_or_else(|| crate::layer::too_many_cycles("the generation"))?;
         self.seconds += t.seconds;
         self.energy_pj += t.energy_pj;
-        for (level, b) in &t.traffic_bytes {
-            *self.traffic_bytes.entry(level.clone()).or_insert(0) += b;
-        }
+        add_bytes(&mut self.traffic_bytes, &t.traffic_bytes);
         self.ops += t.ops;
         for (name, o) in &t.by_op {
-            let op = self.by_op.entry(name.clone()).or_default();
+            // Every step adds the same names: look them up before paying for an owned key.
+            let op = match self.by_op.get_mut(name) {
+                Some(op) => op,
+                None => self.by_op.entry(name.clone()).or_default(),
+            };
             op.cycles += o.cycles;
-            for (level, b) in &o.traffic_bytes {
-                *op.traffic_bytes.entry(level.clone()).or_insert(0) += b;
-            }
+            add_bytes(&mut op.traffic_bytes, &o.traffic_bytes);
         }
         Ok(())
+    }
+}
+
+/// `to[level] += b` for every level of `from`, owning a level's name only the first time.
+fn add_bytes(to: &mut BTreeMap<String, u128>, from: &BTreeMap<String, u128>) {
+    for (level, b) in from {
+        match to.get_mut(level) {
+            Some(x) => *x += b,
+            None => {
+                to.insert(level.clone(), *b);
+            }
+        }
     }
 }
 

@@ -60,38 +60,99 @@ pub struct Footprint {
 
 /// Analyse every rank iterated by a main Einsum. `sizes[r]` is the evaluated size of rank r.
 pub fn analyse(c: &Cascade, sizes: &[i64], params: BTreeMap<String, i64>) -> PassReport {
-    let flow = Dataflow::new(c);
-    // Every Einsum's iterated ranks, once: each rank's analysis filters them.
-    let its: Vec<Vec<RankId>> = (0..c.einsums.len())
-        .map(|e| {
-            let es = &c.einsums[e];
-            let mut v: Vec<RankId> = es
-                .output
-                .indices
-                .iter()
-                .chain(es.expr.refs().iter().flat_map(|r| r.indices.iter()))
-                .flat_map(|i| i.iterated().iter().copied())
-                .collect();
-            v.sort_unstable();
-            v.dedup();
-            v
-        })
-        .collect();
-    let mut ranks = Vec::new();
-    for r in 0..c.ranks.len() {
-        if c.broadcast.contains(&r) {
-            continue;
-        }
-        if let Some(rp) = analyse_rank(c, &flow, &its, r, sizes) {
-            ranks.push(rp);
-        }
+    Structure::of(c).report(c, sizes, params)
+}
+
+/// What the analysis finds from the cascade alone: everything but the sizes. The passes, their causes and the
+/// re-read ranks do not depend on sizes, so a caller running one cascade at many sizes (a generation) analyses
+/// it once ([`crate::run::Setup`] keeps it) and [`Structure::report`]s it per size.
+#[derive(Clone, Debug)]
+pub struct Structure {
+    ranks: Vec<RankStructure>,
+}
+
+#[derive(Clone, Debug)]
+struct RankStructure {
+    rank: RankId,
+    passes: u32,
+    causes: Vec<PassCause>,
+    /// Multi-pass: the other ranks of the re-read tensors (one footprint is live per fiber of these).
+    reread_per: Vec<String>,
+    /// One-pass: the inner parts that themselves need several passes, with their `reread_per`; the footprint
+    /// is the largest's.
+    inner: Vec<(RankId, Vec<String>)>,
+}
+
+impl Structure {
+    pub fn of(c: &Cascade) -> Structure {
+        let flow = Dataflow::new(c);
+        // Every Einsum's iterated ranks, once: each rank's analysis filters them.
+        let its: Vec<Vec<RankId>> = (0..c.einsums.len())
+            .map(|e| {
+                let es = &c.einsums[e];
+                let mut v: Vec<RankId> = es
+                    .output
+                    .indices
+                    .iter()
+                    .chain(es.expr.refs().iter().flat_map(|r| r.indices.iter()))
+                    .flat_map(|i| i.iterated().iter().copied())
+                    .collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            })
+            .collect();
+        let ranks = (0..c.ranks.len())
+            .filter(|r| !c.broadcast.contains(r))
+            .filter_map(|r| analyse_rank(c, &flow, &its, r))
+            .collect();
+        Structure { ranks }
     }
-    PassReport {
-        cascade: c.name.clone(),
-        source: c.source.clone(),
-        params,
-        passes: ranks.iter().map(|r| (r.rank.clone(), r.passes)).collect(),
-        ranks,
+
+    /// The report at these sizes.
+    pub fn report(&self, c: &Cascade, sizes: &[i64], params: BTreeMap<String, i64>) -> PassReport {
+        let ranks: Vec<RankPasses> = self
+            .ranks
+            .iter()
+            .map(|s| {
+                let rank = &c.ranks[s.rank];
+                let footprint = if s.passes > 1 {
+                    Footprint {
+                        expr: rank.name.clone(),
+                        elements: sizes[s.rank],
+                        per: s.reread_per.clone(),
+                    }
+                } else {
+                    match s.inner.iter().max_by_key(|(p, _)| sizes[*p]) {
+                        Some((p, per)) => Footprint {
+                            expr: c.ranks[*p].name.clone(),
+                            elements: sizes[*p],
+                            per: per.clone(),
+                        },
+                        None => Footprint {
+                            expr: "1".into(),
+                            elements: 1,
+                            per: vec![],
+                        },
+                    }
+                };
+                RankPasses {
+                    rank: rank.name.clone(),
+                    size: sizes[s.rank],
+                    passes: s.passes,
+                    part_of: rank.part_of.map(|(p, _)| c.ranks[p].name.clone()),
+                    causes: s.causes.clone(),
+                    footprint,
+                }
+            })
+            .collect();
+        PassReport {
+            cascade: c.name.clone(),
+            source: c.source.clone(),
+            params,
+            passes: ranks.iter().map(|r| (r.rank.clone(), r.passes)).collect(),
+            ranks,
+        }
     }
 }
 
@@ -134,8 +195,7 @@ fn analyse_rank(
     flow: &Dataflow,
     its: &[Vec<RankId>],
     r: RankId,
-    sizes: &[i64],
-) -> Option<RankPasses> {
+) -> Option<RankStructure> {
     let cover = covered(c, r);
     let main = |e: EinsumId| c.einsums[e].section == Section::Main;
     if !(0..c.einsums.len())
@@ -273,49 +333,33 @@ fn analyse_rank(
         };
     }
     let passes = pass_of.iter().copied().max().unwrap_or(1).max(1);
-    // Footprint: a multi-pass rank must keep a whole fiber live; a one-pass rank only its inner part's.
-    let rank = &c.ranks[r];
-    let footprint = if passes > 1 {
+    // Footprint: a multi-pass rank must keep a whole fiber live; a one-pass rank only its inner part's, the
+    // largest that itself needs several passes (M0 in the 1-pass cascade), chosen by size in `report`.
+    let (reread_per, inner) = if passes > 1 {
         reread_ranks.sort();
         reread_ranks.dedup();
         reread_ranks.retain(|x| !c.broadcast.contains(x));
-        Footprint {
-            expr: rank.name.clone(),
-            elements: sizes[r],
-            per: reread_ranks
-                .iter()
-                .map(|x| c.ranks[*x].name.clone())
-                .collect(),
-        }
+        let per = reread_ranks
+            .iter()
+            .map(|x| c.ranks[*x].name.clone())
+            .collect();
+        (per, vec![])
     } else {
-        // The largest inner part that itself needs several passes (M0 in the 1-pass cascade).
         let inner = cover[1..]
             .iter()
             .filter_map(|&p| {
-                analyse_rank(c, flow, its, p, sizes)
+                analyse_rank(c, flow, its, p)
                     .filter(|rp| rp.passes > 1)
-                    .map(|rp| (p, rp))
+                    .map(|rp| (p, rp.reread_per))
             })
-            .max_by_key(|(p, _)| sizes[*p]);
-        match inner {
-            Some((_, rp)) => Footprint {
-                expr: rp.rank.clone(),
-                elements: rp.size,
-                per: rp.footprint.per,
-            },
-            None => Footprint {
-                expr: "1".into(),
-                elements: 1,
-                per: vec![],
-            },
-        }
+            .collect();
+        (vec![], inner)
     };
-    Some(RankPasses {
-        rank: rank.name.clone(),
-        size: sizes[r],
+    Some(RankStructure {
+        rank: r,
         passes,
-        part_of: rank.part_of.map(|(p, _)| c.ranks[p].name.clone()),
         causes,
-        footprint,
+        reread_per,
+        inner,
     })
 }

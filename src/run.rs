@@ -12,7 +12,7 @@ use crate::passes;
 use crate::report::{self, RunReport};
 use crate::sim::{self, SimOptions};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// Why a run failed; the CLI maps these to exit codes.
 #[derive(Debug)]
@@ -147,6 +147,9 @@ pub struct Setup {
     /// Cascade parameters the command line set (`--set`): a binding that fixes one of them (`set`) refuses to run
     /// rather than ignore the user's value.
     pub user_set: Vec<String>,
+    /// The cascade's pass analysis without sizes, made on first use and shared by every `with_sets` of this
+    /// setup (they share the cascade).
+    pub passes: Arc<OnceLock<passes::Structure>>,
 }
 
 impl Setup {
@@ -199,6 +202,7 @@ pub fn setup(
         sizes: Vec::new(),
         followed: Vec::new(),
         user_set: Vec::new(),
+        passes: Arc::default(),
     };
     unevaluated.with_sets(&sets.pairs)
 }
@@ -255,6 +259,7 @@ impl Setup {
             sizes: env.sizes,
             followed: env.followed,
             user_set: own.iter().map(|(k, _)| k.clone()).collect(),
+            passes: Arc::clone(&self.passes),
         })
     }
 }
@@ -399,7 +404,10 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
         Some((z, _, reported)) => (z, reported.clone()),
         None => (&s.sizes, s.reported_params()),
     };
-    let pass_report = passes::analyse(&s.cascade, sizes, params.clone());
+    let pass_report = s
+        .passes
+        .get_or_init(|| passes::Structure::of(&s.cascade))
+        .report(&s.cascade, sizes, params.clone());
     for (k, v) in &s.arch.params {
         params.insert(format!("{}.{k}", s.arch.name), *v);
     }

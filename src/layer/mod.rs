@@ -91,7 +91,7 @@ pub fn run_layer_file(
 /// reading its files again.
 #[derive(Default)]
 pub struct OpCache {
-    reports: BTreeMap<(Option<String>, Vec<String>), Arc<RunReport>>,
+    reports: BTreeMap<OpKey, Arc<RunReport>>,
     /// By cascade, the arguments' names, and the values of those that are arch parameters (they change the
     /// resolved arch; the others only the cascade's evaluation, [`run::Setup::with_sets`]).
     setups: BTreeMap<(Option<String>, Vec<String>), run::Setup>,
@@ -111,22 +111,27 @@ impl OpCache {
         self.reports.is_empty()
     }
 
-    /// The report of op `cascade` with `args`: cached, else simulated from a cached setup (or one made now,
-    /// which checks every argument as `einsim run` does).
+    /// The report of op `cascade` with the user's `args` (their `pairs` parsed) and the op's own parameters
+    /// `params`: cached, else simulated from a cached setup (or one made now, which checks every argument as
+    /// `einsim run` does).
+    #[allow(clippy::too_many_arguments)] // the op's files and its three kinds of arguments, each needed once
     fn report(
         &mut self,
         arch_file: &SourceFile,
         model: Option<&SourceFile>,
         cascade: Option<&str>,
-        args: &[String],
+        args: &Arg,
+        params: Vec<(String, i64)>,
         lookup: Lookup,
         opts: SimOptions,
     ) -> Result<Arc<RunReport>, RunError> {
-        let key = (cascade.map(str::to_string), args.to_vec());
+        let mut pairs = args.pairs.clone();
+        pairs.extend(params);
+        let key = (cascade.map(str::to_string), pairs);
         if let Some(r) = self.reports.get(&key) {
             return Ok(Arc::clone(r));
         }
-        let pairs = run::Sets::parse(args).map_err(RunError::Invalid)?.pairs;
+        let pairs = &key.1;
         let setup_key = |arch_params: &dyn Fn(&str) -> bool| {
             let mut k: Vec<String> = pairs
                 .iter()
@@ -147,9 +152,16 @@ impl OpCache {
         };
         let skey = setup_key(&is_arch);
         let report = match self.setups.get(&skey) {
-            Some(base) => run::simulate(&base.with_sets(&pairs)?, opts)?,
+            Some(base) => run::simulate(&base.with_sets(pairs)?, opts)?,
             None => {
-                let setup = run::setup(arch_file, model, cascade, args, lookup)?;
+                // The user's arguments as written (errors point into them), then the op's parameters.
+                let mut text = args.text.clone();
+                text.extend(
+                    pairs[args.pairs.len()..]
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}")),
+                );
+                let setup = run::setup(arch_file, model, cascade, &text, lookup)?;
                 let r = run::simulate(&setup, opts)?;
                 let skey = setup_key(&|n| setup.arch.params.contains_key(n));
                 self.setups.insert(skey, setup);
@@ -162,12 +174,23 @@ impl OpCache {
     }
 }
 
+/// An op run: its cascade (none: the layer's GEMM) and its arguments' values.
+type OpKey = (Option<String>, Vec<(String, i64)>);
+
+/// The user's `--set` arguments an op gets, as written and parsed.
+struct Arg {
+    text: Vec<String>,
+    pairs: Vec<(String, i64)>,
+}
+
 /// A layer's files, the layer and model already parsed (a caller running many layers parses them once).
 pub struct LayerFiles<'a> {
     pub layer_file: &'a SourceFile,
     pub layer: LayerFile,
     /// Every expression of the layer, parsed once, by its text (a generation evaluates them per step and layer).
     exprs: std::collections::HashMap<String, SizeExpr>,
+    /// Per op, whether its parameters or condition use one of the layer's vars (it then runs once per head group).
+    per_group: Vec<bool>,
     pub arch_file: &'a SourceFile,
     pub model_file: &'a SourceFile,
     pub model: crate::cascade::Model,
@@ -186,7 +209,7 @@ impl<'a> LayerFiles<'a> {
         let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
         let params = model.params.iter().map(|p| p.name.clone()).collect();
         check_layer(layer_file, &layer, &params, lookup).map_err(RunError::Invalid)?;
-        let exprs = layer
+        let exprs: std::collections::HashMap<String, SizeExpr> = layer
             .vars
             .values()
             .chain(
@@ -202,25 +225,27 @@ impl<'a> LayerFiles<'a> {
                 ))
             })
             .collect::<Result<_, RunError>>()?;
+        let per_group = layer
+            .ops
+            .iter()
+            .map(|op| {
+                op.params
+                    .values()
+                    .chain(op.when.iter())
+                    .map(|e| &exprs[e])
+                    .any(|x| x.names().iter().any(|(n, _)| layer.vars.contains_key(*n)))
+            })
+            .collect();
         Ok(LayerFiles {
             layer_file,
             layer,
             exprs,
+            per_group,
             arch_file,
             model_file,
             model,
         })
     }
-}
-
-/// Whether an op's parameters or condition use one of the layer's vars (it then runs once per head group).
-fn op_uses(op: &LayerOp, files: &LayerFiles) -> bool {
-    let vars = &files.layer.vars;
-    op.params
-        .values()
-        .chain(op.when.iter())
-        .map(|e| &files.exprs[e])
-        .any(|x| x.names().iter().any(|(n, _)| vars.contains_key(*n)))
 }
 
 /// An expression of a layer file that does not evaluate, located in the file.
@@ -252,7 +277,7 @@ pub fn run_parsed_layer(
     files: &LayerFiles,
     set_args: &[String],
     groups: &[HeadGroup],
-    lookup: Lookup,
+    lookup_files: Lookup,
     opts: SimOptions,
     cache: &mut OpCache,
 ) -> Result<LayerReport, RunError> {
@@ -275,23 +300,20 @@ pub fn run_parsed_layer(
             env.insert(k.clone(), *v);
         }
     }
-    // Every expression of the layer was parsed by `LayerFiles::load`.
-    let eval = |e: &str, env: &BTreeMap<String, i64>| -> Result<i64, RunError> {
-        files.exprs[e]
-            .eval(&|n| env.get(n).copied())
-            .map_err(|err| located(layer_file, e, err))
-    };
-    // The vars: a `--set` value, else the expression, over the model's parameters and the vars it uses; then
-    // each head group's values in their place.
-    let mut base = env.clone();
+    // The vars: a `--set` value, else the expression (every expression of the layer was parsed by
+    // `LayerFiles::load`), over the model's parameters and the vars it uses; then each head group's values in
+    // their place.
+    let mut base = env;
     let mut pending: Vec<(&String, &String)> = layer.vars.iter().collect();
     while !pending.is_empty() {
         let before = pending.len();
+        // A var naming one not yet evaluated fails this round and is tried again; the error is located only if
+        // no var made progress (locating searches the file's text, too slow for every retry).
         let mut first_err = None;
         pending.retain(|(k, e)| {
             let v = match sets.pairs.iter().rev().find(|(n, _)| n == *k) {
                 Some((_, v)) => Ok(*v),
-                None => eval(e, &base),
+                None => files.exprs[e.as_str()].eval(&|n| base.get(n).copied()),
             };
             match v {
                 Ok(v) => {
@@ -299,42 +321,67 @@ pub fn run_parsed_layer(
                     false
                 }
                 Err(err) => {
-                    first_err.get_or_insert(err);
+                    first_err.get_or_insert((e.as_str(), err));
                     true
                 }
             }
         });
         if pending.len() == before {
-            return Err(first_err.expect("a var that did not evaluate"));
+            let (e, err) = first_err.expect("a var that did not evaluate");
+            return Err(located(layer_file, e, err));
         }
     }
     let one = [Vec::new()];
     let groups = if groups.is_empty() { &one[..] } else { groups };
+    // The user's arguments each op gets: model parameters belong to the attention cascade, so an op with a
+    // cascade drops them (it gets its own shape instead), and vars reach an op only through its parameters.
+    let own_args = |cascade_op: bool| -> Result<Arg, RunError> {
+        let text: Vec<String> = set_args
+            .iter()
+            .filter(|a| {
+                !a.split_once('=').is_some_and(|(k, _)| {
+                    let k = k.trim();
+                    layer.vars.contains_key(k) || (cascade_op && base.contains_key(k))
+                })
+            })
+            .cloned()
+            .collect();
+        let pairs = run::Sets::parse(&text).map_err(RunError::Invalid)?.pairs;
+        Ok(Arg { text, pairs })
+    };
+    let (cascade_args, gemm_args) = (own_args(true)?, own_args(false)?);
     let mut parts = Vec::new();
-    for op in &layer.ops {
-        let per_group = op_uses(op, files);
+    for (op, &per_group) in layer.ops.iter().zip(&files.per_group) {
         for group in if per_group { groups } else { &one[..] } {
-            let mut env = base.clone();
-            for (k, v) in group {
-                env.insert(k.clone(), *v);
-            }
+            // The head group's values over the vars and parameters, without copying them.
+            let lookup = |n: &str| {
+                group
+                    .iter()
+                    .rev()
+                    .find(|(k, _)| k == n)
+                    .map(|(_, v)| *v)
+                    .or_else(|| base.get(n).copied())
+            };
+            let eval = |e: &str| {
+                files.exprs[e]
+                    .eval(&lookup)
+                    .map_err(|err| located(layer_file, e, err))
+            };
             if let Some(w) = &op.when {
-                if eval(w, &env)? <= 0 {
+                if eval(w)? <= 0 {
                     continue;
                 }
             }
-            let mut args: Vec<String> = set_args.to_vec();
-            // Model parameters belong to the attention cascade; a GEMM gets its own shape instead. Vars reach
-            // an op only through its parameters.
-            args.retain(|a| {
-                !a.split_once('=').is_some_and(|(k, _)| {
-                    let k = k.trim();
-                    layer.vars.contains_key(k) || (op.cascade.is_some() && env.contains_key(k))
-                })
-            });
-            for (k, e) in &op.params {
-                args.push(format!("{k}={}", eval(e, &env)?));
-            }
+            let args = if op.cascade.is_some() {
+                &cascade_args
+            } else {
+                &gemm_args
+            };
+            let params = op
+                .params
+                .iter()
+                .map(|(k, e)| Ok((k.clone(), eval(e)?)))
+                .collect::<Result<Vec<_>, RunError>>()?;
             let model_for_op = if op.cascade.is_some() {
                 None
             } else {
@@ -344,8 +391,9 @@ pub fn run_parsed_layer(
                 arch_file,
                 model_for_op,
                 op.cascade.as_deref(),
-                &args,
-                lookup,
+                args,
+                params,
+                lookup_files,
                 opts,
             )?;
             parts.push((op.name.clone(), report));
