@@ -6,17 +6,21 @@
 //! 37 %; and, as the issue asks, the same generation driven by the shipped synthetic trace
 //! (`workloads/traces/gpt2-medium-synthetic.csv`).
 //!
-//! Status: not met on 2026-12-02 (117 ms for the trace on that day's machine; see below). Criterion on the
-//! 2-core development machine once read 72 ms for the schedules (707 distinct op simulations) and 86 ms for the trace (999), about 0.09 ms an op, mostly mapping,
-//! engine, pass analysis and report building; the GEMMs are cached. Earlier: 161 ms and about 210 ms, until the op
-//! cache shared its reports instead of cloning them, the layer's expressions were parsed once, the memo's key
-//! became bytes instead of formatted text, and mimalloc replaced glibc's allocator (a third of the instructions
-//! were malloc and free; callgrind, 1.60 G -> 0.94 G instructions for the trace's run). Timings on this shared
-//! machine vary by up to 2x from day to day, so instruction counts are the comparison: the trace's run (`einsim
-//! generate --trace workloads/traces/gpt2-medium-synthetic.csv --context 1024`) took 1.03 G on 2026-12-02 and
+//! Status: met on 2026-12-02 (the day's last measurement), 71 ms for the schedules and 85 ms for the trace on the 2-core
+//! development machine; earlier that day, on a machine running the same instructions at about half the rate, the
+//! trace read 117 ms (0.875 G instructions), so a slow day can still come near the target. Criterion once read
+//! 72 ms for the schedules (707 distinct op simulations) and 86 ms for the trace (999), about 0.09 ms an op, mostly
+//! mapping, engine and report building; the GEMMs are cached. Earlier: 161 ms and about 210 ms, until the op cache
+//! shared its reports instead of cloning them, the layer's expressions were parsed once, the memo's key became
+//! bytes instead of formatted text, and mimalloc replaced glibc's allocator (a third of the instructions were
+//! malloc and free; callgrind, 1.60 G -> 0.94 G instructions for the trace's run). Timings on this shared machine
+//! vary by up to 2x from day to day, so instruction counts are the comparison: the trace's run (`einsim generate
+//! --trace workloads/traces/gpt2-medium-synthetic.csv --context 1024`) took 1.03 G at the start of 2026-12-02;
 //! 0.875 G after mapping cached each stage's tensor and Einsum parts, bit widths and distinct references, pass
-//! analysis its Einsums' ranks, and the report summed by borrowed names; criterion read 101 ms (schedules) and
-//! 117 ms (trace) that day, on a machine that ran the same instructions at half the earlier rate.
+//! analysis its Einsums' ranks, and the report summed by borrowed names; 0.742 G after the pass analysis was made
+//! once per cascade (`passes::Structure`), ops got their arguments as values instead of text to parse, and the
+//! layer stopped copying its environment per op. What remains per op is mapping (0.23 M instructions), the engine
+//! (0.2 M) and the report (0.1 M).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use einsim::diag::SourceFile;
