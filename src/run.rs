@@ -350,7 +350,9 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
     // only by their pipelines' fill and drain).
     let fastest = matches!(s.arch.select, crate::arch::Select::Fastest(_));
     let mut errors = Vec::new();
-    let mut chosen: Option<(&BindingFile, Program, Option<Bound>, u128)> = None;
+    let mut chosen: Option<(&BindingFile, Program, Option<Bound>)> = None;
+    // Under `Fastest`, the chosen binding's lower bound.
+    let mut best: Option<u128> = None;
     for b in s
         .arch
         .bindings
@@ -370,12 +372,13 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
         match mapping::map(&s.cascade, sizes, params, &s.arch, b) {
             Ok(p) if fastest => {
                 let lb = report::lower_bound_cycles(&p);
-                if chosen.as_ref().is_none_or(|c| lb < c.3) {
-                    chosen = Some((b, p, bound, lb));
+                if best.is_none_or(|best| lb < best) {
+                    best = Some(lb);
+                    chosen = Some((b, p, bound));
                 }
             }
             Ok(p) => {
-                chosen = Some((b, p, bound, 0));
+                chosen = Some((b, p, bound));
                 break;
             }
             Err(e) => errors.push(if b.name.is_empty() {
@@ -385,7 +388,7 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
             }),
         }
     }
-    let Some((binding, program, bound, _)) = chosen else {
+    let Some((binding, program, bound)) = chosen else {
         if errors.is_empty() {
             errors.push(format!(
                 "arch `{}` does not bind `{}`",
