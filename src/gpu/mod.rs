@@ -69,6 +69,25 @@ impl Ctx<'_> {
         let span = self.at(needle);
         self.errors.push(Diagnostic::new(span, message, label));
     }
+    /// An error at `needle` inside task `task` of kernel `kernel` (a unit or task name also appears elsewhere).
+    fn error_in_task(
+        &mut self,
+        kernel: &str,
+        task: &str,
+        needle: &str,
+        message: String,
+        label: &str,
+    ) {
+        let text = &self.file.text;
+        let after = |from: usize, key: &str| {
+            text.get(from..)
+                .and_then(|t| t.find(&format!("name: \"{key}\"")))
+                .map_or(from, |i| from + i)
+        };
+        let from = after(after(0, kernel), task);
+        let span = locate(text, needle, from);
+        self.errors.push(Diagnostic::new(span, message, label));
+    }
     /// Evaluate a figure; a bad expression or an empty source is an error located at the expression.
     fn fig(&mut self, what: &str, f: &Fig, vars: &BTreeMap<String, f64>) -> f64 {
         if f.2.trim().is_empty() {
@@ -177,7 +196,7 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                 let per_instr = pos(&mut cx, "per_instr", per_instr, &vars);
                 if per_instr == 0.0 {
                     cx.error(
-                        &format!("{name}\""),
+                        name,
                         format!("`{name}.per_instr` must be positive: a warp instruction does some work"),
                         "this unit",
                     );
@@ -188,7 +207,7 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                 let rate = pos(&mut cx, "rate", rate, &vars);
                 if rate == 0.0 {
                     cx.error(
-                        &format!("{name}\""),
+                        name,
                         format!("`{name}.rate` must be positive: an SM issues instructions"),
                         "this unit",
                     );
@@ -222,15 +241,22 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
         .collect();
     let has_pipe = units.iter().any(|u| matches!(u.kind, Kind::Pipe(_)));
     if has_pipe && issuers.len() != 1 {
-        let message = match issuers.len() {
-            0 => "the SM has Pipe units but no `Issue` unit: its warp schedulers issue every pipe instruction"
-                .to_string(),
-            n => format!(
-                "the SM has {n} `Issue` units ({}): one set of warp schedulers feeds its pipes",
-                issuers.join(", ")
+        match issuers.len() {
+            0 => cx.error(
+                "units:",
+                "the SM has Pipe units but no `Issue` unit: its warp schedulers issue every pipe instruction"
+                    .to_string(),
+                "declare one Issue unit among these",
             ),
-        };
-        cx.error("units:", message, "declare one Issue unit here");
+            n => cx.error(
+                issuers[1],
+                format!(
+                    "the SM has {n} `Issue` units ({}): one set of warp schedulers feeds its pipes",
+                    issuers.join(", ")
+                ),
+                "a second Issue unit",
+            ),
+        }
     }
     let gpu = Gpu {
         name: g.name.clone(),
@@ -301,7 +327,9 @@ fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
             Work::Mma { a, b, .. } => {
                 for o in [a, b] {
                     if !matches!(gpu.unit(o).map(|u| &u.kind), Some(Kind::Memory(_))) {
-                        cx.error(
+                        cx.error_in_task(
+                            &k.name,
+                            &t.name,
                             o,
                             format!(
                                 "task `{}`: operand source `{o}` is not a Memory unit of {}",
@@ -324,13 +352,23 @@ fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
         });
         if got != Some(want) {
             let units: Vec<&str> = gpu.units.iter().map(|u| u.name.as_str()).collect();
-            cx.error(
+            let article = |kind: &str| match kind.starts_with(['A', 'E', 'I', 'O', 'U']) {
+                true => "an",
+                false => "a",
+            };
+            cx.error_in_task(
+                &k.name,
+                &t.name,
                 &t.unit,
                 format!(
-                    "task `{}`: `{}` is {} but its work needs a {want} unit",
+                    "task `{}`: `{}` is {} but its work needs {} {want} unit",
                     t.name,
                     t.unit,
-                    got.map_or("not a unit of this GPU".to_string(), |g| format!("a {g}"))
+                    got.map_or("not a unit of this GPU".to_string(), |g| format!(
+                        "{} {g}",
+                        article(g)
+                    )),
+                    article(want)
                 ),
                 "here",
             );
@@ -343,7 +381,9 @@ fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
         for a in &t.after {
             let base = a.strip_suffix("@prev").unwrap_or(a);
             if !names.contains(&base) || (base == t.name && !a.ends_with("@prev")) {
-                cx.error(
+                cx.error_in_task(
+                    &k.name,
+                    &t.name,
                     a,
                     format!(
                         "task `{}` waits for `{a}`, which is not another task of kernel `{}`",

@@ -380,7 +380,8 @@ pub fn run_parsed_layer(
             let params = op
                 .params
                 .iter()
-                .map(|(k, e)| Ok((k.clone(), eval(e)?)))
+                // Trimmed as `--set` keys are (`Sets::parse`), so the first setup and the cached ones agree.
+                .map(|(k, e)| Ok((k.trim().to_string(), eval(e)?)))
                 .collect::<Result<Vec<_>, RunError>>()?;
             let model_for_op = if op.cascade.is_some() {
                 None

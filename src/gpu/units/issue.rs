@@ -4,7 +4,9 @@
 //! instruction (32 lanes; 64 for Blackwell's paired FFMA2) also occupies the schedulers for
 //! `ops / per_instr / rate` cycles, side by side with the pipe. This is where emulated exp2, FMA work and MUFU
 //! compete even though each has its own pipe (gpus.md §5.1: "issue can bind when FFMA, MUFU and TMEM ld/st all
-//! compete").
+//! compete"). Only pipe instructions are counted: MMA, TMA, ldmatrix and tcgen05.ld/st instructions each move a
+//! whole tile fragment and gpus.md gives no per-instruction sizes (the GPU files' `issue` source says what that
+//! leaves out).
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Issue {
