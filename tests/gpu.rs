@@ -34,6 +34,11 @@ fn w(seq: u64, d: u64, causal: bool) -> Workload {
     }
 }
 
+/// A run of `g`'s first kernel on `w` with its shipped parameters.
+fn run_default(g: &gpu::Gpu, w: Workload) -> report::GpuReport {
+    report::run(g, None, &w, &BTreeMap::new(), SimOptions::default()).unwrap()
+}
+
 fn sets(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
@@ -44,14 +49,7 @@ fn tiny_sequential_by_hand() {
     // tiles (64 B) = 4 cycles of shared memory, beside it. exp: 16 / 4 = 4 cycles. A step is S, exp, PV in a
     // chain: 12 cycles. seq 8 gives 2 items (8 / 4 rows) of 2 steps (8 / 4 keys): 24 cycles each, one per SM.
     let g = tiny();
-    let r = report::run(
-        &g,
-        None,
-        &w(8, 4, false),
-        &BTreeMap::new(),
-        SimOptions::default(),
-    )
-    .unwrap();
+    let r = run_default(&g, w(8, 4, false));
     assert_eq!(
         (r.items, r.slots, r.item_cycles, r.cycles),
         (2, 2, (24, 24), 24)
@@ -63,14 +61,7 @@ fn tiny_sequential_by_hand() {
     // 4·s²·d = 1024 FLOPs in 24 ns.
     assert!((r.tflops - 1024.0 / 24e-9 / 1e12).abs() < 1e-9);
     // Three items on two SMs: wave quantization makes it two item times.
-    let r = report::run(
-        &g,
-        None,
-        &w(12, 4, false),
-        &BTreeMap::new(),
-        SimOptions::default(),
-    )
-    .unwrap();
+    let r = run_default(&g, w(12, 4, false));
     assert_eq!((r.items, r.item_cycles.0, r.cycles), (3, 36, 72));
 }
 
@@ -88,14 +79,7 @@ fn issue_slots_bind_when_pipes_outrun_the_schedulers() {
         &BTreeMap::new(),
     )
     .unwrap();
-    let r = report::run(
-        &g,
-        None,
-        &w(8, 4, false),
-        &BTreeMap::new(),
-        SimOptions::default(),
-    )
-    .unwrap();
+    let r = run_default(&g, w(8, 4, false));
     let issue = r.units.iter().find(|u| u.unit == "issue").unwrap();
     let mufu = r.units.iter().find(|u| u.unit == "mufu").unwrap();
     assert_eq!((issue.step_ideal, mufu.step_ideal), (16.0, 4.0));
@@ -107,14 +91,7 @@ fn issue_slots_bind_when_pipes_outrun_the_schedulers() {
 fn tiny_causal_and_ping_pong_by_hand() {
     let g = tiny();
     // Causal, seq 8: item 0 attends to 1 block (12 cycles), item 1 to 2 (24); FLOPs halve.
-    let r = report::run(
-        &g,
-        None,
-        &w(8, 4, true),
-        &BTreeMap::new(),
-        SimOptions::default(),
-    )
-    .unwrap();
+    let r = run_default(&g, w(8, 4, true));
     assert_eq!((r.item_cycles, r.cycles), ((12, 24), 24));
     assert_eq!(r.flops, 512.0);
     // Two Q tiles per item, two steps in flight, one block (seq 8: one item of 8 rows, 2 steps).

@@ -113,6 +113,17 @@ impl Ctx<'_> {
     }
 }
 
+/// A figure `pos` has checked is not negative; one that divides must not be 0 either (located at its unit).
+fn nonzero(cx: &mut Ctx, unit: &str, what: &str, v: f64, why: &str) {
+    if v == 0.0 {
+        cx.error(
+            unit,
+            format!("`{unit}.{what}` must be positive: {why}"),
+            "this unit",
+        );
+    }
+}
+
 /// Parse and check a GPU file, with `--set` overrides of its `params`. Every problem found is reported.
 pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diagnostics> {
     let g: GpuFile =
@@ -194,24 +205,18 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
             } => {
                 let rate = pos(&mut cx, "rate", rate, &vars);
                 let per_instr = pos(&mut cx, "per_instr", per_instr, &vars);
-                if per_instr == 0.0 {
-                    cx.error(
-                        name,
-                        format!("`{name}.per_instr` must be positive: a warp instruction does some work"),
-                        "this unit",
-                    );
-                }
+                nonzero(
+                    &mut cx,
+                    name,
+                    "per_instr",
+                    per_instr,
+                    "a warp instruction does some work",
+                );
                 (Kind::Pipe(Pipe { rate, per_instr }), Some(latency))
             }
             UnitFile::Issue { rate } => {
                 let rate = pos(&mut cx, "rate", rate, &vars);
-                if rate == 0.0 {
-                    cx.error(
-                        name,
-                        format!("`{name}.rate` must be positive: an SM issues instructions"),
-                        "this unit",
-                    );
-                }
+                nonzero(&mut cx, name, "rate", rate, "an SM issues instructions");
                 // Issue takes no time of its own between units: a pipe's latency already counts from issue.
                 (Kind::Issue(Issue { rate }), None)
             }
