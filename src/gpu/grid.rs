@@ -11,7 +11,10 @@ use std::collections::BinaryHeap;
 pub fn lpt(groups: &[(Tick, u64)], slots: u64) -> Tick {
     let mut g: Vec<(Tick, u64)> = groups.iter().copied().filter(|g| g.1 > 0).collect();
     g.sort_by_key(|b| Reverse(b.0));
-    let slots = slots.max(1);
+    // Slots beyond the items stay idle: the makespan is the same with one slot per item, and the heap stays the
+    // size of the work, not of the chip (a file may declare any number of SMs).
+    let items = g.iter().fold(0u64, |n, x| n.saturating_add(x.1));
+    let slots = slots.min(items).max(1);
     let mut free: BinaryHeap<Reverse<Tick>> = (0..slots).map(|_| Reverse(0)).collect();
     for (dur, count) in g {
         let mut left = count;
@@ -39,6 +42,13 @@ pub fn lpt(groups: &[(Tick, u64)], slots: u64) -> Tick {
 #[cfg(test)]
 mod tests {
     use super::lpt;
+
+    #[test]
+    fn more_slots_than_items() {
+        // Three items on a billion slots: one wave, as on three slots, without a billion-entry heap.
+        assert_eq!(lpt(&[(7, 2), (5, 1)], 1_000_000_000), 7);
+        assert_eq!(lpt(&[(7, 2), (5, 1)], 3), 7);
+    }
 
     #[test]
     fn wave_quantization() {

@@ -148,10 +148,10 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
     let hbm = cx.fig("hbm", &g.hbm, &vars);
     let l2 = cx.fig("l2", &g.l2, &vars);
     let tdp = cx.fig("tdp", &g.tdp, &vars);
-    if sms.is_finite() && (sms < 1.0 || sms.fract() != 0.0) {
+    if sms.is_finite() && (sms < 1.0 || sms.fract() != 0.0 || sms > u32::MAX as f64) {
         cx.error(
             &g.sms.0,
-            format!("`sms` must be a whole number ≥ 1, got {sms}"),
+            format!("`sms` must be a whole number from 1 to 2^32 - 1, got {sms}"),
             "here",
         );
     }
