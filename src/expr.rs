@@ -72,9 +72,10 @@ impl SizeExpr {
             }),
             SizeExpr::Bin(a, op, b) => {
                 let (x, y) = (a.eval(lookup)?, b.eval(lookup)?);
-                let span = self.span();
+                // The span is found only for an error: finding it walks the expression (a hot path in mapping).
+                let span = || self.span();
                 let over = || ExprError {
-                    span,
+                    span: span(),
                     message: "arithmetic overflow".into(),
                     expected: "a smaller value".into(),
                 };
@@ -88,16 +89,16 @@ impl SizeExpr {
                         .ok_or_else(over),
                     SizeOp::Div => {
                         if x == i64::MIN && y == -1 {
-                            Err(overflow(span))
+                            Err(overflow(span()))
                         } else if y == 0 {
                             Err(ExprError {
-                                span,
+                                span: span(),
                                 message: "division by zero".into(),
                                 expected: "a non-zero divisor".into(),
                             })
                         } else if x % y != 0 {
                             Err(ExprError {
-                                span,
+                                span: span(),
                                 message: format!("{x} is not divisible by {y}"),
                                 expected:
                                     "an exact division (use ceil(a, b) or floor(a, b) to round)"
@@ -110,16 +111,14 @@ impl SizeExpr {
                 }
             }
             SizeExpr::Call(f, args) => {
-                let v: Vec<i64> = args
-                    .iter()
-                    .map(|a| a.eval(lookup))
-                    .collect::<Result<_, _>>()?;
-                let span = self.span();
+                // Every function takes two arguments (checked by the parser).
+                let v = [args[0].eval(lookup)?, args[1].eval(lookup)?];
+                let span = || self.span();
                 match f {
                     SizeFn::Min => Ok(v[0].min(v[1])),
                     SizeFn::Max => Ok(v[0].max(v[1])),
                     SizeFn::Ceil | SizeFn::Floor if v[1] == 0 => Err(ExprError {
-                        span,
+                        span: span(),
                         message: "division by zero".into(),
                         expected: "a non-zero divisor".into(),
                     }),
@@ -128,8 +127,10 @@ impl SizeExpr {
                         .checked_div_euclid(v[1])
                         .zip(v[0].checked_rem_euclid(v[1]))
                         .and_then(|(q, r)| q.checked_add(i64::from(r != 0)))
-                        .ok_or_else(|| overflow(span)),
-                    SizeFn::Floor => v[0].checked_div_euclid(v[1]).ok_or_else(|| overflow(span)),
+                        .ok_or_else(|| overflow(span())),
+                    SizeFn::Floor => v[0]
+                        .checked_div_euclid(v[1])
+                        .ok_or_else(|| overflow(span())),
                 }
             }
         }
