@@ -280,6 +280,19 @@ pub fn map(
     arch: &Arch,
     b: &BindingFile,
 ) -> Result<Program, MapError> {
+    map_with(c, &Dataflow::new(c), rank_sizes, params, arch, b)
+}
+
+/// [`map`] with the cascade's dataflow graph already built (a caller mapping one cascade many times builds it
+/// once).
+pub fn map_with(
+    c: &Cascade,
+    flow: &Dataflow,
+    rank_sizes: &[i64],
+    params: &BTreeMap<String, i64>,
+    arch: &Arch,
+    b: &BindingFile,
+) -> Result<Program, MapError> {
     if b.cascade != c.name {
         return bad(format!(
             "arch `{}` binds cascade `{}`, not `{}`",
@@ -301,7 +314,7 @@ pub fn map(
     for st in &b.stages {
         let mut s = Stage::new(c, arch, b, st, &sizes)?;
         s.padded = padding.iter().map(|p| s.pad_rank(p)).collect();
-        stages.push(s.program(&mut servers)?);
+        stages.push(s.program(flow, &mut servers)?);
     }
     let sizes: BTreeMap<String, u64> = sizes
         .into_iter()
@@ -1304,12 +1317,15 @@ impl<'a> Stage<'a> {
 
     /// Build the stage's program. Each step is its own function, so a new unit kind (a top-k engine, a tensor
     /// core) or storage kind (tensor memory) changes the step it concerns instead of growing one long function.
-    fn program(&self, servers: &mut Vec<Server>) -> Result<StageProgram, MapError> {
+    fn program(
+        &self,
+        flow: &Dataflow,
+        servers: &mut Vec<Server>,
+    ) -> Result<StageProgram, MapError> {
         self.passages.as_ref().map_err(Clone::clone)?;
         self.check_bits()?;
         let lv = self.levels(servers)?;
-        let flow = Dataflow::new(self.c);
-        let order = self.order(&flow);
+        let order = self.order(flow);
         self.check_partial_results(&order)?;
         self.check_bypass_and_spill()?;
         let mut templates: Vec<Template> = Vec::new();
@@ -1318,7 +1334,7 @@ impl<'a> Stage<'a> {
             if is_free(self.c, e) {
                 continue; // a plain copy takes no unit time, so it has no task
             }
-            templates.push(self.compute_template(e, &flow, &lv)?);
+            templates.push(self.compute_template(e, flow, &lv)?);
             compute_of.insert(e, templates.len() - 1);
         }
         let resident = self.resident_bytes()?;
@@ -1326,7 +1342,7 @@ impl<'a> Stage<'a> {
         self.wire_deps(&order, &compute_of, &load_of, &mut templates);
         let (cap, resident, spill) = self.check_working_set(lv.buffer, resident)?;
         if let Some(sp) = &spill {
-            self.spill_templates(sp, &order, &flow, &compute_of, &lv, &mut templates);
+            self.spill_templates(sp, &order, flow, &compute_of, &lv, &mut templates);
         }
         set_issue_positions(&mut templates, self.loops.len());
         let window = self.window()?;

@@ -85,7 +85,11 @@ struct RankStructure {
 
 impl Structure {
     pub fn of(c: &Cascade) -> Structure {
-        let flow = Dataflow::new(c);
+        Structure::of_flow(c, &Dataflow::new(c))
+    }
+
+    /// [`Structure::of`] with the cascade's dataflow graph already built.
+    pub fn of_flow(c: &Cascade, flow: &Dataflow) -> Structure {
         // Every Einsum's iterated ranks, once: each rank's analysis filters them.
         let its: Vec<Vec<RankId>> = (0..c.einsums.len())
             .map(|e| {
@@ -104,7 +108,7 @@ impl Structure {
             .collect();
         let ranks = (0..c.ranks.len())
             .filter(|r| !c.broadcast.contains(r))
-            .filter_map(|r| analyse_rank(c, &flow, &its, r))
+            .filter_map(|r| analyse_rank(c, flow, &its, r))
             .collect();
         Structure { ranks }
     }

@@ -147,9 +147,23 @@ pub struct Setup {
     /// Cascade parameters the command line set (`--set`): a binding that fixes one of them (`set`) refuses to run
     /// rather than ignore the user's value.
     pub user_set: Vec<String>,
-    /// The cascade's pass analysis without sizes, made on first use and shared by every `with_sets` of this
-    /// setup (they share the cascade).
-    pub passes: Arc<OnceLock<passes::Structure>>,
+    /// What the cascade alone determines, made on first use and shared by every `with_sets` of this setup (they
+    /// share the cascade).
+    pub analysis: Arc<OnceLock<Analysis>>,
+}
+
+/// The size-independent analysis of a cascade: its dataflow graph and its pass structure.
+pub struct Analysis {
+    pub flow: crate::dataflow::Dataflow,
+    pub passes: passes::Structure,
+}
+
+impl Analysis {
+    fn of(c: &Cascade) -> Analysis {
+        let flow = crate::dataflow::Dataflow::new(c);
+        let passes = passes::Structure::of_flow(c, &flow);
+        Analysis { flow, passes }
+    }
 }
 
 impl Setup {
@@ -202,7 +216,7 @@ pub fn setup(
         sizes: Vec::new(),
         followed: Vec::new(),
         user_set: Vec::new(),
-        passes: Arc::default(),
+        analysis: Arc::default(),
     };
     unevaluated.with_sets(&sets.pairs)
 }
@@ -259,7 +273,7 @@ impl Setup {
             sizes: env.sizes,
             followed: env.followed,
             user_set: own.iter().map(|(k, _)| k.clone()).collect(),
-            passes: Arc::clone(&self.passes),
+            analysis: Arc::clone(&self.analysis),
         })
     }
 }
@@ -349,6 +363,7 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
     // model, and the lowest wins (ties to the earlier: the simulated cycles of equally bound dataflows differ
     // only by their pipelines' fill and drain).
     let fastest = matches!(s.arch.select, crate::arch::Select::Fastest(_));
+    let analysis = s.analysis.get_or_init(|| Analysis::of(&s.cascade));
     let mut errors = Vec::new();
     let mut chosen: Option<(&BindingFile, Program, Option<Bound>)> = None;
     // Under `Fastest`, the chosen binding's lower bound.
@@ -369,7 +384,7 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
         let (sizes, params) = bound
             .as_ref()
             .map_or((&s.sizes, &s.params), |(z, p, _)| (z, p));
-        match mapping::map(&s.cascade, sizes, params, &s.arch, b) {
+        match mapping::map_with(&s.cascade, &analysis.flow, sizes, params, &s.arch, b) {
             Ok(p) if fastest => {
                 let lb = report::lower_bound_cycles(&p);
                 if best.is_none_or(|best| lb < best) {
@@ -407,10 +422,7 @@ pub fn simulate(s: &Setup, opts: SimOptions) -> Result<RunReport, RunError> {
         Some((z, _, reported)) => (z, reported.clone()),
         None => (&s.sizes, s.reported_params()),
     };
-    let pass_report = s
-        .passes
-        .get_or_init(|| passes::Structure::of(&s.cascade))
-        .report(&s.cascade, sizes, params.clone());
+    let pass_report = analysis.passes.report(&s.cascade, sizes, params.clone());
     for (k, v) in &s.arch.params {
         params.insert(format!("{}.{k}", s.arch.name), *v);
     }

@@ -187,13 +187,22 @@ struct Arg {
 pub struct LayerFiles<'a> {
     pub layer_file: &'a SourceFile,
     pub layer: LayerFile,
-    /// Every expression of the layer, parsed once, by its text (a generation evaluates them per step and layer).
-    exprs: std::collections::HashMap<String, SizeExpr>,
-    /// Per op, whether its parameters or condition use one of the layer's vars (it then runs once per head group).
-    per_group: Vec<bool>,
+    /// The vars as (name, text, parsed), in the layer's order, and each op's expressions (in `layer.ops`'
+    /// order), parsed once: a generation evaluates them per step and layer.
+    vars: Vec<(String, String, SizeExpr)>,
+    ops: Vec<OpExprs>,
     pub arch_file: &'a SourceFile,
     pub model_file: &'a SourceFile,
     pub model: crate::cascade::Model,
+}
+
+/// One op's expressions, parsed.
+struct OpExprs {
+    /// (parameter, its text, parsed).
+    params: Vec<(String, String, SizeExpr)>,
+    when: Option<(String, SizeExpr)>,
+    /// Whether its parameters or condition use one of the layer's vars (it then runs once per head group).
+    per_group: bool,
 }
 
 impl<'a> LayerFiles<'a> {
@@ -209,38 +218,43 @@ impl<'a> LayerFiles<'a> {
         let model = crate::cascade::load_model(model_file).map_err(RunError::Invalid)?;
         let params = model.params.iter().map(|p| p.name.clone()).collect();
         check_layer(layer_file, &layer, &params, lookup).map_err(RunError::Invalid)?;
-        let exprs: std::collections::HashMap<String, SizeExpr> = layer
+        let parse = |e: &String| SizeExpr::parse(e).map_err(|err| located(layer_file, e, err));
+        let vars = layer
             .vars
-            .values()
-            .chain(
-                layer
-                    .ops
-                    .iter()
-                    .flat_map(|o| o.params.values().chain(&o.when)),
-            )
-            .map(|e| {
-                Ok((
-                    e.clone(),
-                    SizeExpr::parse(e).map_err(|err| located(layer_file, e, err))?,
-                ))
-            })
-            .collect::<Result<_, RunError>>()?;
-        let per_group = layer
+            .iter()
+            .map(|(k, e)| Ok((k.clone(), e.clone(), parse(e)?)))
+            .collect::<Result<Vec<_>, RunError>>()?;
+        let ops = layer
             .ops
             .iter()
             .map(|op| {
-                op.params
-                    .values()
-                    .chain(op.when.iter())
-                    .map(|e| &exprs[e])
-                    .any(|x| x.names().iter().any(|(n, _)| layer.vars.contains_key(*n)))
+                let params = op
+                    .params
+                    .iter()
+                    // Trimmed as `--set` keys are (`Sets::parse`), so the first setup and the cached ones agree.
+                    .map(|(k, e)| Ok((k.trim().to_string(), e.clone(), parse(e)?)))
+                    .collect::<Result<Vec<_>, RunError>>()?;
+                let when = match &op.when {
+                    Some(e) => Some((e.clone(), parse(e)?)),
+                    None => None,
+                };
+                let per_group = params
+                    .iter()
+                    .map(|(_, _, x)| x)
+                    .chain(when.iter().map(|(_, x)| x))
+                    .any(|x| x.names().iter().any(|(n, _)| layer.vars.contains_key(*n)));
+                Ok(OpExprs {
+                    params,
+                    when,
+                    per_group,
+                })
             })
-            .collect();
+            .collect::<Result<Vec<_>, RunError>>()?;
         Ok(LayerFiles {
             layer_file,
             layer,
-            exprs,
-            per_group,
+            vars,
+            ops,
             arch_file,
             model_file,
             model,
@@ -304,24 +318,24 @@ pub fn run_parsed_layer(
     // `LayerFiles::load`), over the model's parameters and the vars it uses; then each head group's values in
     // their place.
     let mut base = env;
-    let mut pending: Vec<(&String, &String)> = layer.vars.iter().collect();
+    let mut pending: Vec<&(String, String, SizeExpr)> = files.vars.iter().collect();
     while !pending.is_empty() {
         let before = pending.len();
         // A var naming one not yet evaluated fails this round and is tried again; the error is located only if
         // no var made progress (locating searches the file's text, too slow for every retry).
         let mut first_err = None;
-        pending.retain(|(k, e)| {
-            let v = match sets.pairs.iter().rev().find(|(n, _)| n == *k) {
+        pending.retain(|(k, text, x)| {
+            let v = match sets.pairs.iter().rev().find(|(n, _)| n == k) {
                 Some((_, v)) => Ok(*v),
-                None => files.exprs[e.as_str()].eval(&|n| base.get(n).copied()),
+                None => x.eval(&|n| base.get(n).copied()),
             };
             match v {
                 Ok(v) => {
-                    base.insert((*k).clone(), v);
+                    base.insert(k.clone(), v);
                     false
                 }
                 Err(err) => {
-                    first_err.get_or_insert((e.as_str(), err));
+                    first_err.get_or_insert((text.as_str(), err));
                     true
                 }
             }
@@ -351,8 +365,8 @@ pub fn run_parsed_layer(
     };
     let (cascade_args, gemm_args) = (own_args(true)?, own_args(false)?);
     let mut parts = Vec::new();
-    for (op, &per_group) in layer.ops.iter().zip(&files.per_group) {
-        for group in if per_group { groups } else { &one[..] } {
+    for (op, exprs) in layer.ops.iter().zip(&files.ops) {
+        for group in if exprs.per_group { groups } else { &one[..] } {
             // The head group's values over the vars and parameters, without copying them.
             let lookup = |n: &str| {
                 group
@@ -362,13 +376,12 @@ pub fn run_parsed_layer(
                     .map(|(_, v)| *v)
                     .or_else(|| base.get(n).copied())
             };
-            let eval = |e: &str| {
-                files.exprs[e]
-                    .eval(&lookup)
-                    .map_err(|err| located(layer_file, e, err))
+            let eval = |text: &str, x: &SizeExpr| {
+                x.eval(&lookup)
+                    .map_err(|err| located(layer_file, text, err))
             };
-            if let Some(w) = &op.when {
-                if eval(w)? <= 0 {
+            if let Some((text, x)) = &exprs.when {
+                if eval(text, x)? <= 0 {
                     continue;
                 }
             }
@@ -377,11 +390,10 @@ pub fn run_parsed_layer(
             } else {
                 &gemm_args
             };
-            let params = op
+            let params = exprs
                 .params
                 .iter()
-                // Trimmed as `--set` keys are (`Sets::parse`), so the first setup and the cached ones agree.
-                .map(|(k, e)| Ok((k.trim().to_string(), eval(e)?)))
+                .map(|(k, text, x)| Ok((k.clone(), eval(text, x)?)))
                 .collect::<Result<Vec<_>, RunError>>()?;
             let model_for_op = if op.cascade.is_some() {
                 None
