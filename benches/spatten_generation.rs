@@ -6,7 +6,7 @@
 //! 37 %; and, as the issue asks, the same generation driven by the shipped synthetic trace
 //! (`workloads/traces/gpt2-medium-synthetic.csv`).
 //!
-//! Status: met on 2026-12-02 (the day's last measurement), 71 ms for the schedules and 85 ms for the trace on the 2-core
+//! Status: met on 2026-12-03 (the last measurement), 69 ms for the schedules and 82 ms for the trace on the 2-core
 //! development machine; earlier that day, on a machine running the same instructions at about half the rate, the
 //! trace read 117 ms (0.875 G instructions), so a slow day can still come near the target. Criterion once read
 //! 72 ms for the schedules (707 distinct op simulations) and 86 ms for the trace (999), about 0.09 ms an op, mostly
@@ -19,8 +19,10 @@
 //! 0.875 G after mapping cached each stage's tensor and Einsum parts, bit widths and distinct references, pass
 //! analysis its Einsums' ranks, and the report summed by borrowed names; 0.742 G after the pass analysis was made
 //! once per cascade (`passes::Structure`), ops got their arguments as values instead of text to parse, and the
-//! layer stopped copying its environment per op. What remains per op is mapping (0.23 M instructions), the engine
-//! (0.2 M) and the report (0.1 M).
+//! layer stopped copying its environment per op; 0.716 G once expression spans were found only for errors, the
+//! cascade's dataflow was built once per setup and a layer's expressions were kept per op (readings that night
+//! ranged from 82 to 94 ms for the trace). What remains per op is mapping (0.22 M
+//! instructions), the engine (0.21 M) and the report (0.1 M).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use einsim::diag::SourceFile;
