@@ -204,6 +204,7 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                 latency,
             } => {
                 let rate = pos(&mut cx, "rate", rate, &vars);
+                nonzero(&mut cx, name, "rate", rate, "a pipe retires operations");
                 let per_instr = pos(&mut cx, "per_instr", per_instr, &vars);
                 nonzero(
                     &mut cx,
