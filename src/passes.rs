@@ -90,19 +90,12 @@ impl Structure {
 
     /// [`Structure::of`] with the cascade's dataflow graph already built.
     pub fn of_flow(c: &Cascade, flow: &Dataflow) -> Structure {
-        // Every Einsum's iterated ranks, once: each rank's analysis filters them.
+        // Every Einsum's iterated ranks, once and sorted: each rank's analysis filters them. (The broadcast ranks
+        // among them are never in a cover: they are not analysed and have no parts.)
         let its: Vec<Vec<RankId>> = (0..c.einsums.len())
             .map(|e| {
-                let es = &c.einsums[e];
-                let mut v: Vec<RankId> = es
-                    .output
-                    .indices
-                    .iter()
-                    .chain(es.expr.refs().iter().flat_map(|r| r.indices.iter()))
-                    .flat_map(|i| i.iterated().iter().copied())
-                    .collect();
+                let mut v = c.iterated_ranks(e);
                 v.sort_unstable();
-                v.dedup();
                 v
             })
             .collect();
