@@ -166,25 +166,18 @@ pub enum BuildError {
 
 /// Whole cycles of a tick count, or the error naming what overflowed.
 fn cycles(ticks: u128, what: &str) -> Result<u64, BuildError> {
-    fits(ticks.div_ceil(TICKS_PER_CYCLE as u128), what, "cycles")
+    cycles_of(ticks, || what.to_string())
 }
 
-/// [`cycles`] and [`fits`] with the name made only when the value does not fit (per template, where formatting
-/// every name cost more than the check).
+/// [`cycles`] with the name made only when the value does not fit (per template, where formatting every name
+/// cost more than the check).
 fn cycles_of(ticks: u128, what: impl FnOnce() -> String) -> Result<u64, BuildError> {
     fits_of(ticks.div_ceil(TICKS_PER_CYCLE as u128), what, "cycles")
 }
 
+/// A count narrowed to the report's 64 bits, `what` named only when it does not fit. Counts are accumulated in
+/// 128 bits (saturating), so only this narrowing can fail, and it says what did not fit.
 fn fits_of(v: u128, what: impl FnOnce() -> String, unit: &str) -> Result<u64, BuildError> {
-    match u64::try_from(v) {
-        Ok(x) => Ok(x),
-        Err(_) => fits(v, &what(), unit),
-    }
-}
-
-/// A count narrowed to the report's 64 bits. Counts are accumulated in 128 bits (saturating), so only this
-/// narrowing can fail, and it says what did not fit.
-fn fits(v: u128, what: &str, unit: &str) -> Result<u64, BuildError> {
     u64::try_from(v).map_err(|_| {
         let v = if v == u128::MAX {
             "at least 2^128".to_string()
@@ -192,7 +185,8 @@ fn fits(v: u128, what: &str, unit: &str) -> Result<u64, BuildError> {
             format!("{v}")
         };
         BuildError::TooLarge(format!(
-            "{what} is {v} {unit}, more than the 2^64 - 1 {unit} a report holds"
+            "{} is {v} {unit}, more than the 2^64 - 1 {unit} a report holds",
+            what()
         ))
     })
 }
