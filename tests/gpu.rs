@@ -188,7 +188,8 @@ fn bad_gpu_files_are_reported() {
 fn kernel_limits_are_reported() {
     let b200 = gpu::load(&library::get(Kind::Gpu, "b200").unwrap(), &BTreeMap::new()).unwrap();
     let a100 = gpu::load(&library::get(Kind::Gpu, "a100").unwrap(), &BTreeMap::new()).unwrap();
-    let cases: [(&str, &gpu::Gpu, Workload, BTreeMap<String, f64>); 6] = [
+    let h100 = gpu::load(&library::get(Kind::Gpu, "h100").unwrap(), &BTreeMap::new()).unwrap();
+    let cases: [(&str, &gpu::Gpu, Workload, BTreeMap<String, f64>); 7] = [
         (
             "emu-above-one",
             &b200,
@@ -213,6 +214,13 @@ fn kernel_limits_are_reported() {
             &a100,
             w(4096, 64, false),
             sets(&[("ctas_per_sm", 3.0)]),
+        ),
+        // FA3's hd64 tile with P kept in registers beside the next S (the 2-stage pipeline): 270 KB of 256 KB.
+        (
+            "rf-fa3-hd64-p-in-registers",
+            &h100,
+            w(4096, 64, false),
+            sets(&[("p_rs", 1.0)]),
         ),
         (
             "unknown-parameter",

@@ -35,6 +35,9 @@ pub struct Plan {
     /// The sequence length every ablation runs at.
     pub ablation_seq: u64,
     pub ablations: Vec<KernelRun>,
+    /// What the ablations show, in words, printed under their table. It cites the report's tables and names no
+    /// number of its own, so a model change cannot leave it stale.
+    pub discussion: String,
 }
 
 /// One labelled run of the plan: a kernel on a GPU at head dim `d` (non-causal), with parameters set.
@@ -533,11 +536,19 @@ fn markdown(r: &Fa4Reproduction) -> String {
         crate::plot::format_len(r.plan.ablation_seq as f64),
         crate::plot::format_len(r.plan.tokens as f64)
     );
+    // The modelled cycles per Q-tile step of the units a technique moves, so the text below cites only numbers the
+    // run computed.
+    let cols = ["tc", "mufu", "fma", "issue", "smem"];
     let _ = writeln!(
         s,
-        "| GPU | kernel | hd | variant | TFLOP/s | vs shipped | binds |"
+        "| GPU | kernel | hd | variant | TFLOP/s | vs shipped | binds | {} |",
+        cols.join(" | ")
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|{}",
+        "---|".repeat(cols.len())
+    );
     for a in &r.ablations {
         let base = r
             .ablations
@@ -546,39 +557,33 @@ fn markdown(r: &Fa4Reproduction) -> String {
                 b.gpu == a.gpu && b.kernel == a.kernel && b.report.workload.d == a.report.workload.d
             })
             .map_or(f64::NAN, |b| b.report.tflops);
+        let cells: Vec<String> = cols
+            .iter()
+            .map(|u| {
+                a.report
+                    .units
+                    .iter()
+                    .find(|r| &r.unit == u)
+                    .map_or("–".into(), |r| format!("{:.0}", r.step_cycles))
+            })
+            .collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.1} | {:+.1}% | {} |",
+            "| {} | {} | {} | {} | {:.1} | {:+.1}% | {} | {} |",
             a.gpu,
             a.kernel,
             a.report.workload.d,
             a.label,
             a.report.tflops,
             100.0 * (a.report.tflops / base - 1.0),
-            a.report.binds
+            a.report.binds,
+            cells.join(" | ")
         );
     }
-    let _ = writeln!(
-        s,
-        "\nThe measured-GEMM fraction (gpus.md §4) derates the SM clock, so every unit slows with the tensor core and\n\
-         gpus.md §2.1's per-clock balance holds (hd128: MMA = exp = 1024 cycles per Q-tile step). A unit below the\n\
-         binding one costs nothing in this engine, and two balanced units overlapped by ping-pong run as fast as one:\n\
-         so at hd128 emulation (exp 832 instead of 1024 cycles) and 2-CTA (SMEM 512 instead of 768) move FA4 by well\n\
-         under 1%. Rescaling O on every step costs about 2%: the correction's d FMULs per row sit on the P·V path and\n\
-         take issue slots from the softmax (issue 542 → 600 cycles per Q-tile step). The paper's measured +22–29% for\n\
-         the hd128 emulation fix is not reproduced: the warp schedulers are modelled (4 instructions per clock; 542 of\n\
-         1024 cycles per Q-tile step as shipped) and bind nowhere at the shipped settings, and nothing else modelled makes a\n\
-         balanced MUFU cost more than its count. Emulation does pay where the mechanism says it should: at hd64, where\n\
-         exp is twice the MMA (gpus.md §1.3), and where the exp sits on the MMA's path (P in one part; hd256, one Q tile).\n\
-         Emulating much more than shipped does not pay: past about 36% at hd128 a softmax warpgroup's FMA and issue\n\
-         outlast the other tile's MMAs, so the ping-pong no longer hides it (1587 TF/s at `--set emu=0.35`, 1178 at\n\
-         0.36). The edge is this sharp because the engine's tensor core runs MMAs whole, oldest ready first; FA4's MMA\n\
-         warp issues them in a fixed order, which gpus.md does not give.\n\n\
-         FA3's ping-pong and intra-warpgroup pipelining gain little for the same reason (list scheduling already\n\
-         overlaps the two warpgroups). Warp specialisation does: without a producer warpgroup (ws=0) each consumer\n\
-         warpgroup loads its K/V block itself after its previous P·V has freed the stage, as FA2's synchronous warps\n\
-         do, so an L2 transfer and its latency sit between its P·V and its next S (gpus.md §3.2, §5.3)."
-    );
+    // The discussion covers every kernel's rows: a report restricted to one binding leaves it out.
+    if r.grid.len() == r.plan.grid.len() {
+        let _ = writeln!(s, "\n{}", r.plan.discussion.trim_end());
+    }
     let _ = writeln!(
         s,
         "\n## Forward TFLOP/s ({} tokens, hidden {})\n",
