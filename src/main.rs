@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use einsim::diag::SourceFile;
 use einsim::library::{self, Kind};
+use einsim::reproduce::targets::Status;
 use einsim::run::{self, RunError};
 use einsim::sim::SimOptions;
 use std::path::{Path, PathBuf};
@@ -901,8 +902,14 @@ fn gpu_reproduce(out: Option<String>, binding: Option<&str>) -> ExitCode {
                 "{} runs in {:.2} s; targets: {} pass, {} FAIL",
                 rep.runs.len(),
                 elapsed.as_secs_f64(),
-                rep.checks.iter().filter(|c| c.pass).count(),
-                rep.checks.iter().filter(|c| !c.pass).count()
+                rep.checks
+                    .iter()
+                    .filter(|c| c.status == Status::Pass)
+                    .count(),
+                rep.checks
+                    .iter()
+                    .filter(|c| c.status != Status::Pass)
+                    .count()
             );
             outln!("wrote {n} files to {}", dir.display());
             ExitCode::SUCCESS

@@ -4,7 +4,8 @@
 //! and the list is updated on purpose.
 
 use einsim::library;
-use einsim::reproduce::spatten::{self, Status};
+use einsim::reproduce::spatten;
+use einsim::reproduce::targets::Status;
 use std::path::Path;
 
 const REGENERATE: &str =
@@ -45,7 +46,7 @@ fn spatten_targets_are_evaluated_and_misses_accounted_for() {
             "{:28} published {:>10} einsim {:>12} {:?}",
             t.id,
             t.value,
-            r.einsim.map_or("-".into(), |v| format!("{v:.4}")),
+            r.value.map_or("-".into(), |v| format!("{v:.4}")),
             r.status
         );
         match &r.status {
@@ -59,7 +60,7 @@ fn spatten_targets_are_evaluated_and_misses_accounted_for() {
                 !t.known_disagreement.is_empty() || UNEXPLAINED.contains(&t.id.as_str()),
                 "{} misses ({:?} against {}) and its cause is not written down",
                 t.id,
-                r.einsim,
+                r.value,
                 t.value
             ),
         }

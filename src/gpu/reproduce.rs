@@ -100,21 +100,8 @@ impl Measure {
     }
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename = "Target")]
-pub struct Target {
-    pub id: String,
-    pub what: String,
-    pub value: f64,
-    pub unit: String,
-    /// Relative tolerance (0.10 = within 10%; 0 = exactly).
-    pub tolerance: f64,
-    pub source: String,
-    pub measure: Measure,
-    /// Why the model misses, when it does (written after looking, never used to pass).
-    #[serde(default)]
-    pub note: String,
-}
+/// An FA4 target: a [`Measure`] over the plan's runs.
+pub type Target = crate::reproduce::targets::Target<Measure>;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename = "Targets")]
@@ -123,13 +110,8 @@ struct TargetFile {
     targets: Vec<Target>,
 }
 
-#[derive(Clone, Debug)]
-pub struct Check {
-    pub target: Target,
-    pub model: f64,
-    pub error: f64,
-    pub pass: bool,
-}
+pub type Check = crate::reproduce::targets::TargetResult<Measure>;
+use crate::reproduce::targets::Status;
 
 #[derive(Clone, Debug)]
 pub struct Ablation {
@@ -241,10 +223,10 @@ pub fn compute_for(
     }
     let mut checks = vec![];
     for t in targets {
-        if !mine(t.measure.kernel()) {
+        if !mine(t.metric.kernel()) {
             continue;
         }
-        let model = match &t.measure {
+        let model = match &t.metric {
             Measure::Step {
                 gpu,
                 kernel,
@@ -317,14 +299,13 @@ pub fn compute_for(
                 .tflops
             }
         };
-        let error = (model - t.value) / t.value;
-        let pass = error.abs() <= t.tolerance + 1e-12;
-        checks.push(Check {
-            target: t,
-            model,
-            error,
-            pass,
-        });
+        // NaN: the measure names a unit the kernel's GPU lacks, or a grid without that kernel.
+        let value = if model.is_finite() {
+            Ok(model)
+        } else {
+            Err(format!("target {}: the measure has no value", t.id))
+        };
+        checks.push(t.judge(value));
     }
     Ok(Fa4Reproduction {
         plan,
@@ -478,19 +459,28 @@ fn markdown(r: &Fa4Reproduction) -> String {
             s,
             "| {} {} | {} {} | {:.1} | {:+.1}% | {} | {} | {} | {} |",
             t.id,
-            t.what,
+            t.description,
             t.value,
             t.unit,
-            c.model,
-            100.0 * c.error,
+            c.value.unwrap_or(f64::NAN),
+            100.0 * c.rel_error.unwrap_or(f64::NAN),
             if t.tolerance == 0.0 {
                 "exact".to_string()
             } else {
                 format!("±{:.0}%", 100.0 * t.tolerance)
             },
-            if c.pass { "pass" } else { "**FAIL**" },
+            match &c.status {
+                Status::Pass => "pass".to_string(),
+                Status::Fail => "**FAIL**".to_string(),
+                Status::NotEvaluated(why) => format!("not evaluated: {why}"),
+            },
             t.source,
-            t.note
+            [t.known_disagreement.as_str(), t.note.as_str()]
+                .iter()
+                .filter(|x| !x.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     let _ = writeln!(

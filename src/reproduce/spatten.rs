@@ -7,7 +7,7 @@
 //! report shows its error and, where the cause is understood, the file's `known_disagreement`. This module
 //! computes and renders text and figures; the CLI writes them.
 
-use super::targets::Bound;
+use super::targets::{Bound, Status};
 use crate::diag::SourceFile;
 use crate::generation::{self, Generation, GenerationReport, Schedule};
 use crate::library::Kind;
@@ -99,23 +99,8 @@ pub struct TopkSweep {
     pub lanes: Vec<u64>,
 }
 
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Target {
-    pub id: String,
-    pub description: String,
-    pub metric: Metric,
-    pub value: f64,
-    pub unit: String,
-    pub tolerance: f64,
-    #[serde(default)]
-    pub bound: Bound,
-    pub source: String,
-    #[serde(default)]
-    pub known_disagreement: String,
-    #[serde(default)]
-    pub note: String,
-}
+/// A SpAtten target: a [`Metric`] over the runs and generations of `spatten_targets.ron`.
+pub type Target = super::targets::Target<Metric>;
 
 /// A quantity of one or two runs.
 #[derive(Clone, Debug, Deserialize)]
@@ -175,19 +160,7 @@ pub enum Quantity {
     AreaShare(Vec<String>),
 }
 
-#[derive(Clone, Debug, PartialEq)]
-pub enum Status {
-    Pass,
-    Fail,
-    NotEvaluated(String),
-}
-
-#[derive(Clone, Debug)]
-pub struct TargetResult {
-    pub target: Target,
-    pub einsim: Option<f64>,
-    pub status: Status,
-}
+pub type TargetResult = super::targets::TargetResult<Metric>;
 
 /// One top-k point: selection cycles of the engine alone (the `topk` cascade's selection Einsum).
 #[derive(Clone, Debug, PartialEq)]
@@ -463,21 +436,7 @@ fn evaluate(
             } => gen_quantity(get_gen(num)?, q) / gen_quantity(get_gen(den)?, q),
         })
     })();
-    match value {
-        Ok(v) => {
-            let ok = t.bound.admits(v, t.value, t.tolerance);
-            TargetResult {
-                target: t.clone(),
-                einsim: Some(v),
-                status: if ok { Status::Pass } else { Status::Fail },
-            }
-        }
-        Err(e) => TargetResult {
-            target: t.clone(),
-            einsim: None,
-            status: Status::NotEvaluated(e),
-        },
-    }
+    t.judge(value)
 }
 
 /// Numbers in reports: 4 significant digits, no exponent for ordinary magnitudes.
@@ -519,7 +478,7 @@ impl Reproduction {
         );
         for r in &self.results {
             let t = &r.target;
-            let (v, err) = match r.einsim {
+            let (v, err) = match r.value {
                 Some(v) => (num(v), format!("{:+.1}%", 100.0 * (v - t.value) / t.value)),
                 None => ("–".into(), "–".into()),
             };

@@ -44,12 +44,15 @@ pub struct VariantResult {
     pub outcome: Result<Vec<TargetResult>, String>,
 }
 
+/// One published number and the einsim quantity it is compared to: the one target type of every reproduction
+/// (FuseMax's [`Metric`]s over the plan's runs, SpAtten's and FA4's over theirs), so that all of them share the
+/// pass rule ([`Target::judge`]) and the rule that a miss stays a miss until its cause is written down.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Target {
+pub struct Target<M = Metric> {
     pub id: String,
     pub description: String,
-    pub metric: Metric,
+    pub metric: M,
     pub value: f64,
     pub unit: String,
     /// Relative tolerance, e.g. 0.02 for 2%.
@@ -143,15 +146,32 @@ pub enum Status {
 }
 
 #[derive(Clone, Debug, Serialize)]
-pub struct TargetResult {
-    pub target: Target,
+pub struct TargetResult<M = Metric> {
+    pub target: Target<M>,
     pub value: Option<f64>,
     /// (einsim − target) / target.
     pub rel_error: Option<f64>,
     pub status: Status,
 }
 
-impl TargetResult {
+impl<M: Clone> Target<M> {
+    /// This target against einsim's value, or against why einsim has none.
+    pub fn judge(&self, value: Result<f64, String>) -> TargetResult<M> {
+        let (value, status) = match value {
+            Ok(v) if self.bound.admits(v, self.value, self.tolerance) => (Some(v), Status::Pass),
+            Ok(v) => (Some(v), Status::Fail),
+            Err(why) => (None, Status::NotEvaluated(why)),
+        };
+        TargetResult {
+            target: self.clone(),
+            value,
+            rel_error: value.map(|v| (v - self.value) / self.value),
+            status,
+        }
+    }
+}
+
+impl<M> TargetResult<M> {
     /// Within tolerance, or a failure whose cause is written down.
     pub fn accounted_for(&self) -> bool {
         match self.status {
@@ -177,27 +197,8 @@ pub fn fusemax() -> TargetFile {
 pub fn evaluate(file: &TargetFile, rep: &Reproduction) -> Vec<TargetResult> {
     file.targets
         .iter()
-        .map(|t| {
-            let (value, status) = match measure(&t.metric, rep) {
-                Ok(v) => (Some(v), judge(t, v)),
-                Err(why) => (None, Status::NotEvaluated(why)),
-            };
-            TargetResult {
-                target: t.clone(),
-                value,
-                rel_error: value.map(|v| (v - t.value) / t.value),
-                status,
-            }
-        })
+        .map(|t| t.judge(measure(&t.metric, rep)))
         .collect()
-}
-
-fn judge(t: &Target, v: f64) -> Status {
-    if t.bound.admits(v, t.value, t.tolerance) {
-        Status::Pass
-    } else {
-        Status::Fail
-    }
 }
 
 fn need(rep: &Reproduction, design: &str) -> Result<(), String> {
@@ -355,13 +356,16 @@ mod tests {
         t.value = 1.0;
         t.tolerance = 0.02;
         t.bound = Bound::Equal;
-        assert_eq!(judge(&t, 1.019), Status::Pass);
-        assert_eq!(judge(&t, 0.979), Status::Fail);
+        assert_eq!(t.judge(Ok(1.019)).status, Status::Pass);
+        assert_eq!(t.judge(Ok(0.979)).status, Status::Fail);
         t.bound = Bound::AtLeast;
-        assert_eq!(judge(&t, 5.0), Status::Pass);
-        assert_eq!(judge(&t, 0.97), Status::Fail);
+        assert_eq!(t.judge(Ok(5.0)).status, Status::Pass);
+        assert_eq!(t.judge(Ok(0.97)).status, Status::Fail);
         t.bound = Bound::AtMost;
-        assert_eq!(judge(&t, 0.1), Status::Pass);
-        assert_eq!(judge(&t, 1.03), Status::Fail);
+        assert_eq!(t.judge(Ok(0.1)).status, Status::Pass);
+        assert_eq!(t.judge(Ok(1.03)).status, Status::Fail);
+        let missing = t.judge(Err("no run".into()));
+        assert_eq!(missing.status, Status::NotEvaluated("no run".into()));
+        assert!(missing.accounted_for() && missing.value.is_none());
     }
 }
