@@ -190,7 +190,7 @@ fn kernel_limits_are_reported() {
     let b200 = gpu::load(&library::get(Kind::Gpu, "b200").unwrap(), &BTreeMap::new()).unwrap();
     let a100 = gpu::load(&library::get(Kind::Gpu, "a100").unwrap(), &BTreeMap::new()).unwrap();
     let h100 = gpu::load(&library::get(Kind::Gpu, "h100").unwrap(), &BTreeMap::new()).unwrap();
-    let cases: [(&str, &gpu::Gpu, Workload, BTreeMap<String, f64>); 7] = [
+    let cases: [(&str, &gpu::Gpu, Workload, BTreeMap<String, f64>); 8] = [
         (
             "emu-above-one",
             &b200,
@@ -222,6 +222,13 @@ fn kernel_limits_are_reported() {
             &h100,
             w(4096, 64, false),
             sets(&[("p_rs", 1.0)]),
+        ),
+        // A switch half on would run both of two alternative tasks.
+        (
+            "task-switch-fraction",
+            &h100,
+            w(4096, 128, false),
+            sets(&[("ws", 0.5)]),
         ),
         (
             "unknown-parameter",

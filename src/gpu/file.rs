@@ -141,7 +141,7 @@ pub struct TaskFile {
     /// Tasks of the same step this one waits for; `name@prev` is that task of the same Q tile's previous step.
     #[serde(default)]
     pub after: Vec<String>,
-    /// An expression over the kernel's parameters; where it is 0 the task is not there at all: it does no work and
+    /// An expression over the kernel's parameters, 0 or 1 (anything else is an error); where it is 0 the task is not there at all: it does no work and
     /// its consumers wait neither for it nor for what it waits for (a structure an ablation removes, e.g. FA3's
     /// consumer-issued loads, there only without warp specialisation). Default: always there.
     #[serde(default)]

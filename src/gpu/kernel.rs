@@ -262,7 +262,21 @@ pub fn plan(
     for t in &k.tasks {
         let what = format!("task `{}`", t.name);
         if let Some(on) = &t.on {
-            if ev(&what, on, &vars)? == 0.0 {
+            let v = ev(&what, on, &vars)?;
+            // A task is there or not: a fraction (`--set ws=0.5`) would run both of two alternatives.
+            if v != 0.0 && v != 1.0 {
+                let task_at = locate(text, &t.name, from).start as usize;
+                return Err(invalid(
+                    gpu,
+                    locate(text, on, task_at),
+                    format!(
+                        "kernel `{}`, {what}: `on` is {v}; it must be 0 (the task is not there) or 1 (it is)",
+                        k.name
+                    ),
+                    "in this expression",
+                ));
+            }
+            if v == 0.0 {
                 // Not there: no parts, so no templates, and deps on it come to nothing (see `program`).
                 tasks.push(Task {
                     name: t.name.clone(),
