@@ -44,6 +44,28 @@ fn sets(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
     pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
+/// A task's `on` switch that is neither 0 nor 1 is an error at the task, whatever makes it so.
+#[test]
+fn task_switch_must_be_zero_or_one() {
+    let p = root().join("tests/fixtures/gpu/tiny.ron");
+    let text = std::fs::read_to_string(p).unwrap().replace(
+        r#"after: ["S"], source: "test"),"#,
+        r#"after: ["S"], on: Some("0.5"), source: "test"),"#,
+    );
+    let f = SourceFile::new("tiny-on.ron", text);
+    let g = gpu::load(&f, &BTreeMap::new()).unwrap();
+    let e = report::run(
+        &g,
+        None,
+        &w(8, 4, false),
+        &BTreeMap::new(),
+        SimOptions::default(),
+    )
+    .expect_err("a half-present task");
+    let msg = render(e);
+    assert!(msg.contains("task `exp`: `on` is 0.5"), "{msg}");
+}
+
 #[test]
 fn tiny_sequential_by_hand() {
     // Tile 4×4 at d = 4: each MMA is 2·4·4·4 = 128 FLOPs = 4 cycles at 32/cycle; its operands are two 4×4 fp16
@@ -223,9 +245,9 @@ fn kernel_limits_are_reported() {
             w(4096, 64, false),
             sets(&[("p_rs", 1.0)]),
         ),
-        // A switch half on would run both of two alternative tasks.
+        // Half a pipeline stage, or a switch half on (both of two alternative tasks would run).
         (
-            "task-switch-fraction",
+            "whole-number-fraction",
             &h100,
             w(4096, 128, false),
             sets(&[("ws", 0.5)]),

@@ -81,6 +81,10 @@ pub struct KernelFile {
     /// Parameters that must lie in a range: (name, low, high, why).
     #[serde(default)]
     pub ranges: Vec<(String, f64, f64, String)>,
+    /// Parameters that must be whole numbers: counts (stages, warps, CTAs) and on/off switches, where a fraction
+    /// has no meaning (half a pipeline stage, a switch half on).
+    #[serde(default)]
+    pub whole: Vec<String>,
     /// Tile per head dim; a head dim not listed is not supported.
     pub tiles: Vec<TileFile>,
     /// Tile steps in flight on one SM (ping-pong Q tiles, resident CTAs, pipeline stages).

@@ -155,6 +155,17 @@ pub fn plan(
             ));
         }
     }
+    for p in &k.whole {
+        let v = vars.get(p).copied().unwrap_or(f64::NAN);
+        if v.fract() != 0.0 {
+            return Err(invalid(
+                gpu,
+                at(p),
+                format!("kernel `{}`: `{p}` = {v} must be a whole number", k.name),
+                "a count or a switch",
+            ));
+        }
+    }
     let tile = k.tiles.iter().find(|t| t.d == w.d).ok_or_else(|| {
         let ds: Vec<String> = k.tiles.iter().map(|t| t.d.to_string()).collect();
         let tiles = text[from..]

@@ -400,6 +400,21 @@ fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
             }
         }
     }
+    let ranged = k.ranges.iter().map(|r| (&r.0, "ranges"));
+    for (p, list) in ranged.chain(k.whole.iter().map(|p| (p, "whole"))) {
+        if !k.params.contains_key(p) {
+            let known: Vec<&str> = k.params.keys().map(String::as_str).collect();
+            cx.error(
+                p,
+                format!(
+                    "kernel `{}`, {list}: `{p}` is not one of its parameters ({})",
+                    k.name,
+                    known.join(", ")
+                ),
+                "expected a parameter of this kernel",
+            );
+        }
+    }
     for f in &k.fits {
         if !matches!(gpu.unit(&f.unit).map(|u| &u.kind), Some(Kind::Memory(_))) {
             cx.error(
