@@ -94,8 +94,8 @@ enum Command {
         cascade: Option<String>,
         /// A GPU's kernel (`--arch b200 --binding fa4`; default: the GPU's first), or the named binding an arch
         /// must use for the cascade (`--arch flat-cloud --binding spilled`; default: the first whose working set
-        /// fits). GPU runs take `--set` seq, tokens (batch = tokens / seq), hidden (heads = hidden / d), d, causal
-        /// and the kernel's parameters.
+        /// fits). GPU runs take `--set` seq, tokens (batch = tokens / seq), hidden (heads = hidden / d), d, causal,
+        /// the kernel's parameters and the GPU's unit figures (`mufu.rate`, `tc.flops.bf16`).
         #[arg(long)]
         binding: Option<String>,
     },

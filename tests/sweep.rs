@@ -54,7 +54,7 @@ fn bad_sweeps_are_reported() {
 /// After a deliberate change, regenerate with `einsim sweep reports/<study>/sweep.ron` and review the diff.
 #[test]
 fn studies_do_not_drift() {
-    for study in ["design-space", "fusemax-pe-dram"] {
+    for study in ["design-space", "fusemax-pe-dram", "gpu-asymmetry"] {
         let (plan, dir) = load(&format!("reports/{study}/sweep.ron"));
         let look = lookup_in(PathBuf::from(format!("reports/{study}")));
         let cache = SetupCache::default();

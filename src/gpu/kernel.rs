@@ -99,22 +99,25 @@ pub fn plan(
             known.join(", ")
         ))
     })?;
+    let known = gpu.settable(Some(k));
     for key in sets.keys() {
-        let gpu_param = gpu.vars.contains_key(key) && key != "clock" && key != "sms";
-        if !k.params.contains_key(key) && !gpu_param {
-            let mut known: Vec<&str> = k.params.keys().map(String::as_str).collect();
-            known.extend(
-                gpu.vars
-                    .keys()
-                    .map(String::as_str)
-                    .filter(|k| *k != "clock" && *k != "sms"),
-            );
+        if !known.contains(&key.as_str()) {
+            let params: Vec<&str> = known
+                .iter()
+                .copied()
+                .filter(|n| !gpu.figures.iter().any(|f| f == n))
+                .collect();
+            let units: Vec<&str> = gpu.units.iter().map(|u| u.name.as_str()).collect();
             return Err(RunError::Mapping(format!(
-                "--set {key}: not a workload key ({}) nor a parameter of {} or its binding `{}` ({})",
+                "--set {key}: not a workload key ({}), a parameter of {} or its binding `{}` ({}), nor a unit \
+                 figure UNIT.FIGURE (units {}; e.g. `{}`){}",
                 super::WORKLOAD_KEYS.join(", "),
                 gpu.name,
                 k.name,
-                known.join(", ")
+                params.join(", "),
+                units.join(", "),
+                gpu.figures.first().map_or("", String::as_str),
+                crate::binding::did_you_mean(key, &known)
             )));
         }
     }

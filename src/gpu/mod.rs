@@ -37,6 +37,9 @@ pub struct Gpu {
     /// Resolved `params`, `clock` and `sms`: names kernels may use.
     pub vars: BTreeMap<String, f64>,
     pub units: Vec<Unit>,
+    /// Every unit figure by its `--set` name (`mufu.rate`, `tc.flops.bf16`, `smem.bandwidth`): what a design-space
+    /// sweep varies to ask "what if this unit were faster".
+    pub figures: Vec<String>,
     pub kernels: Vec<KernelFile>,
     /// The file, for kernel errors found at run time.
     pub file: SourceFile,
@@ -45,6 +48,24 @@ pub struct Gpu {
 impl Gpu {
     pub fn unit(&self, name: &str) -> Option<&Unit> {
         self.units.iter().find(|u| u.name == name)
+    }
+
+    /// The names `--set` may override on this GPU running `kernel` (besides the workload keys): the kernel's
+    /// parameters, the GPU's `params` and its unit figures. `clock` and `sms` are derived before any kernel runs,
+    /// so they are not among them.
+    pub fn settable<'a>(&'a self, kernel: Option<&'a KernelFile>) -> Vec<&'a str> {
+        let mut keys: Vec<&str> = kernel
+            .into_iter()
+            .flat_map(|k| k.params.keys().map(String::as_str))
+            .collect();
+        keys.extend(
+            self.vars
+                .keys()
+                .map(String::as_str)
+                .filter(|k| *k != "clock" && *k != "sms"),
+        );
+        keys.extend(self.figures.iter().map(String::as_str));
+        keys
     }
 }
 
@@ -124,7 +145,8 @@ fn nonzero(cx: &mut Ctx, unit: &str, what: &str, v: f64, why: &str) {
     }
 }
 
-/// Parse and check a GPU file, with `--set` overrides of its `params`. Every problem found is reported.
+/// Parse and check a GPU file, with `--set` overrides of its `params` and of its unit figures (`mufu.rate`). Every
+/// problem found is reported.
 pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diagnostics> {
     let g: GpuFile =
         crate::cascade::parse_ron_as(file, "`Gpu(...)`").map_err(|d| Diagnostics::one(file, d))?;
@@ -156,9 +178,14 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
         );
     }
     let mut units = vec![];
+    let mut figures = vec![];
     for (name, u) in &g.units {
-        let pos = |cx: &mut Ctx, what: &str, f: &Fig, v: &BTreeMap<String, f64>| {
-            let x = cx.fig(&format!("{name}.{what}"), f, v);
+        let mut pos = |cx: &mut Ctx, what: &str, f: &Fig, v: &BTreeMap<String, f64>| {
+            let key = format!("{name}.{what}");
+            // The file's figure is still evaluated, so its own errors are reported whatever overrides it.
+            let own = cx.fig(&key, f, v);
+            let x = sets.get(&key).copied().unwrap_or(own);
+            figures.push(key);
             if x.is_finite() && x < 0.0 {
                 cx.error(
                     &f.0,
@@ -278,6 +305,7 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
         tdp,
         vars,
         units,
+        figures,
         kernels: g.kernels.clone(),
         file: file.clone(),
     };

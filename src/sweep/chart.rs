@@ -131,6 +131,17 @@ pub fn label(col: &str) -> String {
         "fraction of PE-cycles"
     } else if col.ends_with("gib_s") {
         "GiB/s"
+    } else if col.contains(".flops.") {
+        // A GPU unit figure (`--set tc.flops.bf16`), named UNIT.FIGURE as in arch/gpu files.
+        "FLOP/cycle"
+    } else if col.ends_with(".rate") {
+        "op/cycle"
+    } else if col.ends_with(".bandwidth") {
+        "B/cycle"
+    } else if col.ends_with(".capacity") {
+        "B"
+    } else if col.ends_with(".latency") {
+        "cycles"
     } else {
         match col {
             "seq" | "q_len" | "kv_len" => "tokens",
@@ -138,7 +149,9 @@ pub fn label(col: &str) -> String {
             "depth" | "tile_depth" => "tiles in flight",
             "batch" => "sequences",
             "heads" => "heads",
-            "head_dim" => "elements",
+            "head_dim" | "d" => "elements",
+            "tflops" => "TFLOP/s",
+            "percent_of_peak" => "% of peak",
             "point" => "index",
             _ => "count",
         }

@@ -364,17 +364,11 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
             if let Some((_, g)) = gpus.iter().find(|(i, _)| *i == d) {
                 let mut k: BTreeSet<String> =
                     gpu::WORKLOAD_KEYS.iter().map(|s| s.to_string()).collect();
-                k.extend(
-                    g.vars
-                        .keys()
-                        .filter(|v| *v != "clock" && *v != "sms")
-                        .cloned(),
-                );
                 let kernel = match &binding {
                     Some(b) => g.kernels.iter().find(|k| &k.name == b),
                     None => g.kernels.first(),
                 };
-                k.extend(kernel.into_iter().flat_map(|k| k.params.keys().cloned()));
+                k.extend(g.settable(kernel).into_iter().map(str::to_string));
                 return k;
             }
             let Some(s) = accel.next() else {
