@@ -18,6 +18,9 @@ pub struct GpuFile {
     /// Named figures the others may use (`sms`, `clock`, ...).
     #[serde(default)]
     pub params: BTreeMap<String, Fig>,
+    /// Params that must lie in a range: (name, low, high, why), checked whether from the file or `--set`.
+    #[serde(default)]
+    pub ranges: Vec<(String, f64, f64, String)>,
     /// The clock every per-cycle figure is counted in.
     pub clock: Fig,
     pub sms: Fig,

@@ -134,6 +134,50 @@ pub fn plan(
             )
         })
     };
+    // GPU params and unit figures are applied when the GPU is loaded: a `--set` of one that the loaded GPU does not
+    // carry would be silently ignored.
+    for (key, v) in sets {
+        let figure = gpu.figures.contains(key)
+            && !gpu
+                .overrides
+                .iter()
+                .any(|(k, _, used)| k == key && used == v);
+        let param = !k.params.contains_key(key) && gpu.vars.get(key).is_some_and(|x| x != v);
+        if figure || param {
+            return Err(RunError::Internal(format!(
+                "--set {key}={v} reached the run but not the loading of {} (`gpu::load` takes the same sets)",
+                gpu.name
+            )));
+        }
+    }
+    // An override the kernel never reads would change nothing and say nothing: refuse it.
+    for (key, _, _) in &gpu.overrides {
+        let (unit, figure) = key.split_once('.').unwrap_or((key, ""));
+        let mmas = || {
+            k.tasks
+                .iter()
+                .filter(|t| matches!(t.work, Work::Mma { .. }) && t.unit == unit)
+        };
+        let uses = k.tasks.iter().any(|t| {
+            t.unit == unit || matches!(&t.work, Work::Mma { a, b, .. } if a == unit || b == unit)
+        });
+        let unread = match figure.strip_prefix("flops.") {
+            Some(_) if mmas().next().is_none() => {
+                Some(format!("kernel `{}` runs no MMA on `{unit}`", k.name))
+            }
+            Some(dtype) if dtype != k.dtype => Some(format!(
+                "kernel `{}` runs {} MMAs (set `{unit}.flops.{}`)",
+                k.name, k.dtype, k.dtype
+            )),
+            _ if !uses => Some(format!("kernel `{}` does not use `{unit}`", k.name)),
+            _ => None,
+        };
+        if let Some(why) = unread {
+            return Err(RunError::Mapping(format!(
+                "--set {key}: {why}, so the override would change nothing"
+            )));
+        }
+    }
     let mut vars = gpu.vars.clone();
     vars.insert("d".into(), w.d as f64);
     vars.insert("causal".into(), if w.causal { 1.0 } else { 0.0 });

@@ -40,6 +40,8 @@ pub struct Gpu {
     /// Every unit figure by its `--set` name (`mufu.rate`, `tc.flops.bf16`, `smem.bandwidth`): what a design-space
     /// sweep varies to ask "what if this unit were faster".
     pub figures: Vec<String>,
+    /// The unit figures `--set` replaced: (name, the file's value, the value used). Reports list them.
+    pub overrides: Vec<(String, f64, f64)>,
     pub kernels: Vec<KernelFile>,
     /// The file, for kernel errors found at run time.
     pub file: SourceFile,
@@ -88,6 +90,18 @@ impl Ctx<'_> {
     }
     fn error(&mut self, needle: &str, message: String, label: &str) {
         let span = self.at(needle);
+        self.errors.push(Diagnostic::new(span, message, label));
+    }
+    /// Where `"key": ` (a unit or parameter entry) or `name: "key"` (a kernel) starts, for locating what follows it.
+    fn entry(&self, key: &str) -> usize {
+        let text = &self.file.text;
+        text.find(&format!("\"{key}\": "))
+            .or_else(|| text.find(&format!("name: \"{key}\"")))
+            .unwrap_or(0)
+    }
+    /// An error at the first `needle` after the entry `scope` (a figure of one unit: `"1"` also appears elsewhere).
+    fn error_after(&mut self, scope: &str, needle: &str, message: String, label: &str) {
+        let span = locate(&self.file.text, needle, self.entry(scope));
         self.errors.push(Diagnostic::new(span, message, label));
     }
     /// An error at `needle` inside task `task` of kernel `kernel` (a unit or task name also appears elsewhere).
@@ -162,7 +176,30 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
         };
         vars.insert(k.clone(), v);
     }
+    for (p, lo, hi, why) in &g.ranges {
+        match vars.get(p) {
+            None => cx.error(
+                p,
+                format!("ranges: `{p}` is not one of the GPU's params"),
+                "expected a name from `params`",
+            ),
+            Some(v) if !(*v >= *lo && *v <= *hi) => cx.error_after(
+                p,
+                &g.params[p].0,
+                format!("`{p}` = {v} is outside [{lo}, {hi}]"),
+                why,
+            ),
+            Some(_) => {}
+        }
+    }
     let clock = cx.fig("clock", &g.clock, &vars);
+    if clock.is_finite() && clock <= 0.0 {
+        cx.error(
+            &g.clock.0,
+            format!("the clock must be positive, got {clock} Hz"),
+            "every per-cycle figure is counted in it",
+        );
+    }
     let sms = cx.fig("sms", &g.sms, &vars);
     vars.insert("clock".into(), clock);
     vars.insert("sms".into(), sms);
@@ -179,20 +216,40 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
     }
     let mut units = vec![];
     let mut figures = vec![];
+    let mut overrides = vec![];
     for (name, u) in &g.units {
+        // A figure of this unit, or its `--set` replacement. An override must be positive (a latency may be 0):
+        // the files' 0 bandwidth means "not modelled", which a sweep axis must not slip into.
         let mut pos = |cx: &mut Ctx, what: &str, f: &Fig, v: &BTreeMap<String, f64>| {
             let key = format!("{name}.{what}");
             // The file's figure is still evaluated, so its own errors are reported whatever overrides it.
             let own = cx.fig(&key, f, v);
-            let x = sets.get(&key).copied().unwrap_or(own);
-            figures.push(key);
-            if x.is_finite() && x < 0.0 {
-                cx.error(
+            let set = sets.get(&key).copied();
+            let x = set.unwrap_or(own);
+            let by = if set.is_some() { " (set by --set)" } else { "" };
+            let floor_ok = if what == "latency" { x >= 0.0 } else { x > 0.0 };
+            if let Some(x) = set.filter(|x| !(x.is_finite() && floor_ok)) {
+                cx.error_after(
+                    name,
                     &f.0,
-                    format!("`{name}.{what}` must not be negative, got {x}"),
+                    format!(
+                        "--set {key}={x}: must be a finite number{} (it replaces the file's {own})",
+                        if what == "latency" { " ≥ 0" } else { " > 0" }
+                    ),
+                    "the figure it replaces",
+                );
+            } else if x.is_finite() && x < 0.0 {
+                cx.error_after(
+                    name,
+                    &f.0,
+                    format!("`{key}` must not be negative, got {x}{by}"),
                     "here",
                 );
             }
+            if set.is_some() {
+                overrides.push((key.clone(), own, x));
+            }
+            figures.push(key);
             x
         };
         let (kind, latency) = match u {
@@ -210,7 +267,8 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                     .collect();
                 let s = pos(&mut cx, "sustained", sustained, &vars);
                 if s.is_finite() && !(s > 0.0 && s <= 1.0) {
-                    cx.error(
+                    cx.error_after(
+                        name,
                         &sustained.0,
                         format!("`{name}.sustained` must lie in (0, 1], got {s}"),
                         "a fraction of peak",
@@ -223,6 +281,22 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                     instr_m: pos(&mut cx, "instr_m", instr_m, &vars),
                     sustained: s,
                 };
+                nonzero(
+                    &mut cx,
+                    name,
+                    "instr_m",
+                    tc.instr_m,
+                    "B is re-read per that many rows",
+                );
+                for (k, v) in &tc.flops {
+                    nonzero(
+                        &mut cx,
+                        name,
+                        &format!("flops.{k}"),
+                        *v,
+                        "an MMA must finish",
+                    );
+                }
                 (Kind::TensorCore(tc), Some(latency))
             }
             UnitFile::Pipe {
@@ -306,6 +380,7 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
         vars,
         units,
         figures,
+        overrides,
         kernels: g.kernels.clone(),
         file: file.clone(),
     };
@@ -432,7 +507,8 @@ fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
     for (p, list) in ranged.chain(k.whole.iter().map(|p| (p, "whole"))) {
         if !k.params.contains_key(p) {
             let known: Vec<&str> = k.params.keys().map(String::as_str).collect();
-            cx.error(
+            cx.error_after(
+                &k.name,
                 p,
                 format!(
                     "kernel `{}`, {list}: `{p}` is not one of its parameters ({})",

@@ -46,6 +46,9 @@ pub struct GpuReport {
     /// Shortest and longest work item, in cycles.
     pub item_cycles: (u64, u64),
     pub fits: Vec<kernel::Fit>,
+    /// Unit figures replaced by `--set`: (name, the file's value, the value used).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<(String, f64, f64)>,
     /// Board energy, calibrated against power: the GPU's TDP over the run time. No per-operation energies are
     /// published for these GPUs (gpus.md §5.4), so this is an explicit calibration, not a model of the units.
     pub energy_j: f64,
@@ -192,13 +195,32 @@ pub fn run(
         seconds,
         flops,
         tflops,
-        percent_of_peak: 100.0 * flops / seconds / gpu.peak_flops,
+        percent_of_peak: 100.0 * flops / seconds / peak(gpu, &plan),
+        overrides: gpu.overrides.clone(),
         binds,
         units,
         item_cycles: (c(item_ticks.iter().min()), c(item_ticks.iter().max())),
         fits: plan.fits.clone(),
         energy_j: gpu.tdp * seconds,
     })
+}
+
+/// The chip's peak for this plan: the file's `peak`, scaled as `--set` scaled the MMA rate the plan runs at (a
+/// tensor core twice as fast has twice the peak, so percent of peak stays a fraction of what the chip could do).
+fn peak(gpu: &Gpu, plan: &Plan) -> f64 {
+    let mma_units: Vec<&str> = plan
+        .tasks
+        .iter()
+        .flat_map(|t| &t.parts)
+        .map(|p| gpu.units[p.unit].name.as_str())
+        .collect();
+    gpu.overrides
+        .iter()
+        .filter(|(key, _, _)| {
+            key.split_once(".flops.")
+                .is_some_and(|(u, dtype)| dtype == plan.dtype && mma_units.contains(&u))
+        })
+        .fold(gpu.peak_flops, |p, (_, own, used)| p * used / own)
 }
 
 /// Plain-text rendering.
@@ -239,6 +261,9 @@ pub fn text(r: &GpuReport) -> String {
         "  throughput: {:.1} TFLOP/s ({:.1}% of the {} dense peak)",
         r.tflops, r.percent_of_peak, r.dtype
     );
+    for (key, own, used) in &r.overrides {
+        let _ = writeln!(s, "  set: {key} = {used} (the file's {own})");
+    }
     let _ = writeln!(
         s,
         "  energy: {:.3} J (calibration: the board at its TDP for the run time; no per-op energies are published)",
