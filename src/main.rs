@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use einsim::diag::SourceFile;
 use einsim::library::{self, Kind};
-use einsim::reproduce::targets::Status;
+use einsim::reproduce::targets::tally;
 use einsim::run::{self, RunError};
 use einsim::sim::SimOptions;
 use std::path::{Path, PathBuf};
@@ -631,7 +631,7 @@ fn reproduce_cmd(name: &str, out: Option<String>, binding: Option<&str>, quiet: 
             einsim::gpu::reproduce::NAME
         )]);
     }
-    use einsim::reproduce::{self, targets::Status};
+    use einsim::reproduce;
     if name == "spatten" {
         return reproduce_spatten(out);
     }
@@ -657,17 +657,14 @@ fn reproduce_cmd(name: &str, out: Option<String>, binding: Option<&str>, quiet: 
     for (_, why) in &rep.missing {
         outln!("{why}");
     }
-    let n = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
+    let (pass, fail, not) = tally(&results);
     outln!(
-        "{} runs and {} layer runs (and again for each of {} what-if variants) in {:.2} s ({} failed); targets: {} pass, {} FAIL, {} not evaluated",
+        "{} runs and {} layer runs (and again for each of {} what-if variants) in {:.2} s ({} failed); targets: {pass} pass, {fail} FAIL, {not} not evaluated",
         rep.runs.len(),
         rep.layers.len(),
         rep.variants.len(),
         elapsed.as_secs_f64(),
         rep.failures().len(),
-        n(|s| *s == Status::Pass),
-        n(|s| *s == Status::Fail),
-        n(|s| matches!(s, Status::NotEvaluated(_))),
     );
     outln!("wrote {} files to {}", written.len(), dir.display());
     if rep.has_internal_error() {
@@ -898,18 +895,11 @@ fn gpu_reproduce(out: Option<String>, binding: Option<&str>) -> ExitCode {
     }));
     match reproduce::write(&dir, &rep) {
         Ok(n) => {
+            let (pass, fail, not) = tally(&rep.checks);
             outln!(
-                "{} runs in {:.2} s; targets: {} pass, {} FAIL",
+                "{} runs in {:.2} s; targets: {pass} pass, {fail} FAIL, {not} not evaluated",
                 rep.runs.len(),
                 elapsed.as_secs_f64(),
-                rep.checks
-                    .iter()
-                    .filter(|c| c.status == Status::Pass)
-                    .count(),
-                rep.checks
-                    .iter()
-                    .filter(|c| c.status != Status::Pass)
-                    .count()
             );
             outln!("wrote {n} files to {}", dir.display());
             ExitCode::SUCCESS

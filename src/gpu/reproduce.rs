@@ -35,9 +35,10 @@ pub struct Plan {
     /// The sequence length every ablation runs at.
     pub ablation_seq: u64,
     pub ablations: Vec<KernelRun>,
-    /// What the ablations show, in words, printed under their table. It cites the report's tables and names no
-    /// number of its own, so a model change cannot leave it stale.
-    pub discussion: String,
+    /// What the ablations show, in words, printed under their table: (kernel, paragraph), each printed when its
+    /// kernel is in the report. The paragraphs point at the tables' rows for numbers instead of restating them, so
+    /// a model change moves the numbers they point at; their claims are re-read by whoever changes the model.
+    pub discussion: Vec<(String, String)>,
 }
 
 /// One labelled run of the plan: a kernel on a GPU at head dim `d` (non-causal), with parameters set.
@@ -517,7 +518,7 @@ fn markdown(r: &Fa4Reproduction) -> String {
     }
     let _ = writeln!(
         s,
-        "\nA CTA's step is the row times its Q tiles (FA4: 2 × 128 rows, FA3: 2 × 64-row warpgroups). Cycles are per SM\n\
+        "\nA CTA's step is the row times its Q tiles (FA4: 2 × 128 rows, FA3: 2 or 3 64-row warpgroups). Cycles are per SM\n\
          clock; the measured-GEMM fraction (gpus.md §4) derates that clock for every unit alike (arch/gpu/*.ron `sustained`).\n"
     );
     let _ = writeln!(
@@ -570,9 +571,10 @@ fn markdown(r: &Fa4Reproduction) -> String {
             cells.join(" | ")
         );
     }
-    // The discussion covers every kernel's rows: a report restricted to one binding leaves it out.
-    if r.grid.len() == r.plan.grid.len() {
-        let _ = writeln!(s, "\n{}", r.plan.discussion.trim_end());
+    for (kernel, paragraph) in &r.plan.discussion {
+        if r.grid.iter().any(|(_, k)| k == kernel) {
+            let _ = writeln!(s, "\n{}", paragraph.trim_end());
+        }
     }
     let _ = writeln!(
         s,

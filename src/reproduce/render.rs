@@ -263,14 +263,11 @@ fn summary(o: &mut String, rep: &Reproduction) {
 
 fn validation(o: &mut String, results: &[TargetResult]) {
     let _ = writeln!(o, "## Validation against published numbers\n");
-    let count = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
+    let (pass, fail, not) = super::targets::tally(results);
     let _ = writeln!(
         o,
-        "{} targets: {} pass, {} FAIL, {} not evaluated. Targets live in `{}`.\n",
+        "{} targets: {pass} pass, {fail} FAIL, {not} not evaluated. Targets live in `{}`.\n",
         results.len(),
-        count(|s| *s == Status::Pass),
-        count(|s| *s == Status::Fail),
-        count(|s| matches!(s, Status::NotEvaluated(_))),
         super::targets::FUSEMAX_PATH
     );
     let _ = writeln!(

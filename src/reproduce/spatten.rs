@@ -454,12 +454,7 @@ fn num(v: f64) -> String {
 
 impl Reproduction {
     pub fn counts(&self) -> (usize, usize, usize) {
-        let n = |f: fn(&Status) -> bool| self.results.iter().filter(|r| f(&r.status)).count();
-        (
-            n(|s| *s == Status::Pass),
-            n(|s| *s == Status::Fail),
-            n(|s| matches!(s, Status::NotEvaluated(_))),
-        )
+        super::targets::tally(&self.results)
     }
 
     /// `report.md`: the targets with einsim's value and error, then the runs.

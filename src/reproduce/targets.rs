@@ -171,6 +171,16 @@ impl<M: Clone> Target<M> {
     }
 }
 
+/// (pass, fail, not evaluated) over a reproduction's results: the one tally every summary line and report prints.
+pub fn tally<M>(results: &[TargetResult<M>]) -> (usize, usize, usize) {
+    let n = |f: fn(&Status) -> bool| results.iter().filter(|r| f(&r.status)).count();
+    (
+        n(|s| *s == Status::Pass),
+        n(|s| *s == Status::Fail),
+        n(|s| matches!(s, Status::NotEvaluated(_))),
+    )
+}
+
 impl<M> TargetResult<M> {
     /// Within tolerance, or a failure whose cause is written down.
     pub fn accounted_for(&self) -> bool {
