@@ -492,6 +492,16 @@ pub fn ticks(cycles: f64) -> u64 {
     (cycles * TICKS_PER_CYCLE as f64).ceil() as u64
 }
 
+/// Pieces a pipe task (MUFU, FMA, ALU, and its issue slots) is served in, one after another. Two warpgroups sharing
+/// a pipe interleave their instructions cycle by cycle, while an engine server runs each task whole, first come
+/// first served; cut into pieces, two softmaxes on one pipe take turns instead of one waiting for the other's whole
+/// task. Chosen by convergence on FA4 (B200, hd128, 8K): whole tasks (1) let the ping-pong fall into lockstep and
+/// stay there (1587 TF/s at `--set emu=0.35`, 1178 at 0.36; `--set l2.bandwidth=128` 1263); 4 pieces remove that
+/// cliff (1584 at 0.36, 1594 at l2.bandwidth=128) and leave the shipped TFLOP/s grid byte-identical. At `emu=1`
+/// the result is 1295 TF/s at 4 pieces, 1361 at 8, 1397 at 16 and 1399 at 32; 4 keeps `einsim reproduce fa4` at
+/// 0.64 s on 2 cores (8 pieces: 1.25 s, 16: 4.2 s) against its 2 s budget on one.
+const PIPE_CHUNKS: u64 = 4;
+
 /// The engine program of one work item of `steps` K/V steps.
 pub fn program(gpu: &Gpu, plan: &Plan, steps: u64) -> Program {
     let servers = gpu
@@ -513,11 +523,22 @@ pub fn program(gpu: &Gpu, plan: &Plan, steps: u64) -> Program {
             trip: plan.q,
         },
     ];
-    let mut first_template = vec![];
+    // Per task, per part: (its first template, its chunks). A pipe part is served in [`PIPE_CHUNKS`] pieces in turn,
+    // so two warpgroups sharing a pipe interleave instead of one waiting for the other's whole task.
+    let chunks_of = |unit: usize| match gpu.units[unit].kind {
+        Kind::Pipe(_) | Kind::Issue(_) => PIPE_CHUNKS,
+        _ => 1,
+    };
+    let mut layout: Vec<Vec<(usize, u64)>> = vec![];
     let mut n = 0;
     for t in &plan.tasks {
-        first_template.push(n);
-        n += t.parts.len();
+        let mut parts = vec![];
+        for p in &t.parts {
+            let k = chunks_of(p.unit);
+            parts.push((n, k));
+            n += k as usize;
+        }
+        layout.push(parts);
     }
     let mut templates = vec![];
     for (ti, t) in plan.tasks.iter().enumerate() {
@@ -526,30 +547,40 @@ pub fn program(gpu: &Gpu, plan: &Plan, steps: u64) -> Program {
             "Last" => (false, true),
             _ => (true, false),
         };
+        // A consumer waits for the last chunk of each part of what it waits for.
         let deps: Vec<Dep> = t
             .after
             .iter()
             .flat_map(|&(a, prev)| {
-                let first = first_template[a];
-                (0..plan.tasks[a].parts.len()).map(move |p| Dep {
-                    template: first + p,
+                layout[a].iter().map(move |&(first, k)| Dep {
+                    template: first + k as usize - 1,
                     carried: prev.then_some(0),
                 })
             })
             .collect();
-        for p in &t.parts {
+        for (p, &(first, k)) in t.parts.iter().zip(&layout[ti]) {
             let work = ticks(p.cycles);
-            templates.push(Template {
-                at_last: vec![last, false],
-                deps: deps.clone(),
-                ..Template::new(
-                    format!("{}.{}", t.name, gpu.units[p.unit].name),
-                    TemplateKind::Compute(ti),
-                    p.unit,
-                    vec![iter_kv, true],
-                    work,
-                )
-            });
+            for c in 0..k {
+                let share = work / k + u64::from(c < work % k);
+                templates.push(Template {
+                    at_last: vec![last, false],
+                    deps: if c == 0 {
+                        deps.clone()
+                    } else {
+                        vec![Dep {
+                            template: first + c as usize - 1,
+                            carried: None,
+                        }]
+                    },
+                    ..Template::new(
+                        format!("{}.{}", t.name, gpu.units[p.unit].name),
+                        TemplateKind::Compute(ti),
+                        p.unit,
+                        vec![iter_kv, true],
+                        share,
+                    )
+                });
+            }
         }
     }
     Program {
