@@ -307,7 +307,7 @@ pub fn run(
 
 /// The flag form on a GPU file: `binding` (a kernel; none: the GPU's first) over the product of `vary`, each point
 /// taking `sets` then its values as `einsim run --arch GPU --set` does (workload keys seq, tokens, hidden, batch,
-/// heads, d, causal; every other key a GPU or kernel parameter).
+/// heads, d, causal; every other key a GPU or kernel parameter, or a unit figure `UNIT.FIGURE` such as `mufu.rate`).
 pub fn run_gpu(
     gpu_file: &SourceFile,
     binding: Option<&str>,

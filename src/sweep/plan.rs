@@ -336,8 +336,8 @@ impl Plan {
         row::json_line(&fields)
     }
 
-    /// A GPU point: the workload keys and the GPU's and kernel's parameters, as `einsim run --arch GPU --set`
-    /// takes them (later values of a key override earlier ones).
+    /// A GPU point: the workload keys, the GPU's and kernel's parameters and its unit figures (`mufu.rate`), as
+    /// `einsim run --arch GPU --set` takes them (later values of a key override earlier ones).
     fn simulate_gpu(
         &self,
         d: usize,
