@@ -336,12 +336,19 @@ fn unit_figures_are_settable() {
         msg.contains("--set mufu.rat") && msg.contains("mufu.rate"),
         "{msg}"
     );
-    // An override is checked as the figure itself is: a pipe's rate of 0 is an error at the unit.
+    // An override must be positive, and is reported once, at the figure it replaces.
     let e = gpu::load(&f, &sets(&[("mufu.rate", 0.0)])).expect_err("a zero rate");
+    let msg = e.render();
     assert!(
-        e.render().contains("`mufu.rate` must be positive"),
-        "{}",
-        e.render()
+        msg.contains("--set mufu.rate=0: must be a finite number > 0"),
+        "{msg}"
+    );
+    assert_eq!(msg.matches("error:").count(), 1, "{msg}");
+    // The warp schedulers are read through every pipe task's issue part.
+    let issue = step(&sets(&[("emu", 0.0)]), "issue");
+    assert_eq!(
+        step(&sets(&[("emu", 0.0), ("issue.rate", 2.0)]), "issue"),
+        2.0 * issue
     );
 }
 

@@ -3,7 +3,8 @@
 //! A work item is what one CTA (or CTA pair) does: `Q` tiles of `M` query rows of one (batch, head), each against
 //! the K/V blocks it attends to, `N` rows per step. Its program has two loops, `kv` (steps) outside `q` (its Q
 //! tiles), and one template per unit a task uses: an MMA is a tensor-core template plus one template per storage
-//! its operands stream from, which run side by side; its consumers wait for all of them. The kernel's `window`
+//! its operands stream from, which run side by side; its consumers wait for all of them. A pipe task (MUFU, FMA,
+//! ALU) and its issue slots are each [`PIPE_CHUNKS`] chained templates, pieces served in turn. The kernel's `window`
 //! is the number of tile steps in flight, which is how two Q tiles ping-pong (FA4, FA3's two consumer
 //! warpgroups), how resident CTAs overlap (FA2), and how a warpgroup pipelines its own steps (FA3).
 
@@ -147,34 +148,6 @@ pub fn plan(
             return Err(RunError::Internal(format!(
                 "--set {key}={v} reached the run but not the loading of {} (`gpu::load` takes the same sets)",
                 gpu.name
-            )));
-        }
-    }
-    // An override the kernel never reads would change nothing and say nothing: refuse it.
-    for (key, _, _) in &gpu.overrides {
-        let (unit, figure) = key.split_once('.').unwrap_or((key, ""));
-        let mmas = || {
-            k.tasks
-                .iter()
-                .filter(|t| matches!(t.work, Work::Mma { .. }) && t.unit == unit)
-        };
-        let uses = k.tasks.iter().any(|t| {
-            t.unit == unit || matches!(&t.work, Work::Mma { a, b, .. } if a == unit || b == unit)
-        });
-        let unread = match figure.strip_prefix("flops.") {
-            Some(_) if mmas().next().is_none() => {
-                Some(format!("kernel `{}` runs no MMA on `{unit}`", k.name))
-            }
-            Some(dtype) if dtype != k.dtype => Some(format!(
-                "kernel `{}` runs {} MMAs (set `{unit}.flops.{}`)",
-                k.name, k.dtype, k.dtype
-            )),
-            _ if !uses => Some(format!("kernel `{}` does not use `{unit}`", k.name)),
-            _ => None,
-        };
-        if let Some(why) = unread {
-            return Err(RunError::Mapping(format!(
-                "--set {key}: {why}, so the override would change nothing"
             )));
         }
     }
@@ -467,6 +440,7 @@ pub fn plan(
             after,
         });
     }
+    unread_override(gpu, k, &tasks)?;
     let flop_factor = match &k.flops {
         Some(f) => ev("flops", &f.0, &vars)?,
         None => 1.0,
@@ -501,6 +475,48 @@ pub fn ticks(cycles: f64) -> u64 {
 /// the result is 1295 TF/s at 4 pieces, 1361 at 8, 1397 at 16 and 1399 at 32; 4 keeps `einsim reproduce fa4` at
 /// 0.64 s on 2 cores (8 pieces: 1.25 s, 16: 4.2 s) against its 2 s budget on one.
 const PIPE_CHUNKS: u64 = 4;
+
+/// An override the kernel never reads would change nothing and say nothing: refuse it. What reads a figure: a fit
+/// naming the unit reads its `capacity`; an MMA part on a tensor core reads its `flops` for the kernel's data type,
+/// its `instr_m` and `sustained`; any part on a unit (after `on` switches, so only tasks that are there) reads its
+/// rate, bandwidth and latency.
+fn unread_override(gpu: &Gpu, k: &KernelFile, tasks: &[Task]) -> Result<(), RunError> {
+    for (key, _, _) in &gpu.overrides {
+        let (unit, figure) = key.split_once('.').unwrap_or((key, ""));
+        let on_unit = tasks
+            .iter()
+            .flat_map(|t| &t.parts)
+            .any(|p| gpu.units[p.unit].name == unit);
+        let unread = if figure == "capacity" {
+            (!k.fits.iter().any(|f| f.unit == unit))
+                .then(|| format!("kernel `{}` has no fit in `{unit}`", k.name))
+        } else if let Some(dtype) = figure.strip_prefix("flops.") {
+            if !on_unit {
+                Some(format!("kernel `{}` runs no MMA on `{unit}`", k.name))
+            } else if dtype != k.dtype {
+                Some(format!(
+                    "kernel `{}` runs {} MMAs (set `{unit}.flops.{}`)",
+                    k.name, k.dtype, k.dtype
+                ))
+            } else {
+                None
+            }
+        } else {
+            (!on_unit).then(|| {
+                format!(
+                    "kernel `{}` has no work on `{unit}` here (with these parameters)",
+                    k.name
+                )
+            })
+        };
+        if let Some(why) = unread {
+            return Err(RunError::Mapping(format!(
+                "--set {key}: {why}, so the override would change nothing"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// The engine program of one work item of `steps` K/V steps.
 pub fn program(gpu: &Gpu, plan: &Plan, steps: u64) -> Program {

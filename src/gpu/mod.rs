@@ -99,9 +99,32 @@ impl Ctx<'_> {
             .or_else(|| text.find(&format!("name: \"{key}\"")))
             .unwrap_or(0)
     }
-    /// An error at the first `needle` after the entry `scope` (a figure of one unit: `"1"` also appears elsewhere).
+    /// An error at the first `needle` after the entry `scope` (a parameter, or a kernel's list).
     fn error_after(&mut self, scope: &str, needle: &str, message: String, label: &str) {
         let span = locate(&self.file.text, needle, self.entry(scope));
+        self.errors.push(Diagnostic::new(span, message, label));
+    }
+    /// An error at figure `what` (`rate`, `flops.bf16`) of unit `unit`, whose expression is `needle`: located by
+    /// the field's name within the unit, since two figures of one unit may read the same (`"16"`).
+    fn error_at_figure(
+        &mut self,
+        unit: &str,
+        what: &str,
+        needle: &str,
+        message: String,
+        label: &str,
+    ) {
+        let text = &self.file.text;
+        let from = self.entry(unit);
+        let field = match what.strip_prefix("flops.") {
+            Some(dtype) => format!("\"{dtype}\": Fig("),
+            None => format!("{what}: Fig("),
+        };
+        let at = text
+            .get(from..)
+            .and_then(|t| t.find(&field))
+            .map_or(from, |i| from + i);
+        let span = locate(text, needle, at);
         self.errors.push(Diagnostic::new(span, message, label));
     }
     /// An error at `needle` inside task `task` of kernel `kernel` (a unit or task name also appears elsewhere).
@@ -186,7 +209,14 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
             Some(v) if !(*v >= *lo && *v <= *hi) => cx.error_after(
                 p,
                 &g.params[p].0,
-                format!("`{p}` = {v} is outside [{lo}, {hi}]"),
+                format!(
+                    "`{p}` = {v}{} is outside [{lo}, {hi}]",
+                    if sets.contains_key(p) {
+                        " (set by --set)"
+                    } else {
+                        ""
+                    }
+                ),
                 why,
             ),
             Some(_) => {}
@@ -229,8 +259,9 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
             let by = if set.is_some() { " (set by --set)" } else { "" };
             let floor_ok = if what == "latency" { x >= 0.0 } else { x > 0.0 };
             if let Some(x) = set.filter(|x| !(x.is_finite() && floor_ok)) {
-                cx.error_after(
+                cx.error_at_figure(
                     name,
+                    what,
                     &f.0,
                     format!(
                         "--set {key}={x}: must be a finite number{} (it replaces the file's {own})",
@@ -239,18 +270,25 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                     "the figure it replaces",
                 );
             } else if x.is_finite() && x < 0.0 {
-                cx.error_after(
+                cx.error_at_figure(
                     name,
+                    what,
                     &f.0,
                     format!("`{key}` must not be negative, got {x}{by}"),
                     "here",
                 );
             }
+            let rejected = set.is_some_and(|x| !(x.is_finite() && floor_ok));
             if set.is_some() {
                 overrides.push((key.clone(), own, x));
             }
             figures.push(key);
-            x
+            // A rejected override is reported once: NaN passes every later check of this figure silently.
+            if rejected {
+                f64::NAN
+            } else {
+                x
+            }
         };
         let (kind, latency) = match u {
             UnitFile::TensorCore {
@@ -267,10 +305,16 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                     .collect();
                 let s = pos(&mut cx, "sustained", sustained, &vars);
                 if s.is_finite() && !(s > 0.0 && s <= 1.0) {
-                    cx.error_after(
+                    let by = if sets.contains_key(&format!("{name}.sustained")) {
+                        " (set by --set)"
+                    } else {
+                        ""
+                    };
+                    cx.error_at_figure(
                         name,
+                        "sustained",
                         &sustained.0,
-                        format!("`{name}.sustained` must lie in (0, 1], got {s}"),
+                        format!("`{name}.sustained` must lie in (0, 1], got {s}{by}"),
                         "a fraction of peak",
                     );
                 }
