@@ -4,7 +4,7 @@
 //! error of each. [`compute`] is pure; [`write`] is the one function here that writes files.
 
 use super::kernel::Workload;
-use super::report::{self, GpuReport};
+use super::report::{self, GpuReport, UnitRow};
 use crate::diag::SourceFile;
 use crate::library::Kind;
 use crate::plot::{Corner, Figure, LineChart, Panel, Series, XAxis};
@@ -429,6 +429,19 @@ fn csv(r: &Fa4Reproduction) -> String {
     s
 }
 
+/// Table cells of `units`' cycles per tile step in `x` (`–` for a unit the GPU lacks).
+fn unit_cells(x: &GpuReport, units: &[&str], cycles: fn(&UnitRow) -> f64) -> Vec<String> {
+    units
+        .iter()
+        .map(|u| {
+            x.units
+                .iter()
+                .find(|r| &r.unit == u)
+                .map_or("–".into(), |r| format!("{:.0}", cycles(r)))
+        })
+        .collect()
+}
+
 fn markdown(r: &Fa4Reproduction) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -496,15 +509,7 @@ fn markdown(r: &Fa4Reproduction) -> String {
     );
     let _ = writeln!(s, "|---|---|{}---|", "---|".repeat(units.len()));
     for (name, x) in &r.tiles {
-        let cells: Vec<String> = units
-            .iter()
-            .map(|u| {
-                x.units
-                    .iter()
-                    .find(|r| &r.unit == u)
-                    .map_or("–".into(), |r| format!("{:.0}", r.step_ideal))
-            })
-            .collect();
+        let cells = unit_cells(x, &units, |r| r.step_ideal);
         let _ = writeln!(
             s,
             "| {name} | {}×{}×{} ({} per CTA) | {} | {} |",
@@ -548,16 +553,7 @@ fn markdown(r: &Fa4Reproduction) -> String {
                 b.gpu == a.gpu && b.kernel == a.kernel && b.report.workload.d == a.report.workload.d
             })
             .map_or(f64::NAN, |b| b.report.tflops);
-        let cells: Vec<String> = cols
-            .iter()
-            .map(|u| {
-                a.report
-                    .units
-                    .iter()
-                    .find(|r| &r.unit == u)
-                    .map_or("–".into(), |r| format!("{:.0}", r.step_cycles))
-            })
-            .collect();
+        let cells = unit_cells(&a.report, &cols, |r| r.step_cycles);
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {:.1} | {:+.1}% | {} | {} |",
