@@ -182,6 +182,15 @@ fn nonzero(cx: &mut Ctx, unit: &str, what: &str, v: f64, why: &str) {
     }
 }
 
+/// " (set by --set)" where `key`'s value came from the command line, for messages about it.
+fn by_set(sets: &BTreeMap<String, f64>, key: &str) -> &'static str {
+    if sets.contains_key(key) {
+        " (set by --set)"
+    } else {
+        ""
+    }
+}
+
 /// Parse and check a GPU file, with `--set` overrides of its `params` and of its unit figures (`mufu.rate`). Every
 /// problem found is reported.
 pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diagnostics> {
@@ -209,14 +218,7 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
             Some(v) if !(*v >= *lo && *v <= *hi) => cx.error_after(
                 p,
                 &g.params[p].0,
-                format!(
-                    "`{p}` = {v}{} is outside [{lo}, {hi}]",
-                    if sets.contains_key(p) {
-                        " (set by --set)"
-                    } else {
-                        ""
-                    }
-                ),
+                format!("`{p}` = {v}{} is outside [{lo}, {hi}]", by_set(sets, p)),
                 why,
             ),
             Some(_) => {}
@@ -256,9 +258,9 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
             let own = cx.fig(&key, f, v);
             let set = sets.get(&key).copied();
             let x = set.unwrap_or(own);
-            let by = if set.is_some() { " (set by --set)" } else { "" };
             let floor_ok = if what == "latency" { x >= 0.0 } else { x > 0.0 };
-            if let Some(x) = set.filter(|x| !(x.is_finite() && floor_ok)) {
+            let rejected = set.is_some() && !(x.is_finite() && floor_ok);
+            if rejected {
                 cx.error_at_figure(
                     name,
                     what,
@@ -274,11 +276,10 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                     name,
                     what,
                     &f.0,
-                    format!("`{key}` must not be negative, got {x}{by}"),
+                    format!("`{key}` must not be negative, got {x}"),
                     "here",
                 );
             }
-            let rejected = set.is_some_and(|x| !(x.is_finite() && floor_ok));
             if set.is_some() {
                 overrides.push((key.clone(), own, x));
             }
@@ -305,16 +306,13 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
                     .collect();
                 let s = pos(&mut cx, "sustained", sustained, &vars);
                 if s.is_finite() && !(s > 0.0 && s <= 1.0) {
-                    let by = if sets.contains_key(&format!("{name}.sustained")) {
-                        " (set by --set)"
-                    } else {
-                        ""
-                    };
+                    let key = format!("{name}.sustained");
+                    let by = by_set(sets, &key);
                     cx.error_at_figure(
                         name,
                         "sustained",
                         &sustained.0,
-                        format!("`{name}.sustained` must lie in (0, 1], got {s}{by}"),
+                        format!("`{key}` must lie in (0, 1], got {s}{by}"),
                         "a fraction of peak",
                     );
                 }
@@ -441,8 +439,60 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
     }
 }
 
+/// Every name in the kernel's expressions is one a run defines: the GPU's params, `clock`, `sms`, the workload's `d`
+/// and `causal`, `elem`, the kernel's params and the tile's `M`, `N`, `Q`. Each expression is evaluated with all of
+/// them set to 1, and only an unknown name or function is reported: other failures (a division by 0 at these
+/// values) belong to a run. Without this, a misspelt name in a task that is off at the shipped settings, or in a
+/// tile `einsim check` never plans, would wait for the run that reaches it.
+fn check_kernel_names(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
+    let mut probe: BTreeMap<String, f64> = gpu.vars.keys().map(|n| (n.clone(), 1.0)).collect();
+    for n in ["d", "causal", "elem", "M", "N", "Q"] {
+        probe.insert(n.into(), 1.0);
+    }
+    probe.extend(k.params.keys().map(|n| (n.clone(), 1.0)));
+    let mut exprs: Vec<(Option<&str>, &str)> =
+        vec![(None, &k.elem.0), (None, &k.window.0), (None, &k.ctas.0)];
+    exprs.extend(k.flops.iter().map(|f| (None, f.0.as_str())));
+    exprs.extend(k.params.values().map(|f| (None, f.0.as_str())));
+    for t in &k.tiles {
+        exprs.extend([&t.m, &t.n, &t.q].map(|e| (None, e.as_str())));
+        if let Some((m, n, q)) = &t.causal {
+            exprs.extend([m, n, q].map(|e| (None, e.as_str())));
+        }
+    }
+    exprs.extend(k.fits.iter().map(|f| (None, f.bytes.as_str())));
+    for t in &k.tasks {
+        let task = Some(t.name.as_str());
+        match &t.work {
+            Work::Mma {
+                m,
+                n,
+                k: kk,
+                b_share,
+                ..
+            } => exprs.extend([m, n, kk, b_share].map(|e| (task, e.as_str()))),
+            Work::Ops(e) | Work::Bytes(e) => exprs.push((task, e)),
+        }
+        exprs.extend(t.on.iter().map(|e| (task, e.as_str())));
+    }
+    for (task, e) in exprs {
+        let Err(x) = expr::eval(e, &probe) else {
+            continue;
+        };
+        if !x.message.starts_with("unknown") {
+            continue;
+        }
+        let message = format!("kernel `{}`: {}", k.name, x.message);
+        match task {
+            Some(t) => cx.error_in_task(&k.name, t, e, message, "in this expression"),
+            None => cx.error_after(&k.name, e, message, "in this expression"),
+        }
+    }
+}
+
 /// Names a kernel uses: features of this generation, units of the right kind, tasks it waits for.
 fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
+    check_kernel_names(cx, gpu, k);
     for r in &k.requires {
         if !gpu.features.contains(r) {
             cx.error(
