@@ -444,16 +444,53 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
 /// them set to 1, and only an unknown name or function is reported: other failures (a division by 0 at these
 /// values) belong to a run. Without this, a misspelt name in a task that is off at the shipped settings, or in a
 /// tile `einsim check` never plans, would wait for the run that reaches it.
+///
+/// The kernel's params are evaluated in name order before the tile is chosen (`kernel::plan`), so `elem` sees the
+/// GPU's params, `d` and `causal`, and each param those and the params named before it: a param that uses a later
+/// one, or `M`, `N` or `Q`, is reported here too.
 fn check_kernel_names(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
     let mut probe: BTreeMap<String, f64> = gpu.vars.keys().map(|n| (n.clone(), 1.0)).collect();
-    for n in ["d", "causal", "elem", "M", "N", "Q"] {
+    for n in ["d", "causal"] {
         probe.insert(n.into(), 1.0);
     }
-    probe.extend(k.params.keys().map(|n| (n.clone(), 1.0)));
-    let mut exprs: Vec<(Option<&str>, &str)> =
-        vec![(None, &k.elem.0), (None, &k.window.0), (None, &k.ctas.0)];
+    let report = |cx: &mut Ctx, task: Option<&str>, e: &str, message: String| {
+        let message = format!("kernel `{}`: {message}", k.name);
+        match task {
+            Some(t) => cx.error_in_task(&k.name, t, e, message, "in this expression"),
+            None => cx.error_after(&k.name, e, message, "in this expression"),
+        }
+    };
+    let unknown = |e: &str, probe: &BTreeMap<String, f64>| {
+        expr::eval(e, probe)
+            .err()
+            .filter(|x| x.message.starts_with("unknown"))
+    };
+    if let Some(x) = unknown(&k.elem.0, &probe) {
+        report(cx, None, &k.elem.0, x.message);
+    }
+    probe.insert("elem".into(), 1.0);
+    for (name, f) in &k.params {
+        if let Some(x) = unknown(&f.0, &probe) {
+            let later = k
+                .params
+                .keys()
+                .find(|p| *p > name && x.message.starts_with(&format!("unknown name `{p}`")));
+            let message = match later {
+                Some(p) => format!(
+                    "param `{name}` uses `{p}`, which comes after it: params are evaluated in name order, each seeing \
+                     only those before it (and the GPU's params, `d`, `causal` and `elem`)"
+                ),
+                None => x.message,
+            };
+            report(cx, None, &f.0, message);
+        }
+        probe.insert(name.clone(), 1.0);
+    }
+    for n in ["M", "N", "Q"] {
+        probe.insert(n.into(), 1.0);
+    }
+    let mut exprs: Vec<(Option<&str>, &str)> = vec![(None, &k.window.0), (None, &k.ctas.0)];
     exprs.extend(k.flops.iter().map(|f| (None, f.0.as_str())));
-    exprs.extend(k.params.values().map(|f| (None, f.0.as_str())));
     for t in &k.tiles {
         exprs.extend([&t.m, &t.n, &t.q].map(|e| (None, e.as_str())));
         if let Some((m, n, q)) = &t.causal {
@@ -476,16 +513,8 @@ fn check_kernel_names(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
         exprs.extend(t.on.iter().map(|e| (task, e.as_str())));
     }
     for (task, e) in exprs {
-        let Err(x) = expr::eval(e, &probe) else {
-            continue;
-        };
-        if !x.message.starts_with("unknown") {
-            continue;
-        }
-        let message = format!("kernel `{}`: {}", k.name, x.message);
-        match task {
-            Some(t) => cx.error_in_task(&k.name, t, e, message, "in this expression"),
-            None => cx.error_after(&k.name, e, message, "in this expression"),
+        if let Some(x) = unknown(e, &probe) {
+            report(cx, task, e, x.message);
         }
     }
 }

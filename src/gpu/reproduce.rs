@@ -484,9 +484,8 @@ fn markdown(r: &Fa4Reproduction) -> String {
                 format!("±{:.0}%", 100.0 * t.tolerance)
             },
             match &c.status {
-                Status::Pass => "pass".to_string(),
-                Status::Fail => "**FAIL**".to_string(),
                 Status::NotEvaluated(why) => format!("not evaluated: {why}"),
+                s => s.cell().to_string(),
             },
             t.source,
             [t.known_disagreement.as_str(), t.note.as_str()]

@@ -282,16 +282,14 @@ fn validation(o: &mut String, results: &[TargetResult]) {
             super::targets::Bound::AtLeast => format!("≥ −{}", pct(t.tolerance)),
             super::targets::Bound::AtMost => format!("≤ +{}", pct(t.tolerance)),
         };
-        let (result, mut note) = match &r.status {
-            Status::Pass => ("pass".to_string(), String::new()),
+        let result = r.status.cell();
+        let mut note = match &r.status {
+            Status::Pass => String::new(),
             Status::Fail if !t.known_disagreement.trim().is_empty() => {
-                ("FAIL".into(), t.known_disagreement.trim().to_string())
+                t.known_disagreement.trim().to_string()
             }
-            Status::Fail => (
-                "FAIL".into(),
-                "cause not yet established (`known_disagreement` is empty)".into(),
-            ),
-            Status::NotEvaluated(why) => ("not evaluated".into(), why.clone()),
+            Status::Fail => "cause not yet established (`known_disagreement` is empty)".into(),
+            Status::NotEvaluated(why) => why.clone(),
         };
         if !t.note.trim().is_empty() {
             if !note.is_empty() {
@@ -366,11 +364,7 @@ fn variants(o: &mut String, rep: &Reproduction, results: &[TargetResult]) {
             v.variant.name
         );
         let _ = writeln!(o, "|---|---|---|---|---|---|---|");
-        let word = |s: &Status| match s {
-            Status::Pass => "pass",
-            Status::Fail => "FAIL",
-            Status::NotEvaluated(_) => "not evaluated",
-        };
+        let word = Status::cell;
         for (a, b) in changed {
             let _ = writeln!(
                 o,

@@ -482,11 +482,7 @@ impl Reproduction {
                 Bound::AtLeast => "≥ −",
                 Bound::AtMost => "≤ +",
             };
-            let status = match &r.status {
-                Status::Pass => "pass".to_string(),
-                Status::Fail => "**FAIL**".to_string(),
-                Status::NotEvaluated(_) => "not evaluated".to_string(),
-            };
+            let status = r.status.cell();
             let _ = writeln!(
                 o,
                 "| {} ({}) | {} {} | {} | {} | {}{:.0}% | {} |",

@@ -145,6 +145,17 @@ pub enum Status {
     NotEvaluated(String),
 }
 
+impl Status {
+    /// The word every report's target table shows; a failure is bold so it stands out of a column of passes.
+    pub fn cell(&self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Fail => "**FAIL**",
+            Status::NotEvaluated(_) => "not evaluated",
+        }
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct TargetResult<M = Metric> {
     pub target: Target<M>,

@@ -128,7 +128,7 @@ pub fn label(col: &str) -> String {
     } else if col.starts_with("traffic_bytes") || col.ends_with("_bytes") {
         "B"
     } else if col.starts_with("utilization") {
-        "fraction of PE-cycles"
+        "fraction of the unit's capacity used"
     } else if col.ends_with("gib_s") {
         "GiB/s"
     } else if col.contains(".flops.") {

@@ -24,6 +24,7 @@
 
 use super::plan::{fnv1a, Constraint, Design, Plan, PlotKind, PlotSpec};
 use super::row::{FAMILIES, GPU_HEAD, HEAD};
+use crate::binding::did_you_mean;
 use crate::cascade::{self, Loc};
 use crate::diag::{Diagnostic, Diagnostics, SourceFile, Span};
 use crate::expr::SizeExpr;
@@ -327,7 +328,7 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
             if names.contains(&b.as_str()) {
                 continue;
             }
-            let near = did_you_mean(names.iter().copied(), b);
+            let near = did_you_mean(b, &names);
             items.push(
                 Diagnostic::new(
                     bspan,
@@ -335,7 +336,7 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
                     "expected a binding of every design (a GPU's kernel, or an arch's named binding for the cascade)",
                 )
                 .with_note(format!(
-                    "{near}`{}`'s bindings: {}",
+                    "`{}`'s bindings: {}{near}",
                     design.label,
                     names.join(", ")
                 )),
@@ -385,7 +386,7 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
     let all_known: BTreeSet<String> = known.iter().flatten().cloned().collect();
     let check_param = |key: &str, span: Span, items: &mut Vec<Diagnostic>| {
         if !all_known.contains(key) {
-            let near = did_you_mean(all_known.iter().map(String::as_str), key);
+            let near = did_you_mean(key, &all_known.iter().collect::<Vec<_>>());
             items.push(
                 Diagnostic::new(
                     span,
@@ -393,7 +394,7 @@ pub fn load(file: &SourceFile, lookup: Lookup) -> Result<Plan, Diagnostics> {
                     "expected a parameter of the designs' archs, cascade or model",
                 )
                 .with_note(format!(
-                    "{near}known parameters: {}",
+                    "known parameters: {}{near}",
                     all_known.iter().cloned().collect::<Vec<_>>().join(", ")
                 )),
             );
@@ -801,17 +802,4 @@ fn expand(v: &Values) -> Result<Vec<i64>, String> {
         return Err("an empty list".into());
     }
     Ok(out)
-}
-
-/// "did you mean `x`? " for the first of `names` one edit from `name`, else nothing.
-fn did_you_mean<'a>(mut names: impl Iterator<Item = &'a str>, name: &str) -> String {
-    names
-        .find(|n| near_miss(n, name))
-        .map(|n| format!("did you mean `{n}`? "))
-        .unwrap_or_default()
-}
-
-/// One edit apart (a typo).
-fn near_miss(a: &str, b: &str) -> bool {
-    crate::binding::edit_distance(a, b) <= 1
 }
