@@ -406,3 +406,18 @@ fn fa3_without_warp_specialisation_is_slower() {
     let l2 = |r: &report::GpuReport| r.units.iter().find(|u| u.unit == "l2").unwrap().step_ideal;
     assert_eq!(l2(&on), l2(&off));
 }
+
+/// H200 is the H100 die with other HBM (gpus.md §4): its file repeats H100's units and kernels so that each GPU
+/// file stands alone. This keeps the copy from drifting: from `units:` on, the two files are the same text.
+#[test]
+fn h200_runs_h100s_units_and_kernels() {
+    let tail = |name: &str| {
+        let text = std::fs::read_to_string(root().join(format!("arch/gpu/{name}.ron"))).unwrap();
+        let at = text.find("    units: {").expect("a units section");
+        text[at..].to_string()
+    };
+    assert!(
+        tail("h100") == tail("h200"),
+        "arch/gpu/h200.ron's units and kernels differ from arch/gpu/h100.ron's: change both"
+    );
+}
