@@ -613,7 +613,7 @@ fn markdown(r: &Fa4Reproduction) -> String {
         "## Not reproduced\n\n\
          - FA4's backward pass (`fa4_bwd`) is checked per tile step (targets 3a–3d) and run 1-CTA against 2-CTA in the ablation table, but its TFLOP/s is not charted against sequence length: gpus.md gives no published backward TFLOP/s to compare.\n\
          - FA2 on H100 runs on an assumed mma.sync rate (Ampere's 2048 FLOP/clk per SM; gpus.md gives none for Hopper): see `tc_sync` in arch/gpu/h100.ron.\n\
-         - No real GPU was available: the PyTorch SDPA measurement of the issue's item 5 was not run.\n"
+         - No real GPU was available: the PyTorch SDPA measurement of the issue's item 5 (`reports/h200-sdpa/measure_sdpa.py`, prepared) was not run.\n"
     );
     s
 }
