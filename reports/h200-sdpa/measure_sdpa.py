@@ -18,6 +18,7 @@ import datetime
 import statistics
 import subprocess
 import sys
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +35,15 @@ BACKENDS = [("flash", SDPBackend.FLASH_ATTENTION), ("cudnn", SDPBackend.CUDNN_AT
 
 def header():
     """Where and with what the numbers were taken, as comment lines."""
-    smi = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm,power.limit", "--format=csv,noheader"],
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    try:
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,driver_version,clocks.max.sm,power.limit", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as e:
+        smi = f"unavailable ({type(e).__name__})"
     cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else "none"
     return [
         f"# date (UTC): {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')}",
@@ -64,28 +69,34 @@ def time_ms(fn):
 
 
 def main(path):
-    rows = ["backend,seq,d,causal,batch,heads,ms,tflops,error"]
-    for seq in SEQS:
-        for d in DIMS:
-            batch, heads = TOKENS // seq, HIDDEN // d
-            q, k, v = (
-                torch.randn(batch, heads, seq, d, device="cuda", dtype=torch.float16) for _ in range(3)
-            )
-            for causal in (False, True):
-                flops = 4 * seq * seq * d * heads * batch / (2 if causal else 1)
-                for name, backend in BACKENDS:
-                    try:
-                        with sdpa_kernel([backend]):
-                            ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
-                        rows.append(f"{name},{seq},{d},{int(causal)},{batch},{heads},{ms:.4f},{flops / ms / 1e9:.1f},")
-                    except Exception as e:  # a backend that refuses a shape: recorded, not fatal
-                        why = str(e).splitlines()[0].replace(",", ";")[:120] if str(e) else type(e).__name__
-                        rows.append(f"{name},{seq},{d},{int(causal)},{batch},{heads},,,{why}")
-                    print(rows[-1], flush=True)
-            del q, k, v
-            torch.cuda.empty_cache()
-    with open(path, "w") as f:
-        f.write("\n".join(header() + rows) + "\n")
+    # The header and each row are written as they come, so a run cut short keeps what it measured.
+    with open(path, "w") as out:
+        for line in header() + ["backend,seq,d,causal,batch,heads,ms,tflops,error"]:
+            print(line, file=out, flush=True)
+        for seq in SEQS:
+            for d in DIMS:
+                batch, heads = TOKENS // seq, HIDDEN // d
+                q, k, v = (
+                    torch.randn(batch, heads, seq, d, device="cuda", dtype=torch.float16) for _ in range(3)
+                )
+                for causal in (False, True):
+                    flops = 4 * seq * seq * d * heads * batch / (2 if causal else 1)
+                    for name, backend in BACKENDS:
+                        key = f"{name},{seq},{d},{int(causal)},{batch},{heads}"
+                        # PyTorch says why a backend refuses a shape in a warning, and raises a generic error.
+                        with warnings.catch_warnings(record=True) as caught:
+                            warnings.simplefilter("always")
+                            try:
+                                with sdpa_kernel([backend]):
+                                    ms = time_ms(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+                                row = f"{key},{ms:.4f},{flops / ms / 1e9:.1f},"
+                            except Exception as e:  # a backend that refuses a shape: recorded, not fatal
+                                why = " / ".join([str(w.message) for w in caught] + [str(e) or type(e).__name__])
+                                row = f"{key},,," + " ".join(why.split()).replace(",", ";")[:300]
+                        print(row, file=out, flush=True)
+                        print(row, flush=True)
+                del q, k, v
+                torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

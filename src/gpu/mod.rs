@@ -441,13 +441,13 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
 
 /// Every name in the kernel's expressions is one a run defines: the GPU's params, `clock`, `sms`, the workload's `d`
 /// and `causal`, `elem`, the kernel's params and the tile's `M`, `N`, `Q`. Each expression is evaluated with all of
-/// them set to 1, and only an unknown name or function is reported: other failures (a division by 0 at these
-/// values) belong to a run. Without this, a misspelt name in a task that is off at the shipped settings, or in a
-/// tile `einsim check` never plans, would wait for the run that reaches it.
+/// them set to 1, and everything but a failure of these values (a division by 0) is reported: an unknown name or
+/// function, a syntax error. Without this, a mistake in a task that is off at the shipped settings, or in a tile
+/// `einsim check` never plans, would wait for the run that reaches it.
 ///
-/// The kernel's params are evaluated in name order before the tile is chosen (`kernel::plan`), so `elem` sees the
-/// GPU's params, `d` and `causal`, and each param those and the params named before it: a param that uses a later
-/// one, or `M`, `N` or `Q`, is reported here too.
+/// Names are visible where a run evaluates the expression (`kernel::plan`): `elem` sees the GPU's params, `d` and
+/// `causal`; each param also `elem` and the params named before it; the tile's sizes all params; only the rest
+/// (window, fits, tasks) the tile's `M`, `N` and `Q`.
 fn check_kernel_names(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
     let mut probe: BTreeMap<String, f64> = gpu.vars.keys().map(|n| (n.clone(), 1.0)).collect();
     for n in ["d", "causal"] {
@@ -460,43 +460,75 @@ fn check_kernel_names(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
             None => cx.error_after(&k.name, e, message, "in this expression"),
         }
     };
-    let unknown = |e: &str, probe: &BTreeMap<String, f64>| {
-        expr::eval(e, probe)
-            .err()
-            .filter(|x| x.message.starts_with("unknown"))
+    // An error in the expression `e` of the field that starts with `field` in this kernel (`elem: `, `"warps": `):
+    // two fields may read the same (`ctas_per_sm` as elem and as a param), so the field is found first.
+    let report_field = |cx: &mut Ctx, field: &str, e: &str, message: String| {
+        let k0 = cx.entry(&k.name);
+        let start = cx.file.text[k0..]
+            .find(field)
+            .map_or(k0, |i| k0 + i + field.len());
+        let span = locate(&cx.file.text, e, start);
+        let message = format!("kernel `{}`: {message}", k.name);
+        cx.errors
+            .push(Diagnostic::new(span, message, "in this expression"));
     };
-    if let Some(x) = unknown(&k.elem.0, &probe) {
-        report(cx, None, &k.elem.0, x.message);
+    // What the probe values themselves cause (a division by 0 at 1s) belongs to a run; anything else is the text's.
+    let broken = |e: &str, probe: &BTreeMap<String, f64>| {
+        expr::eval(e, probe).err().filter(|x| {
+            x.message != "division by zero" && !x.message.starts_with("the value is not finite")
+        })
+    };
+    let uses = |x: &expr::ExprError, p: &str| x.message.starts_with(&format!("unknown name `{p}`"));
+    if let Some(x) = broken(&k.elem.0, &probe) {
+        let message = match k.params.keys().find(|p| uses(&x, p)) {
+            Some(p) => format!(
+                "`elem` uses the param `{p}`: `elem` is evaluated before the params, seeing only the GPU's params, \
+                 `d` and `causal`"
+            ),
+            None => x.message,
+        };
+        report_field(cx, "elem: ", &k.elem.0, message);
     }
     probe.insert("elem".into(), 1.0);
     for (name, f) in &k.params {
-        if let Some(x) = unknown(&f.0, &probe) {
-            let later = k
-                .params
-                .keys()
-                .find(|p| *p > name && x.message.starts_with(&format!("unknown name `{p}`")));
-            let message = match later {
+        if let Some(x) = broken(&f.0, &probe) {
+            let message = match k.params.keys().find(|p| *p >= name && uses(&x, p)) {
+                None if ["M", "N", "Q"].iter().any(|t| uses(&x, t)) => format!(
+                    "param `{name}` uses the tile's size: the tile (M, N, Q) is chosen after the params"
+                ),
+                Some(p) if p == name => format!("param `{name}` uses itself"),
                 Some(p) => format!(
                     "param `{name}` uses `{p}`, which comes after it: params are evaluated in name order, each seeing \
                      only those before it (and the GPU's params, `d`, `causal` and `elem`)"
                 ),
                 None => x.message,
             };
-            report(cx, None, &f.0, message);
+            report_field(cx, &format!("\"{name}\": "), &f.0, message);
         }
         probe.insert(name.clone(), 1.0);
+    }
+    // The tile's sizes are evaluated with the params, before M, N and Q exist.
+    let mut tile_exprs: Vec<&str> = vec![];
+    for t in &k.tiles {
+        tile_exprs.extend([&t.m, &t.n, &t.q].map(String::as_str));
+        if let Some((m, n, q)) = &t.causal {
+            tile_exprs.extend([m, n, q].map(String::as_str));
+        }
+    }
+    for e in tile_exprs {
+        if let Some(x) = broken(e, &probe) {
+            let message = match ["M", "N", "Q"].into_iter().find(|p| uses(&x, p)) {
+                Some(p) => format!("a tile size uses `{p}`, which the tile's sizes define"),
+                None => x.message,
+            };
+            report(cx, None, e, message);
+        }
     }
     for n in ["M", "N", "Q"] {
         probe.insert(n.into(), 1.0);
     }
     let mut exprs: Vec<(Option<&str>, &str)> = vec![(None, &k.window.0), (None, &k.ctas.0)];
     exprs.extend(k.flops.iter().map(|f| (None, f.0.as_str())));
-    for t in &k.tiles {
-        exprs.extend([&t.m, &t.n, &t.q].map(|e| (None, e.as_str())));
-        if let Some((m, n, q)) = &t.causal {
-            exprs.extend([m, n, q].map(|e| (None, e.as_str())));
-        }
-    }
     exprs.extend(k.fits.iter().map(|f| (None, f.bytes.as_str())));
     for t in &k.tasks {
         let task = Some(t.name.as_str());
@@ -513,7 +545,7 @@ fn check_kernel_names(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
         exprs.extend(t.on.iter().map(|e| (task, e.as_str())));
     }
     for (task, e) in exprs {
-        if let Some(x) = unknown(e, &probe) {
+        if let Some(x) = broken(e, &probe) {
             report(cx, task, e, x.message);
         }
     }
