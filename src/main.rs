@@ -76,9 +76,10 @@ enum Command {
         /// Arch name (see `einsim list`) or path to an arch file.
         #[arg(long, default_value = "fusemax")]
         arch: String,
-        /// Model shape name or path (sets the cascade's parameters), or `none` for the cascade's defaults.
-        #[arg(long, default_value = "bert-base")]
-        workload: String,
+        /// Model shape name or path (sets the cascade's parameters), or `none` for the cascade's defaults
+        /// [default: bert-base]. Not for GPUs, whose workload is `--set` seq, tokens, hidden, d, causal.
+        #[arg(long)]
+        workload: Option<String>,
         /// Override a workload or arch parameter, e.g. seq=4096, seq=1M, rows=128.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
@@ -169,9 +170,9 @@ enum Command {
         /// Arch name or path.
         #[arg(long, default_value = "fusemax")]
         arch: String,
-        /// Model shape name or path, or `none` for the cascade's defaults.
-        #[arg(long, default_value = "bert-base")]
-        workload: String,
+        /// Model shape name or path, or `none` for the cascade's defaults [default: bert-base]. Not for GPUs.
+        #[arg(long)]
+        workload: Option<String>,
         /// A GPU's kernel (`--arch b200 --binding fa4`; default: the GPU's first), or one of an arch's named
         /// bindings forced at every point as `einsim run --binding` forces it (`--arch flat-cloud --binding
         /// spilled`). GPU points take the keys of `einsim run --arch GPU --set` (seq, tokens, hidden, batch, heads,
@@ -250,7 +251,7 @@ fn main() -> ExitCode {
     };
     let command = cli.command.unwrap_or(Command::Run {
         arch: "fusemax".into(),
-        workload: "bert-base".into(),
+        workload: None,
         set: vec![],
         format: Format::Text,
         no_extrapolate: false,
@@ -272,8 +273,15 @@ fn main() -> ExitCode {
                 ..SimOptions::default()
             };
             if let Some(g) = gpu_file(&arch) {
+                if let Some(e) = not_for_gpus(&[
+                    ("--workload", workload.is_some()),
+                    ("--cascade", cascade.is_some()),
+                ]) {
+                    return e;
+                }
                 return gpu_run(&g, binding.as_deref(), &set, format, opts);
             }
+            let workload = workload.unwrap_or_else(|| DEFAULT_WORKLOAD.into());
             let (a, w) = match arch_and_model(&arch, &workload) {
                 Ok(f) => f,
                 Err(code) => return code,
@@ -375,7 +383,7 @@ fn main() -> ExitCode {
             let go = || {
                 sweep_cmd(
                     &arch,
-                    &workload,
+                    workload.as_deref(),
                     binding.as_deref(),
                     &vary,
                     &set,
@@ -678,7 +686,7 @@ fn reproduce_cmd(name: &str, out: Option<String>, binding: Option<&str>, quiet: 
 #[allow(clippy::too_many_arguments)]
 fn sweep_cmd(
     arch: &str,
-    workload: &str,
+    workload: Option<&str>,
     binding: Option<&str>,
     vary: &[einsim::sweep::Vary],
     set: &[String],
@@ -686,11 +694,24 @@ fn sweep_cmd(
     out: Option<String>,
     quiet: bool,
 ) -> ExitCode {
+    if let Some(v) = vary
+        .iter()
+        .enumerate()
+        .find(|(i, v)| vary[..*i].iter().any(|u| u.key == v.key))
+    {
+        return usage(vec![format!(
+            "--vary {}: the key is varied twice; give its values once",
+            v.1.key
+        )]);
+    }
     let bar = Bar::new("sweep", quiet);
     let sweep = if let Some(g) = gpu_file(arch) {
+        if let Some(e) = not_for_gpus(&[("--workload", workload.is_some())]) {
+            return e;
+        }
         einsim::sweep::run_gpu(&g, binding, set, vary, metric, SimOptions::default(), &bar)
     } else {
-        let (a, w) = match arch_and_model(arch, workload) {
+        let (a, w) = match arch_and_model(arch, workload.unwrap_or(DEFAULT_WORKLOAD)) {
             Ok(f) => f,
             Err(code) => return code,
         };
@@ -831,6 +852,21 @@ impl einsim::progress::Progress for Bar {
     }
 }
 
+/// The model `--workload` names when none is given (accelerator runs only).
+const DEFAULT_WORKLOAD: &str = "bert-base";
+
+/// A usage error (exit 2) naming the given options a GPU run would otherwise ignore.
+fn not_for_gpus(given: &[(&str, bool)]) -> Option<ExitCode> {
+    let named: Vec<&str> = given.iter().filter(|g| g.1).map(|g| g.0).collect();
+    (!named.is_empty()).then(|| {
+        usage(vec![format!(
+            "{} does not apply to a GPU: its workload is `--set` seq, tokens, hidden, d and causal, and its kernel \
+             `--binding`",
+            named.join(" and ")
+        )])
+    })
+}
+
 /// A GPU named by `--arch`: a shipped GPU file, or a file whose top-level struct is `Gpu(...)`.
 fn gpu_file(arg: &str) -> Option<SourceFile> {
     if library::get(Kind::Arch, arg).is_some() {
@@ -857,7 +893,9 @@ fn gpu_run(
         Ok(r) => {
             match format {
                 Format::Json => outln!("{}", serde_json::to_string_pretty(&r).unwrap_or_default()),
-                _ => out!("{}", einsim::gpu::report::text(&r)),
+                // The GPU report has one human layout; markdown carries it as a preformatted block.
+                Format::Md => out!("```text\n{}```\n", einsim::gpu::report::text(&r)),
+                Format::Text => out!("{}", einsim::gpu::report::text(&r)),
             }
             ExitCode::SUCCESS
         }

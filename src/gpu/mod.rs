@@ -426,7 +426,24 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
         kernels: g.kernels.clone(),
         file: file.clone(),
     };
-    for k in &g.kernels {
+    if g.kernels.is_empty() {
+        cx.error(
+            "kernels",
+            format!("{} lists no kernels", gpu.name),
+            "expected at least one Kernel(...)",
+        );
+    }
+    for (i, k) in g.kernels.iter().enumerate() {
+        if g.kernels[..i].iter().any(|o| o.name == k.name) {
+            // Located at the second `name: "..."`: a binding by this name would only ever reach the first.
+            let first = cx.entry(&k.name) + format!("name: \"{}\"", k.name).len();
+            let span = locate(&file.text, &k.name, first);
+            cx.errors.push(Diagnostic::new(
+                span,
+                format!("kernel `{}` is defined twice", k.name),
+                "a second time",
+            ));
+        }
         check_kernel(&mut cx, &gpu, k);
     }
     if cx.errors.is_empty() {
@@ -655,7 +672,34 @@ fn check_kernel(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
                     ),
                     "expected a task name (or NAME@prev)",
                 );
+            } else if !a.ends_with("@prev") && !names[..i].contains(&base) {
+                // The engine builds a step's tasks in list order and a wait within the step on one not yet built
+                // would be dropped; listing order also rules out a cycle of waits.
+                cx.error_in_task(
+                    &k.name,
+                    &t.name,
+                    a,
+                    format!(
+                        "task `{}` waits for `{a}`, which is listed after it: within a step a task may wait only \
+                         for tasks listed before it (or for NAME@prev, the previous step's)",
+                        t.name
+                    ),
+                    "listed later",
+                );
             }
+        }
+    }
+    for (p, lo, hi, _) in &k.ranges {
+        if lo.is_nan() || hi.is_nan() || lo > hi {
+            cx.error_after(
+                &k.name,
+                p,
+                format!(
+                    "kernel `{}`, ranges: `{p}` has [{lo}, {hi}], which holds no value",
+                    k.name
+                ),
+                "expected low ≤ high",
+            );
         }
     }
     let ranged = k.ranges.iter().map(|r| (&r.0, "ranges"));
@@ -699,6 +743,11 @@ pub fn sets(
         let (k, v) = a
             .split_once('=')
             .ok_or_else(|| RunError::Mapping(format!("--set `{a}`: expected KEY=VALUE")))?;
+        // Whole numbers as everywhere else (4096, 64K, 1M, 1G, 2^20); then decimals, which kernel params take.
+        if let Some(n) = crate::run::parse_int(v.trim()) {
+            vals.insert(k.trim().to_string(), n as f64);
+            continue;
+        }
         let (num, mul) = match v.trim().strip_suffix(['K', 'k']) {
             Some(n) => (n, 1024.0),
             None => match v.trim().strip_suffix('M') {
@@ -726,8 +775,22 @@ pub fn sets(
     let d = whole("d", 128.0)?;
     let tokens = whole("tokens", 32768.0)?;
     let hidden = whole("hidden", 2048.0)?;
+    // batch and heads may be given directly or derived (batch = tokens / seq, heads = hidden / d), not both.
+    for (direct, derived) in [("batch", "tokens"), ("heads", "hidden")] {
+        if vals.contains_key(direct) && vals.contains_key(derived) {
+            return Err(RunError::Mapping(format!(
+                "--set {direct} and --set {derived} both fix {direct}: give one"
+            )));
+        }
+    }
     let batch = match vals.get("batch") {
         Some(_) => whole("batch", 1.0)?,
+        // Explicit tokens must be whole sequences; the default 32K gives at least one sequence of any length.
+        None if vals.contains_key("tokens") && tokens % seq != 0 => {
+            return Err(RunError::Mapping(format!(
+                "tokens {tokens} is not a multiple of seq {seq} (batch = tokens / seq); set batch instead"
+            )))
+        }
         None => (tokens / seq).max(1),
     };
     let heads = match vals.get("heads") {

@@ -65,13 +65,30 @@ pub fn attention_flops(w: &Workload) -> f64 {
 }
 
 /// Work items by number of K/V steps: (steps, count).
-pub fn items(plan: &Plan, w: &Workload) -> Vec<(u64, u64)> {
+pub fn items(plan: &Plan, w: &Workload) -> Result<Vec<(u64, u64)>, RunError> {
     let rows = plan.m * plan.q * plan.ctas;
     let blocks = w.seq.div_ceil(rows);
     let full = w.seq.div_ceil(plan.n);
-    let per = w.batch * w.heads;
+    let too_large = || {
+        RunError::Mapping(format!(
+            "too many work items: {} batch × {} heads × {blocks} Q blocks of {rows} rows does not fit in 64 bits",
+            w.batch, w.heads
+        ))
+    };
+    let per = w.batch.checked_mul(w.heads).ok_or_else(too_large)?;
+    let all = blocks.checked_mul(per).ok_or_else(too_large)?;
     if !w.causal {
-        return vec![(full, blocks * per)];
+        return Ok(vec![(full, all)]);
+    }
+    // Each distinct causal length is simulated once, so their number bounds the run's cost: refuse what would take
+    // minutes rather than hang. (Fitting the steady-state slope across lengths would lift this; not done yet.)
+    if blocks > MAX_CAUSAL_LENGTHS {
+        return Err(RunError::Mapping(format!(
+            "a causal run simulates each of its Q blocks' lengths once, and seq {} has {blocks} blocks of {rows} \
+             rows, more than the {MAX_CAUSAL_LENGTHS} einsim runs (seq up to {}); use a shorter sequence",
+            w.seq,
+            MAX_CAUSAL_LENGTHS * rows
+        )));
     }
     // Block i attends to keys up to its last row: its diagonal blocks are charged whole.
     let mut by: BTreeMap<u64, u64> = BTreeMap::new();
@@ -79,8 +96,11 @@ pub fn items(plan: &Plan, w: &Workload) -> Vec<(u64, u64)> {
         let steps = ((i + 1) * rows).div_ceil(plan.n).min(full);
         *by.entry(steps).or_default() += per;
     }
-    by.into_iter().collect()
+    Ok(by.into_iter().collect())
 }
+
+/// The most distinct causal item lengths a run simulates: about 2 s on one core at 0.12 ms each (FA4 on B200).
+const MAX_CAUSAL_LENGTHS: u64 = 16_384;
 
 /// Per-unit work of one item of `steps` steps, in ticks (as the engine counts it).
 fn item_work(gpu: &Gpu, plan: &Plan, steps: u64) -> Vec<Tick> {
@@ -113,7 +133,7 @@ pub fn run(
     }
     let plan = kernel::plan(gpu, kernel_name, w, sets)?;
     let slots = (gpu.sms / plan.ctas).max(1);
-    let groups = items(&plan, w);
+    let groups = items(&plan, w)?;
     let mut timed = vec![];
     let mut bound_total = vec![0 as Tick; gpu.units.len()];
     let mut bound_item: Tick = 0;
