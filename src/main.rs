@@ -528,13 +528,20 @@ pub(crate) fn resolve(kind: Kind, arg: &str) -> Result<SourceFile, String> {
 }
 
 fn check(files: &[String]) -> ExitCode {
+    // Every file is checked: one that cannot be read is reported and the rest still are. A path that is not a
+    // readable file is a usage error (exit 2); a file that is not UTF-8 is invalid input, like any bad content.
     let mut bad = false;
+    let mut unreadable = false;
     for path in files {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("error: cannot read `{path}`: {e}");
-                return ExitCode::from(USAGE);
+                match e.kind() {
+                    std::io::ErrorKind::InvalidData => bad = true,
+                    _ => unreadable = true,
+                }
+                continue;
             }
         };
         let file = SourceFile::new(path.as_str(), text);
@@ -586,7 +593,9 @@ fn check(files: &[String]) -> ExitCode {
             }
         }
     }
-    if bad {
+    if unreadable {
+        ExitCode::from(USAGE)
+    } else if bad {
         ExitCode::from(INVALID)
     } else {
         ExitCode::SUCCESS
@@ -649,8 +658,9 @@ fn reproduce_cmd(name: &str, out: Option<String>, binding: Option<&str>, quiet: 
     bar.clear();
     let Some((rep, results)) = computed else {
         return usage(vec![format!(
-            "unknown reproduction `{name}`; known: {}",
-            reproduce::NAMES.join(", ")
+            "unknown reproduction `{name}`; known: {}, {}",
+            reproduce::NAMES.join(", "),
+            einsim::gpu::reproduce::NAME
         )]);
     };
     let elapsed = start.elapsed();

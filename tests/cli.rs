@@ -249,7 +249,7 @@ fn reproduce_accepts_quiet() {
         let err = stderr(&expect(&["reproduce", "nope", quiet], 2));
         assert_eq!(
             err,
-            "error: unknown reproduction `nope`; known: fusemax, spatten\n"
+            "error: unknown reproduction `nope`; known: fusemax, spatten, fa4\n"
         );
     }
 }

@@ -26,7 +26,7 @@ pub fn eval(text: &str, vars: &BTreeMap<String, f64>) -> Result<f64, ExprError> 
     let v = p.cmp()?;
     p.ws();
     if p.i < p.s.len() {
-        return Err(p.err(format!("unexpected `{}`", p.s[p.i] as char)));
+        return Err(p.err(format!("unexpected `{}`", p.char_here())));
     }
     if !v.is_finite() {
         return Err(ExprError {
@@ -44,6 +44,13 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
+    /// The character at the cursor, whole (a multi-byte `×` is not its first byte).
+    fn char_here(&self) -> char {
+        std::str::from_utf8(&self.s[self.i..])
+            .ok()
+            .and_then(|t| t.chars().next())
+            .unwrap_or('?')
+    }
     fn err(&self, message: String) -> ExprError {
         ExprError {
             message,
@@ -205,7 +212,7 @@ impl Parser<'_> {
                 }
             });
         }
-        Err(self.err(format!("unexpected `{}`", c as char)))
+        Err(self.err(format!("unexpected `{}`", self.char_here())))
     }
 }
 
@@ -244,6 +251,7 @@ mod tests {
             .contains("division"));
         assert!(eval("(1 + 2", &vars).is_err());
         assert!(eval("1 2", &vars).is_err());
+        assert_eq!(eval("2 × M", &vars).unwrap_err().message, "unexpected `×`");
         assert!(eval("sqrt(2)", &vars)
             .unwrap_err()
             .message

@@ -164,7 +164,11 @@ pub fn plan(
         vars.insert(p.clone(), v);
         params.insert(p.clone(), v);
     }
-    for (p, lo, hi, why) in &k.ranges {
+    // In name order, the order params are evaluated in: a param out of range is reported before the ones derived
+    // from it (`cta_group=0` before `kv_stages = 3·cta_group`).
+    let mut ranges: Vec<_> = k.ranges.iter().collect();
+    ranges.sort_by(|a, b| a.0.cmp(&b.0));
+    for (p, lo, hi, why) in ranges {
         let v = vars.get(p).copied().unwrap_or(f64::NAN);
         if !(v >= *lo && v <= *hi) {
             return Err(invalid(
