@@ -239,6 +239,18 @@ pub fn load(file: &SourceFile, sets: &BTreeMap<String, f64>) -> Result<Gpu, Diag
     let hbm = cx.fig("hbm", &g.hbm, &vars);
     let l2 = cx.fig("l2", &g.l2, &vars);
     let tdp = cx.fig("tdp", &g.tdp, &vars);
+    // Each divides something in a report (percent of peak, seconds of HBM traffic, energy per run): 0 or less is
+    // a typo, not a design.
+    for (what, v, f) in [
+        ("peak", peak, &g.peak),
+        ("hbm", hbm, &g.hbm),
+        ("l2", l2, &g.l2),
+        ("tdp", tdp, &g.tdp),
+    ] {
+        if v.is_finite() && v <= 0.0 {
+            cx.error(&f.0, format!("`{what}` must be positive, got {v}"), "here");
+        }
+    }
     if sms.is_finite() && (sms < 1.0 || sms.fract() != 0.0 || sms > u32::MAX as f64) {
         cx.error(
             &g.sms.0,
