@@ -9,11 +9,23 @@
 
 use std::collections::BTreeMap;
 
-/// Why an expression did not evaluate: a message and the byte offset in the expression it is about.
+/// Why an expression did not evaluate: a message, the byte offset in the expression it is about, and its cause.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExprError {
     pub message: String,
     pub at: usize,
+    pub cause: Cause,
+}
+
+/// What an error is owed to, for checks that judge an expression without its real values (`einsim check`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Cause {
+    /// The text: a syntax error, a bad number, an unknown function, a wrong argument count.
+    Text,
+    /// A name with no value here.
+    Unknown(String),
+    /// The values: a division by zero, a result that is not finite.
+    Value,
 }
 
 /// Evaluate `text` with the names in `vars`.
@@ -32,6 +44,7 @@ pub fn eval(text: &str, vars: &BTreeMap<String, f64>) -> Result<f64, ExprError> 
         return Err(ExprError {
             message: "the value is not finite (a division by zero?)".into(),
             at: 0,
+            cause: Cause::Value,
         });
     }
     Ok(v)
@@ -55,6 +68,7 @@ impl Parser<'_> {
         ExprError {
             message,
             at: self.i,
+            cause: Cause::Text,
         }
     }
     fn ws(&mut self) {
@@ -112,6 +126,7 @@ impl Parser<'_> {
                     return Err(ExprError {
                         message: "division by zero".into(),
                         at,
+                        cause: Cause::Value,
                     });
                 }
                 v /= d;
@@ -164,6 +179,7 @@ impl Parser<'_> {
             return t.parse().map_err(|_| ExprError {
                 message: format!("`{t}` is not a number"),
                 at: start,
+                cause: Cause::Text,
             });
         }
         if c.is_ascii_alphabetic() || c == b'_' {
@@ -186,6 +202,7 @@ impl Parser<'_> {
                 let bad = |n: usize| ExprError {
                     message: format!("`{name}` takes {n} argument(s), got {}", args.len()),
                     at: start,
+                    cause: Cause::Text,
                 };
                 return match (name, args.as_slice()) {
                     ("min", [a, b]) => Ok(a.min(*b)),
@@ -201,6 +218,7 @@ impl Parser<'_> {
                             "unknown function `{name}` (known: min, max, ceil, floor, if)"
                         ),
                         at: start,
+                        cause: Cause::Text,
                     }),
                 };
             }
@@ -209,6 +227,7 @@ impl Parser<'_> {
                 ExprError {
                     message: format!("unknown name `{name}` (known here: {})", known.join(", ")),
                     at: start,
+                    cause: Cause::Unknown(name.to_string()),
                 }
             });
         }

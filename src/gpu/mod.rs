@@ -114,16 +114,28 @@ impl Ctx<'_> {
         message: String,
         label: &str,
     ) {
-        let text = &self.file.text;
-        let from = self.entry(unit);
         let field = match what.strip_prefix("flops.") {
             Some(dtype) => format!("\"{dtype}\": Fig("),
             None => format!("{what}: Fig("),
         };
+        self.error_in_field(unit, &field, needle, message, label);
+    }
+    /// An error at `needle` inside the field that starts with `field` (`rate: Fig(`, `"warps": `) after the entry
+    /// `scope`: two fields of one entry may read the same, so the field is found first.
+    fn error_in_field(
+        &mut self,
+        scope: &str,
+        field: &str,
+        needle: &str,
+        message: String,
+        label: &str,
+    ) {
+        let text = &self.file.text;
+        let from = self.entry(scope);
         let at = text
             .get(from..)
-            .and_then(|t| t.find(&field))
-            .map_or(from, |i| from + i);
+            .and_then(|t| t.find(field))
+            .map_or(from, |i| from + i + field.len());
         let span = locate(text, needle, at);
         self.errors.push(Diagnostic::new(span, message, label));
     }
@@ -489,25 +501,18 @@ fn check_kernel_names(cx: &mut Ctx, gpu: &Gpu, k: &KernelFile) {
             None => cx.error_after(&k.name, e, message, "in this expression"),
         }
     };
-    // An error in the expression `e` of the field that starts with `field` in this kernel (`elem: `, `"warps": `):
-    // two fields may read the same (`ctas_per_sm` as elem and as a param), so the field is found first.
+    // `elem` and a param may read the same (`ctas_per_sm`), so these are located at their field.
     let report_field = |cx: &mut Ctx, field: &str, e: &str, message: String| {
-        let k0 = cx.entry(&k.name);
-        let start = cx.file.text[k0..]
-            .find(field)
-            .map_or(k0, |i| k0 + i + field.len());
-        let span = locate(&cx.file.text, e, start);
         let message = format!("kernel `{}`: {message}", k.name);
-        cx.errors
-            .push(Diagnostic::new(span, message, "in this expression"));
+        cx.error_in_field(&k.name, field, e, message, "in this expression");
     };
     // What the probe values themselves cause (a division by 0 at 1s) belongs to a run; anything else is the text's.
     let broken = |e: &str, probe: &BTreeMap<String, f64>| {
-        expr::eval(e, probe).err().filter(|x| {
-            x.message != "division by zero" && !x.message.starts_with("the value is not finite")
-        })
+        expr::eval(e, probe)
+            .err()
+            .filter(|x| x.cause != expr::Cause::Value)
     };
-    let uses = |x: &expr::ExprError, p: &str| x.message.starts_with(&format!("unknown name `{p}`"));
+    let uses = |x: &expr::ExprError, p: &str| matches!(&x.cause, expr::Cause::Unknown(n) if n == p);
     if let Some(x) = broken(&k.elem.0, &probe) {
         let message = match k.params.keys().find(|p| uses(&x, p)) {
             Some(p) => format!(
