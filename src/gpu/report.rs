@@ -66,7 +66,16 @@ pub fn attention_flops(w: &Workload) -> f64 {
 
 /// Work items by number of K/V steps: (steps, count).
 pub fn items(plan: &Plan, w: &Workload) -> Result<Vec<(u64, u64)>, RunError> {
-    let rows = plan.m * plan.q * plan.ctas;
+    // Each factor is at most 10^12 (`kernel::plan`), so their product can exceed 64 bits.
+    let rows = [plan.q, plan.ctas]
+        .iter()
+        .try_fold(plan.m, |r, &x| r.checked_mul(x))
+        .ok_or_else(|| {
+            RunError::Mapping(format!(
+                "a work item of {} × {} × {} rows (M × Q × CTAs) does not fit in 64 bits",
+                plan.m, plan.q, plan.ctas
+            ))
+        })?;
     let blocks = w.seq.div_ceil(rows);
     let full = w.seq.div_ceil(plan.n);
     let too_large = || {
@@ -87,7 +96,7 @@ pub fn items(plan: &Plan, w: &Workload) -> Result<Vec<(u64, u64)>, RunError> {
             "a causal run simulates each of its Q blocks' lengths once, and seq {} has {blocks} blocks of {rows} \
              rows, more than the {MAX_CAUSAL_LENGTHS} einsim runs (seq up to {}); use a shorter sequence",
             w.seq,
-            MAX_CAUSAL_LENGTHS * rows
+            MAX_CAUSAL_LENGTHS.saturating_mul(rows)
         )));
     }
     // Block i attends to keys up to its last row: its diagonal blocks are charged whole.
